@@ -1,0 +1,1 @@
+"""faceage-video: age or de-age the faces in a video."""
