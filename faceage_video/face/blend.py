@@ -1,0 +1,214 @@
+"""Paste an aged crop back into the frame: feathered mask, inverse warp of the change, colour match.
+
+The change the generator made (generated − original crop) is warped back, not the generated pixels: the
+frame keeps its own detail, sharpness and noise, and only a smooth residual is resampled. Only the region of
+interest the crop covers is warped, so a 4K frame costs no more than a small one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from faceage_video.errors import OptionsError
+from faceage_video.face.align import crop_roi
+from faceage_video.types import MASK_KINDS, Affine, Crop, Frame, Mask, MaskKind
+
+# The upper half of the MediaPipe face oval is stretched upwards by this fraction of its height above the
+# oval's middle: the oval stops on the upper forehead, and the hairline (greying, receding) is part of aging.
+FOREHEAD_GROWTH = 0.35
+# Colour match keeps a global shift of the change up to this many levels (0..255) per channel and removes
+# the rest: a duller, yellower skin is a few levels and is part of aging; a larger shift of the whole face is
+# the generator's colour or lighting cast, which would show as a tinted patch.
+MAX_GLOBAL_SHIFT = 8.0
+
+
+@dataclass(frozen=True)
+class BlendOptions:
+    """Options of `paste_back` and `crop_mask`.
+
+    Attributes:
+        mask: "face" (face oval grown to the hairline) or "box" (most of the crop, hair included).
+        feather: width of the soft edge, as a fraction of the crop side, in (0, 0.5].
+        color_match: remove the part of the change's global colour shift that exceeds `MAX_GLOBAL_SHIFT`
+            (see `paste_back`).
+    """
+
+    mask: MaskKind = "face"
+    feather: float = 0.08
+    color_match: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mask not in MASK_KINDS:
+            raise OptionsError(f"mask must be one of {', '.join(MASK_KINDS)}, got {self.mask!r}")
+        if not (math.isfinite(self.feather) and 0.0 < self.feather <= 0.5):
+            raise OptionsError(
+                f"feather must be in (0, 0.5] of the crop side, got {self.feather}; a hard edge (0) shows "
+                "as a seam"
+            )
+
+
+def _smoothstep(x: NDArray[np.floating]) -> NDArray[np.float32]:
+    """Monotone 0→1 ramp with zero slope at both ends, so the edge of the feather leaves no visible line."""
+    x = np.clip(x, 0.0, 1.0)
+    return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
+
+
+def grow_forehead(oval: NDArray[np.floating], growth: float = FOREHEAD_GROWTH) -> NDArray[np.float32]:
+    """Stretch the part of a face-oval polygon above its vertical middle upwards (−y).
+
+    Args:
+        oval: (K, 2) polygon in crop coordinates (the crop is upright, so up is −y).
+        growth: fraction by which the height above the middle grows.
+
+    Returns:
+        (K, 2) float32 polygon; points at or below the middle are unchanged, so the shape stays continuous.
+    """
+    pts = np.asarray(oval, dtype=np.float32).copy()
+    mid = 0.5 * (float(pts[:, 1].min()) + float(pts[:, 1].max()))
+    above = pts[:, 1] < mid
+    pts[above, 1] = mid - (mid - pts[above, 1]) * (1.0 + growth)
+    return pts
+
+
+def crop_mask(kind: MaskKind, size: int, oval_in_crop: NDArray[np.floating] | None, feather: float) -> Mask:
+    """Blend mask in aligned crop coordinates.
+
+    Args:
+        kind: "face": the filled face oval grown upwards to the hairline, with a ramp inside the polygon;
+            "box": the whole crop with a ramp towards its edges (keeps the hair).
+        size: crop side S in pixels.
+        oval_in_crop: (36, 2) face-oval polygon already mapped to crop pixels; needed for "face".
+        feather: ramp width as a fraction of `size`.
+
+    Returns:
+        (S, S) float32 in [0, 1]: 0 on and outside the boundary and on the crop border, rising monotonically
+        with the distance from the boundary to 1 once it is `feather * size` pixels inside.
+
+    Raises:
+        ValueError: on an unknown kind, a missing or malformed oval, or a feather outside (0, 0.5].
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {kind!r}")
+    if size < 4:
+        raise ValueError(f"crop size must be at least 4 px, got {size}")
+    if not 0.0 < feather <= 0.5:
+        raise ValueError(f"feather must be in (0, 0.5], got {feather}")
+    ramp = max(1.0, feather * size)
+    if kind == "box":
+        idx = np.arange(size, dtype=np.float32)
+        edge = np.minimum(idx, size - 1 - idx)  # distance of each row/column to the crop border, 0 on it
+        return _smoothstep(np.minimum(edge[:, None], edge[None, :]) / ramp)
+
+    if oval_in_crop is None:
+        raise ValueError('mask kind "face" needs the face-oval polygon in crop coordinates')
+    oval = np.asarray(oval_in_crop, dtype=np.float32)
+    if oval.ndim != 2 or oval.shape[1] != 2 or oval.shape[0] < 3 or not np.isfinite(oval).all():
+        raise ValueError(f"oval_in_crop must be a finite (K>=3, 2) polygon, got shape {oval.shape}")
+    poly = grow_forehead(oval)
+    # One pixel of zero border, so the crop edge counts as outside and clipped ovals still fade to 0 there.
+    filled = np.zeros((size + 2, size + 2), dtype=np.uint8)
+    sub = 4  # fixed-point bits: sub-pixel polygon vertices
+    pts = np.round((poly + 1.0) * (1 << sub)).astype(np.int32)
+    cv2.fillPoly(filled, [pts], 1, lineType=cv2.LINE_8, shift=sub)
+    # A polygon past the crop edge fills the padding too: clear it again.
+    filled[0, :] = filled[-1, :] = filled[:, 0] = filled[:, -1] = 0
+    dist = cv2.distanceTransform(filled, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    # The outermost filled pixels have distance 1: subtracting it puts them at exactly 0.
+    return _smoothstep((dist - 1.0) / ramp)
+
+
+def _color_matched(residual: NDArray[np.float32], mask: Mask) -> NDArray[np.float32]:
+    """Remove the part of the residual's mask-weighted mean shift beyond ±MAX_GLOBAL_SHIFT per channel.
+
+    Only this one global offset is touched: grey hair and regional skin changes are the aging effect and are
+    kept, and so is any global shift small enough to be skin tone rather than a cast.
+    """
+    w = float(mask.sum())
+    if w <= 0.0:
+        return residual
+    shift = (residual * mask[..., None]).reshape(-1, residual.shape[-1]).sum(axis=0) / w
+    excess = shift - np.clip(shift, -MAX_GLOBAL_SHIFT, MAX_GLOBAL_SHIFT)
+    if not np.any(excess):
+        return residual
+    return (residual - excess.astype(np.float32)).astype(np.float32)
+
+
+def paste_back(
+    frame: Frame,
+    generated: NDArray[np.floating] | NDArray[np.uint8],
+    original_crop: Crop,
+    m: Affine,
+    mask: Mask,
+    options: BlendOptions,
+) -> tuple[Frame, Mask]:
+    """Blend the generator's change to one aligned crop back into the frame.
+
+    out = frame + alpha · warp(generated − original_crop), with alpha = warp(mask), computed only inside the
+    region of interest the crop covers (`align.crop_roi`).
+
+    Args:
+        frame: (H, W, 3) uint8 RGB; not modified.
+        generated: (S, S, 3) aged crop, uint8 or float 0..255.
+        original_crop: (S, S, 3) uint8, the crop the generator was given (same `m`).
+        m: (2, 3) frame → crop similarity from `align.alignment_transform`.
+        mask: (S, S) float32 in [0, 1] from `crop_mask`, in crop coordinates.
+        options: blend options; `color_match` removes the excess global colour shift (see `_color_matched`).
+
+    Returns:
+        The new frame (a copy; every pixel with alpha 0 is bit-identical to `frame`) and the full-frame alpha,
+        (H, W) float32 in [0, 1], for the matte export.
+
+    Raises:
+        ValueError: if the shapes of the frame, crops, mask or transform do not agree.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    size = mask.shape[0]
+    if mask.shape != (size, size):
+        raise ValueError(f"mask must be square (S, S), got {mask.shape}")
+    if generated.shape != (size, size, 3) or original_crop.shape != (size, size, 3):
+        raise ValueError(
+            f"generated {generated.shape} and original_crop {original_crop.shape} must both be "
+            f"({size}, {size}, 3) to match the mask"
+        )
+    if np.asarray(m).shape != (2, 3):
+        raise ValueError(f"m must be a (2, 3) affine transform, got shape {np.asarray(m).shape}")
+
+    h, w = frame.shape[:2]
+    out = frame.copy()
+    alpha_full = np.zeros((h, w), dtype=np.float32)
+    x0, y0, x1, y1 = crop_roi(m, size, frame.shape)
+    if x1 <= x0 or y1 <= y0:
+        return out, alpha_full  # the crop lies entirely outside the frame
+
+    mask32 = np.clip(mask.astype(np.float32), 0.0, 1.0)
+    residual = generated.astype(np.float32) - original_crop.astype(np.float32)
+    if options.color_match:
+        residual = _color_matched(residual, mask32)
+
+    # ROI pixel (u, v) is frame pixel (u + x0, v + y0): fold that shift into the frame → crop map and let
+    # warpAffine sample the crop through it (WARP_INVERSE_MAP), for the ROI only.
+    m_roi = np.asarray(m, dtype=np.float64).copy()
+    m_roi[:, 2] += m_roi[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    dsize = (x1 - x0, y1 - y0)
+    inverse = cv2.WARP_INVERSE_MAP
+    alpha = cv2.warpAffine(
+        mask32, m_roi, dsize, flags=cv2.INTER_LINEAR | inverse, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    # Cubic for the change: when a small crop is blown up onto a large face, bilinear shows diamond
+    # artefacts in the wrinkles; the overshoot of cubic is harmless on a residual.
+    change = cv2.warpAffine(
+        residual, m_roi, dsize, flags=cv2.INTER_CUBIC | inverse, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    alpha = np.clip(alpha, 0.0, 1.0)
+    roi = frame[y0:y1, x0:x1]
+    blended = np.clip(np.rint(roi.astype(np.float32) + alpha[..., None] * change), 0, 255).astype(np.uint8)
+    # Explicit select, so pixels the mask does not reach stay bit-identical whatever the arithmetic does.
+    out[y0:y1, x0:x1] = np.where(alpha[..., None] > 0.0, blended, roi)
+    alpha_full[y0:y1, x0:x1] = alpha
+    return out, alpha_full
