@@ -1,0 +1,163 @@
+"""The model-bundle format: a folder holding `manifest.json`, both generators' weights and a model card.
+
+    models/<name>/
+        manifest.json       format version, generator config, alignment template, normalisation, data, metrics
+        G.weights.h5        young → old generator (Keras weights, no pickles)
+        F.weights.h5        old → young generator
+        CARD.md             data, licence, quality numbers
+        samples.png         before/after grid (optional)
+
+Bundled models live beside this file; `resolve_bundle` also accepts any folder path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from models.networks import GeneratorConfig, build_generator
+
+FORMAT = "faceage-bundle/1"
+DEFAULT_MODEL = "utkface-128"
+BUNDLED_DIR = Path(__file__).resolve().parent
+
+
+class BundleError(Exception):
+    """A bundle is missing, incomplete or corrupt. The message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Contents of `manifest.json`.
+
+    Attributes:
+        name: bundle name.
+        generator: the architecture of both G and F.
+        template: the alignment template (`AlignTemplate.to_dict()` of faceage_video), so crops at run time
+            match the crops the model was trained on.
+        normalisation: how uint8 pixels map to the network's range.
+        files: weight file of each generator, relative to the bundle.
+        data: what the model was trained on (dataset, counts, age ranges, licence).
+        training: steps, config name, and other provenance.
+        metrics: quality numbers measured by independent judges.
+    """
+
+    name: str
+    generator: GeneratorConfig
+    template: dict[str, Any]
+    normalisation: str = "x / 127.5 - 1"
+    files: dict[str, str] = field(default_factory=lambda: {"G": "G.weights.h5", "F": "F.weights.h5"})
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "name": self.name,
+                "generator": self.generator.to_dict(),
+                "template": self.template,
+                "normalisation": self.normalisation,
+                "files": self.files,
+                "data": self.data,
+                "training": self.training,
+                "metrics": self.metrics,
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "manifest.json") -> Manifest:
+        try:
+            d = json.loads(text)
+            if d.get("format") != FORMAT:
+                raise BundleError(f"{source}: format {d.get('format')!r} is not {FORMAT!r}")
+            return cls(
+                name=str(d["name"]),
+                generator=GeneratorConfig(**d["generator"]),
+                template=dict(d["template"]),
+                normalisation=str(d.get("normalisation", "x / 127.5 - 1")),
+                files=dict(d["files"]),
+                data=dict(d.get("data", {})),
+                training=dict(d.get("training", {})),
+                metrics=dict(d.get("metrics", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(
+                f"{source} is corrupt ({exc}). Fix: re-export the bundle with `python -m training export`, "
+                f"or reinstall faceage-video to restore the bundled models."
+            ) from exc
+
+
+def bundled_names() -> list[str]:
+    """Names of the bundles shipped in this package."""
+    return sorted(p.parent.name for p in BUNDLED_DIR.glob("*/manifest.json"))
+
+
+def resolve_bundle(name_or_path: str | Path | None = None) -> Path:
+    """Folder of a bundle: a bundled name, or a path to a bundle folder. None is the default model.
+
+    Raises:
+        BundleError: naming what was looked for and the bundles available.
+    """
+    key = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
+    p = Path(key)
+    for cand in (p, BUNDLED_DIR / key):
+        if (cand / "manifest.json").is_file():
+            return cand
+    if p.is_dir() or p.suffix == ".json":
+        raise BundleError(f"{p / 'manifest.json'} not found: {p} is not a model bundle.")
+    raise BundleError(
+        f"model {key!r} not found (no {p}/manifest.json, no bundled model of that name). "
+        f"Bundled models: {', '.join(bundled_names()) or 'none'}. Fix: pass --model NAME or a bundle folder."
+    )
+
+
+def load_manifest(bundle: str | Path | None = None) -> tuple[Path, Manifest]:
+    """Resolve and parse a bundle's manifest."""
+    folder = resolve_bundle(bundle)
+    mpath = folder / "manifest.json"
+    return folder, Manifest.from_json(mpath.read_text(encoding="utf-8"), str(mpath))
+
+
+def load_generator(bundle: str | Path | None, which: str) -> tuple[keras.Model, Manifest]:
+    """Build one generator ("G" or "F") and load its weights.
+
+    Raises:
+        BundleError: the weight file is missing or does not match the manifest's architecture.
+    """
+    if which not in ("G", "F"):
+        raise BundleError(f"generator must be 'G' or 'F', got {which!r}")
+    folder, manifest = load_manifest(bundle)
+    wpath = folder / manifest.files[which]
+    if not wpath.is_file():
+        raise BundleError(
+            f"weights {wpath} missing from bundle {folder}. Fix: re-export it with `python -m training export`."
+        )
+    model = build_generator(manifest.generator, name=which)
+    try:
+        model.load_weights(str(wpath))
+    except Exception as exc:  # h5py and Keras raise many types for a damaged or mismatched file
+        raise BundleError(
+            f"weights {wpath} are corrupt or do not match the manifest's generator "
+            f"({manifest.generator}): {exc}. Fix: re-export the bundle with `python -m training export`."
+        ) from exc
+    return model, manifest
+
+
+def save_bundle(
+    folder: str | Path, manifest: Manifest, generators: dict[str, keras.Model], card: str
+) -> Path:
+    """Write a bundle: manifest, each generator's weights and the card."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for key, model in generators.items():
+        model.save_weights(str(out / manifest.files[key]))
+    (out / "manifest.json").write_text(manifest.to_json() + "\n", encoding="utf-8")
+    (out / "CARD.md").write_text(card, encoding="utf-8")
+    return out

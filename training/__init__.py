@@ -1,0 +1,1 @@
+"""CycleGAN training for faceage-video: G (young→old) and F (old→young)."""

@@ -1,0 +1,84 @@
+"""Thin command line of the training package: parse, build a config, call the library, map errors to exit codes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.errors import TrainingError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and export faceage-video CycleGAN models.")
+
+
+@app.command()
+def cache(
+    config: Annotated[str, typer.Option(help="config name in training/configs or a TOML path")] = "utkface-128",
+    data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
+) -> None:
+    """Align every face once and store the crops (resumes where it stopped)."""
+    from training.config import load_config
+    from training.run import ensure_cache
+
+    cfg = load_config(config, data=data)
+    index = ensure_cache(cfg)
+    typer.echo(f"cache {cfg.cache}: {index['counts']}")
+    typer.echo("faces not found: " + ", ".join(f"{k}={len(v)}" for k, v in index["not_found"].items()))
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Option(help="config name in training/configs or a TOML path")] = "utkface-128",
+    data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
+    run_dir: Annotated[str | None, typer.Option(help="run folder, overrides the config")] = None,
+    steps: Annotated[int | None, typer.Option(help="total steps, overrides the config")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many more steps")] = None,
+    fresh: Annotated[bool, typer.Option(help="ignore existing checkpoints")] = False,
+) -> None:
+    """Train or resume from the latest checkpoint. Ctrl-C saves a checkpoint."""
+    from training.config import load_config
+    from training.run import train as run_train
+
+    cfg = load_config(config, data=data, run_dir=run_dir, steps=steps)
+    ckpt = run_train(cfg, resume=not fresh, max_steps=max_steps)
+    typer.echo(f"last checkpoint: {ckpt}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="ckpt-N.npz, or a run folder (its latest checkpoint)")],
+    name: Annotated[str, typer.Option(help="bundle name: writes models/NAME/")] = "utkface-128",
+    config: Annotated[str | None, typer.Option(help="config of the run; default: the run's config.json")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="parent folder of the bundle; default: models/")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="quality JSON from benchmarks.quality to put in the card")] = None,
+) -> None:
+    """Write a model bundle (manifest, G/F weights, card, samples) from a checkpoint."""
+    from training.export import export_bundle
+
+    folder = export_bundle(checkpoint, name=name, config=config, out_dir=out_dir, metrics_path=metrics)
+    typer.echo(f"bundle written: {folder}")
+
+
+def main() -> int:
+    """Entry point: run the app, turning training errors into a message and an exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        app(standalone_mode=False)
+    except TrainingError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.secho("interrupted (checkpoint saved)", fg="yellow", err=True)
+        return 130
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0

@@ -1,0 +1,141 @@
+"""`TrainConfig`: every knob of a training run, loaded from a named TOML file in `training/configs/`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from training.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DatasetKind = Literal["utkface", "cacd", "folders"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run.
+
+    Attributes:
+        name: run and default export name.
+        dataset: "utkface", "cacd" (real CACD2000 layout) or "folders" (young/ and old/).
+        data: dataset root folder.
+        cache: aligned-crop cache folder (built once by `python -m training cache`).
+        run_dir: checkpoints, TensorBoard logs and sample grids.
+        young: inclusive young age range.
+        old: inclusive old age range.
+        val_fraction: share of identities held out for validation.
+        size: crop side in pixels (the alignment template size).
+        ngf: generator width.
+        n_blocks: generator residual blocks.
+        ndf: discriminator width.
+        steps: total optimisation steps.
+        warm_steps: first steps trained only on teacher pseudo-pairs (no discriminators): converges in
+            minutes and gives the adversarial phase a generator that already ages.
+        batch_size: faces per domain per adversarial step.
+        warm_batch_size: faces per domain per warm-start step.
+        lr: Adam learning rate. beta1: Adam β1.
+        decay_from: step where the learning rate starts its linear decay to 0 at `steps`.
+        lambda_adv: LSGAN weight. lambda_cycle: cycle weight (λ). lambda_identity: identity weight (0.5 λ in
+            the paper; weaker suits a residual generator, which already keeps identity by construction).
+        lambda_teacher: L1 weight towards the teacher's pseudo-pair during the adversarial phase; it decays
+            linearly to `lambda_teacher_end` at `steps`.
+        teacher_shape: mean-face difference strength of the teacher. teacher_texture: band-amplitude
+            exponent of the teacher.
+        pool_size: image pool of past fakes shown to the discriminators.
+        checkpoint_every: steps between checkpoints. sample_every: steps between sample grids and scalars.
+        keep_checkpoints: checkpoints kept on disk.
+        seed: the one seed every random choice derives from.
+        xla: compile the train step with XLA.
+    """
+
+    name: str = "utkface-128"
+    dataset: DatasetKind = "utkface"
+    data: str = "../shared/data/utkface"
+    cache: str = "cache/utkface-128"
+    run_dir: str = "runs/utkface-128"
+    young: tuple[int, int] = (18, 29)
+    old: tuple[int, int] = (50, 200)
+    val_fraction: float = 0.1
+    size: int = 128
+    ngf: int = 16
+    n_blocks: int = 6
+    ndf: int = 32
+    steps: int = 6000
+    warm_steps: int = 1500
+    batch_size: int = 2
+    warm_batch_size: int = 8
+    lr: float = 2e-4
+    beta1: float = 0.5
+    decay_from: int = 4000
+    lambda_adv: float = 2.0
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 2.0
+    lambda_teacher: float = 5.0
+    lambda_teacher_end: float = 1.0
+    teacher_shape: float = 1.5
+    teacher_texture: float = 1.5
+    pool_size: int = 50
+    checkpoint_every: int = 100
+    sample_every: int = 100
+    keep_checkpoints: int = 3
+    seed: int = 1234
+    xla: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("utkface", "cacd", "folders"):
+            raise ConfigError(f"dataset must be utkface, cacd or folders, got {self.dataset!r}")
+        if self.size % 4 or self.size < 32:
+            raise ConfigError(f"size must be a multiple of 4 and >= 32, got {self.size}")
+        for name in ("steps", "batch_size", "warm_batch_size", "checkpoint_every", "sample_every", "ngf", "ndf"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warm_steps <= self.steps:
+            raise ConfigError(f"warm_steps must be in 0..steps ({self.steps}), got {self.warm_steps}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.lr <= 0 or not 0 <= self.beta1 < 1:
+            raise ConfigError(f"lr must be > 0 and beta1 in [0, 1), got {self.lr}, {self.beta1}")
+        for name in ("lambda_adv", "lambda_cycle", "lambda_identity", "lambda_teacher", "lambda_teacher_end"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return TrainConfig(**{**self.to_dict(), **changes})
+
+
+def load_config(name_or_path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a config: a path to a TOML file, or the name of one in `training/configs/`.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or holds unknown or out-of-range keys.
+    """
+    p = Path(name_or_path)
+    if not p.is_file():
+        named = CONFIG_DIR / f"{name_or_path}.toml"
+        if not named.is_file():
+            avail = ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.toml")))
+            raise ConfigError(f"config {name_or_path!r} not found (no such file, no named config). Named: {avail}")
+        p = named
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from exc
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown keys {unknown}. Known keys: {sorted(known)}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("young", "old"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    try:
+        return TrainConfig(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
