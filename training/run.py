@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +106,7 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
     run = Path(cfg.run_dir)
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run / "samples").mkdir(exist_ok=True)
-    (run / "config.json").write_text(__import__("json").dumps(cfg.to_dict(), indent=2))
+    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     model = CycleGAN(cfg)
     ckpt = latest_checkpoint(run) if resume else None
     if ckpt is not None:
@@ -132,7 +134,7 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
         TimeRemainingColumn(),
         TextColumn("{task.fields[losses]}"),
     )
-    t_last = [__import__("time").perf_counter()]
+    t_last = [time.perf_counter()]
     with Progress(*columns, refresh_per_second=2) as progress:
         task = progress.add_task(cfg.name, total=cfg.steps, completed=start, rate="", losses="")
 
@@ -140,7 +142,7 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
             nonlocal last_ckpt
             for k, v in losses.items():
                 running[k] = 0.9 * running.get(k, v) + 0.1 * v
-            t = __import__("time").perf_counter()
+            t = time.perf_counter()
             dt, t_last[0] = t - t_last[0], t
             progress.update(
                 task,
@@ -157,6 +159,8 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
                     tf.summary.scalar("lr", float(model.opt_gen.learning_rate.numpy()))
                     tf.summary.image("samples", grid[None], max_outputs=1)
                 writer.flush()
+                with (run / "log.jsonl").open("a") as log:
+                    log.write(json.dumps({"step": step, "time": time.time(), **running}) + "\n")
             if step % cfg.checkpoint_every == 0 or step == stop:
                 last_ckpt = checkpoint(step)
 

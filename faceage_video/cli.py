@@ -1,0 +1,229 @@
+"""The `faceage-video` command line: a thin adapter that parses, builds options and calls the library.
+
+Only this module turns exceptions into exit codes: a `FaceAgeError` prints its message (no traceback) and
+exits with its code; Ctrl-C exits 130 with nothing left under the output name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from faceage_video.errors import FaceAgeError, OptionsError
+from faceage_video.media.writer import Codec, Preset
+from faceage_video.types import Direction, MaskKind
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Age or de-age the faces in a video, offline or live.",
+)
+
+
+def parse_faces(value: str) -> str | tuple[int, ...]:
+    """`all`, `largest`, or a comma-separated list of track ids."""
+    v = value.strip().lower()
+    if v in ("all", "largest"):
+        return v
+    try:
+        ids = tuple(int(x) for x in v.split(",") if x.strip())
+    except ValueError:
+        raise OptionsError(f"--faces must be all, largest or track ids like 0,2; got {value!r}") from None
+    if not ids:
+        raise OptionsError("--faces needs at least one track id")
+    return ids
+
+
+def build_age_options(**kw: Any) -> Any:
+    """AgeOptions from CLI values (shared by `age`, `demo` and `batch`)."""
+    from faceage_video.engine.generator import EngineOptions
+    from faceage_video.engine.temporal import TemporalOptions
+    from faceage_video.face.blend import BlendOptions
+    from faceage_video.face.landmarks import LandmarkerOptions
+    from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.media.writer import WriterOptions
+    from faceage_video.pipeline import AgeOptions
+
+    return AgeOptions(
+        engine=EngineOptions(
+            model=kw["model"], direction=kw["direction"], strength=kw["strength"],
+            batch_size=kw["batch_size"], xla=kw["xla"],
+        ),
+        landmarks=LandmarkerOptions(
+            max_faces=kw["max_faces"], model_path=kw["landmarker"], detect_width=kw["detect_width"]
+        ),
+        tracker=TrackerOptions(max_faces=kw["max_faces"]),
+        temporal=TemporalOptions(strength=kw["temporal"]),
+        blend=BlendOptions(mask=kw["mask"], feather=kw["feather"], color_match=kw["color_match"]),
+        writer=WriterOptions(codec=kw["codec"], crf=kw["crf"], preset=kw["preset"], audio=kw["audio"]),
+        faces=parse_faces(kw["faces"]),
+        start_s=kw["start"],
+        end_s=kw["end"],
+        matte=kw["matte"],
+        side_by_side=kw["side_by_side"],
+        report=kw["report"],
+        allow_protocols=kw["allow_protocols"],
+        progress=kw.get("progress", True),
+    )
+
+
+DirectionOpt = Annotated[Direction, typer.Option("--direction", "-d", help="older (G) or younger (F)")]
+Strength = Annotated[float, typer.Option(min=0.0, max=1.0, help="share of the generated change, 0..1")]
+Model = Annotated[str | None, typer.Option(help="bundled model name or bundle folder (default: utkface-128)")]
+
+
+@app.command()
+def age(
+    input: Annotated[str, typer.Argument(help="input video")],
+    output: Annotated[str, typer.Option("--output", "-o", help="output video (extension picks the container)")],
+    direction: DirectionOpt = "older",
+    strength: Strength = 1.0,
+    model: Model = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
+    xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator")] = True,
+    temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.6,
+    mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
+    feather: Annotated[float, typer.Option(help="mask feather, fraction of the crop")] = 0.08,
+    color_match: Annotated[bool, typer.Option("--color-match/--no-color-match")] = True,
+    max_faces: Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")] = 4,
+    faces: Annotated[str, typer.Option(help="all, largest, or track ids like 0,2 (see `info`)")] = "all",
+    codec: Annotated[Codec, typer.Option(help="video codec: h264/hevc, or lossless ffv1, or prores")] = "h264",
+    crf: Annotated[int, typer.Option(help="quality for h264/hevc (lower is better)")] = 18,
+    preset: Annotated[Preset, typer.Option(help="x264/x265 speed preset")] = "medium",
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="remux the audio untouched")] = True,
+    start: Annotated[float | None, typer.Option(help="first second to process")] = None,
+    end: Annotated[float | None, typer.Option(help="stop before this second")] = None,
+    matte: Annotated[str | None, typer.Option(help="write the blend mask: video file, or folder/pattern of PNGs")] = None,
+    side_by_side: Annotated[str | None, typer.Option(help="write an input | output preview video")] = None,
+    report: Annotated[str | None, typer.Option(help="write a JSON report")] = None,
+    landmarker: Annotated[str | None, typer.Option(help="face_landmarker.task path")] = None,
+    detect_width: Annotated[int, typer.Option(min=0, help="downscale wider frames for landmarks (0 = off)")] = 0,
+    allow_protocols: Annotated[bool, typer.Option(help="allow URLs and playlist demuxers")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="run on a Ray cluster: address, or 'local' to start one", show_default=False),
+    ] = None,
+    segment_seconds: Annotated[float, typer.Option(help="segment length for --ray")] = 4.0,
+) -> None:
+    """Age or de-age the faces of one video."""
+    kw = locals().copy()
+    opts = build_age_options(**kw)
+    if ray is not None:
+        from faceage_video.distributed import age_video_ray
+
+        rep = age_video_ray(input, output, opts, address=ray, segment_seconds=segment_seconds)
+    else:
+        from faceage_video.pipeline import age_video
+
+        rep = age_video(input, output, opts)
+    for w in rep.warnings:
+        typer.secho(f"warning: {w}", fg="yellow", err=True)
+    typer.echo(
+        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, "
+        f"{rep.fps:.1f} fps"
+    )
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option(help="folder for the demo files")] = Path("faceage-demo"),
+    direction: DirectionOpt = "older",
+    strength: Strength = 1.0,
+    model: Model = None,
+    seconds: Annotated[float, typer.Option(min=0.5, max=20.0, help="length of the demo clip")] = 2.0,
+) -> None:
+    """Make a short clip from scikit-image's public-domain `astronaut` and age it with the bundled model."""
+    from faceage_video.demo import run_demo
+
+    paths = run_demo(out_dir, direction=direction, strength=strength, model=model, seconds=seconds)
+    for k, p in paths.items():
+        typer.echo(f"{k}: {p}")
+
+
+@app.command()
+def info(
+    input: Annotated[str, typer.Argument(help="input video")],
+    max_faces: Annotated[int, typer.Option(min=1, max=16)] = 4,
+    seconds: Annotated[float | None, typer.Option(help="scan only the first N seconds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    allow_protocols: Annotated[bool, typer.Option(help="allow URLs and playlist demuxers")] = False,
+) -> None:
+    """List the streams, the faces found and their track ids."""
+    from faceage_video.face.landmarks import LandmarkerOptions
+    from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.pipeline import inspect_video
+
+    res = inspect_video(
+        input, LandmarkerOptions(max_faces=max_faces), TrackerOptions(max_faces=max_faces), seconds, allow_protocols
+    )
+    if as_json:
+        typer.echo(json.dumps(res, indent=2, default=str))
+        return
+    i = res["info"]
+    typer.echo(f"{input}: {i['width']}×{i['height']} {i['codec']} {i['pix_fmt']}, {i['fps']:.3f} fps, "
+               f"{i['duration_s'] or 0:.2f} s, rotation {i['rotation']}°")
+    for a in i["audio"]:
+        typer.echo(f"  audio #{a['index']}: {a['codec']} {a['sample_rate']} Hz, {a['channels']} ch")
+    typer.echo(f"faces in {res['frames_scanned']} frames:")
+    for tid, t in sorted(res["tracks"].items()):
+        typer.echo(f"  track {tid}: {t['frames']} frames, {t['first_s']:.2f}–{t['last_s']:.2f} s, box {t['box']}")
+    if not res["tracks"]:
+        typer.echo("  none")
+    for w in res["warnings"]:
+        typer.secho(f"warning: {w}", fg="yellow", err=True)
+
+
+@app.command()
+def models() -> None:
+    """List the bundled models with their cards."""
+    from models.bundle import bundled_names, load_manifest, resolve_bundle
+
+    names = bundled_names()
+    if not names:
+        typer.echo("no bundled models")
+    for n in names:
+        folder, man = load_manifest(n)
+        g = man.generator
+        typer.secho(f"{n}  ({folder})", bold=True)
+        typer.echo(f"  {g.size} px, ngf {g.ngf}, {g.n_blocks} blocks; steps {man.training.get('steps')}; "
+                   f"data {man.data.get('dataset')}")
+        if man.metrics:
+            typer.echo("  metrics: " + json.dumps(man.metrics)[:400])
+        card = resolve_bundle(n) / "CARD.md"
+        if card.is_file():
+            typer.echo("  card: " + str(card))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except FaceAgeError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        typer.secho("interrupted: no output was written", fg="yellow", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.secho("interrupted: no output was written", fg="yellow", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

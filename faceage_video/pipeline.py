@@ -1,0 +1,541 @@
+"""The one place that wires the stages: decode → landmarks/track/align → generate/smooth/blend → encode.
+
+Stages run concurrently in threads joined by bounded queues (FFmpeg, MediaPipe and TensorFlow release the
+GIL in their kernels). Memory is bounded whatever the clip length: at most
+
+    (2 · queue_size + batch_size + 2) frames of H × W × 3 bytes
+
+are alive at once (the decode and analysis queues, the frames waiting for one generator batch, and one frame
+in each worker's hands), plus one matte per frame in the encode queue and the model.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from faceage_video.engine.generator import AgingEngine, EngineOptions
+from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
+from faceage_video.errors import OptionsError, OutputError
+from faceage_video.face.align import apply_affine, align_face
+from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
+from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
+from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
+from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
+from faceage_video.media.writer import MatteWriter, VideoWriter, WriterOptions
+from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AgeOptions:
+    """Everything `age_video` needs, one frozen options object per stage.
+
+    Attributes:
+        engine: model, direction, strength, batch size, XLA.
+        landmarks: landmarker model, most faces, detection thresholds, downscale width.
+        tracker: association and One Euro landmark smoothing.
+        temporal: residual smoothing strength and scene-cut threshold.
+        blend: mask kind, feather, colour match.
+        writer: codec and quality of the output; `writer.audio` False drops the audio.
+        faces: "all", "largest", or a tuple of track ids (as `faceage-video info` lists them).
+        start_s: first second to process; None = from the start.
+        end_s: stop before this second; None = to the end.
+        matte: also write the blend mask here (grey video, or PNG sequence for a folder/pattern).
+        side_by_side: also write an input | output preview video here.
+        report: also write a JSON report here.
+        allow_protocols: let FFmpeg read URLs and indirect demuxers (off: local files and pipes only).
+        queue_size: frames each inter-stage queue holds.
+        progress: show a progress bar on the terminal.
+    """
+
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    landmarks: LandmarkerOptions = field(default_factory=LandmarkerOptions)
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    temporal: TemporalOptions = field(default_factory=TemporalOptions)
+    blend: BlendOptions = field(default_factory=BlendOptions)
+    writer: WriterOptions = field(default_factory=WriterOptions)
+    faces: FaceSelection | tuple[int, ...] = "all"
+    start_s: float | None = None
+    end_s: float | None = None
+    matte: str | None = None
+    side_by_side: str | None = None
+    report: str | None = None
+    allow_protocols: bool = False
+    queue_size: int = 8
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.faces, str) and self.faces not in ("all", "largest"):
+            raise OptionsError(f"faces must be 'all', 'largest' or track ids, got {self.faces!r}")
+        if not isinstance(self.faces, str) and not all(isinstance(i, int) and i >= 0 for i in self.faces):
+            raise OptionsError(f"face track ids must be integers >= 0, got {self.faces!r}")
+        if not 1 <= self.queue_size <= 256:
+            raise OptionsError(f"queue_size must be in 1..256, got {self.queue_size}")
+        if self.landmarks.mode != "video":
+            raise OptionsError("the video pipeline needs the landmarker in 'video' mode")
+        # Constructing these validates start/end with their own messages.
+        ReaderOptions(start_s=self.start_s, end_s=self.end_s)
+
+
+@dataclass
+class Report:
+    """What a run did, as written by `--report`.
+
+    Attributes:
+        input, output: paths.
+        frames: frames written. frames_with_faces: frames where at least one face was aged.
+        faces: aged face crops in total. tracks: frames per track id.
+        fps: frames per wall-clock second. wall_s: total seconds.
+        stage_s: seconds spent inside each stage (stages overlap, so these add up to more than wall_s).
+        warnings: decode problems and other things the user should know.
+        model: the bundle's name and training steps.
+    """
+
+    input: str
+    output: str
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    tracks: dict[int, int] = field(default_factory=dict)
+    fps: float = 0.0
+    wall_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["tracks"] = {str(k): v for k, v in self.tracks.items()}
+        return json.dumps(d, indent=2, default=str)
+
+
+@dataclass
+class _FaceJob:
+    track_id: int
+    m: Affine  # frame → crop
+    crop: Crop  # (S, S, 3) uint8
+    mask: Mask  # (S, S) in crop coordinates
+
+
+@dataclass
+class _FrameJob:
+    frame: DecodedFrame
+    faces: list[_FaceJob]
+    ended: list[int]  # track ids whose smoothing state must be dropped before this frame
+    cut: bool  # a scene cut starts at this frame
+    image: Frame | None = None  # the output picture once blended
+    matte: Mask | None = None
+
+
+class _Stop:
+    """End-of-stream marker passed down the queues."""
+
+
+_STOP = _Stop()
+
+
+class _Timer:
+    """Thread-safe seconds per stage."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, dt: float) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
+
+
+def select_faces(faces: list[TrackedFace], selection: FaceSelection | tuple[int, ...]) -> list[TrackedFace]:
+    """Keep the faces the user asked for: all, the largest one, or those with given track ids."""
+    if selection == "all" or not faces:
+        return faces
+    if selection == "largest":
+
+        def area(f: TrackedFace) -> float:
+            b = face_box(f.landmarks)
+            return float((b[2] - b[0]) * (b[3] - b[1]))
+
+        return [max(faces, key=area)]
+    wanted = set(selection)
+    return [f for f in faces if f.track_id in wanted]
+
+
+class FaceAnalyzer:
+    """Landmarks → tracking → alignment for one stream, frame by frame, in order.
+
+    Shared by the offline pipeline, the real-time mode and `faceage-video info`.
+    """
+
+    def __init__(
+        self,
+        landmarks: LandmarkerOptions,
+        tracker: TrackerOptions,
+        temporal: TemporalOptions,
+        blend: BlendOptions,
+        template_size: int,
+        template: Any,
+        selection: FaceSelection | tuple[int, ...] = "all",
+    ) -> None:
+        self.landmarker = FaceLandmarker(landmarks)
+        self.tracker = FaceTracker(tracker)
+        self.cuts = SceneCutDetector(temporal.scene_cut_threshold)
+        self.blend = blend
+        self.template = template
+        self.size = template_size
+        self.selection = selection
+
+    def analyze(self, frame: DecodedFrame) -> _FrameJob:
+        """Detect, track and align the faces of one frame."""
+        cut = self.cuts(frame.image)
+        ended: list[int] = []
+        if cut:
+            ended = [t.track_id for t in self.tracker.tracks]
+            self.tracker.reset()
+        detections = self.landmarker.detect(frame.image, int(round(frame.time_s * 1000)))
+        tracked = self.tracker.update(detections, frame.time_s)
+        ended += self.tracker.ended
+        jobs: list[_FaceJob] = []
+        for face in select_faces(tracked, self.selection):
+            crop, m = align_face(frame.image, face.landmarks, self.template)
+            oval = apply_affine(m, oval_polygon(face.landmarks)) if self.blend.mask == "face" else None
+            mask = crop_mask(self.blend.mask, self.size, oval, self.blend.feather)
+            jobs.append(_FaceJob(face.track_id, m, crop, mask))
+        return _FrameJob(frame, jobs, ended, cut)
+
+    def close(self) -> None:
+        self.landmarker.close()
+
+
+def render(
+    jobs: list[_FrameJob], engine: AgingEngine, smoother: ResidualSmoother, blend: BlendOptions
+) -> None:
+    """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place)."""
+    crops = [f.crop for j in jobs for f in j.faces]
+    residuals = engine.residual(np.stack(crops)) if crops else np.zeros((0,), np.float32)
+    k = 0
+    for job in jobs:
+        for tid in job.ended:
+            smoother.reset(tid)
+        if job.cut:
+            smoother.reset()
+        img = job.frame.image
+        matte: Mask | None = None
+        for face in job.faces:
+            res = smoother.smooth(face.track_id, residuals[k])
+            k += 1
+            generated = face.crop.astype(np.float32) + res
+            img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            matte = alpha if matte is None else np.maximum(matte, alpha)
+        job.image = img
+        job.matte = matte
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put with back-pressure; gives up (False) when the run is stopping."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _STOP
+
+
+def _worker(name: str, body: Callable[[], None], errors: list[BaseException], stop: threading.Event) -> threading.Thread:
+    def run() -> None:
+        try:
+            body()
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+            stop.set()
+
+    t = threading.Thread(target=run, name=f"faceage-{name}", daemon=True)
+    t.start()
+    return t
+
+
+def _side_by_side(a: Frame, b: Frame) -> Frame:
+    return np.ascontiguousarray(np.concatenate([a, b], axis=1))
+
+
+def _progress(total: int | None, enabled: bool) -> tuple[Any, Any]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    prog = Progress(
+        TextColumn("[bold]aging"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]} fps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+    task = prog.add_task("aging", total=total, fps="-")
+    return prog, task
+
+
+def _expected_frames(info: VideoInfo, start_s: float | None, end_s: float | None) -> int | None:
+    if info.duration_s is None:
+        return info.frame_count
+    span = min(end_s if end_s is not None else info.duration_s, info.duration_s) - (start_s or 0.0)
+    return max(0, int(round(span * float(info.fps)))) if info.fps else info.frame_count
+
+
+def age_video(
+    input: str | Path,
+    output: str | Path,
+    options: AgeOptions | None = None,
+    engine: AgingEngine | None = None,
+) -> Report:
+    """Age or de-age every selected face of a video.
+
+    Args:
+        input: a video file (or, with `allow_protocols`, a URL).
+        output: the file to write; its extension picks the container. Written to a temporary file beside it
+            and renamed only on success, so an error or Ctrl-C leaves nothing under this name.
+        options: every stage's options; defaults age with the bundled model.
+        engine: a loaded engine to reuse across calls (its options win over `options.engine`).
+
+    Returns:
+        The run's `Report` (also written to `options.report` when set).
+
+    Raises:
+        InputError, OutputError, ModelError, OptionsError: bad input, output, model or options, each with a
+            message naming the cause and the fix.
+    """
+    opts = options or AgeOptions()
+    src, dst = str(input), str(output)
+    t0 = time.perf_counter()
+    reader = VideoReader(
+        src, ReaderOptions(start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols)
+    )
+    timer = _Timer()
+    with reader:
+        info = reader.info
+        writer_cm = VideoWriter(
+            dst, info, opts.writer, audio_source=src if opts.writer.audio else None,
+            start_s=opts.start_s, end_s=opts.end_s,
+        )
+        with writer_cm as writer:
+            eng = engine or AgingEngine(opts.engine)
+            report = Report(
+                input=src,
+                output=dst,
+                model={"name": eng.manifest.name, "steps": eng.manifest.training.get("steps"),
+                       "direction": eng.options.direction, "strength": eng.options.strength},
+                options={"faces": opts.faces, "mask": opts.blend.mask, "temporal": opts.temporal.strength,
+                         "codec": opts.writer.codec, "batch_size": eng.options.batch_size, "xla": eng.options.xla},
+            )
+            matte = MatteWriter(opts.matte, info, opts.start_s) if opts.matte else None
+            sbs = None
+            if opts.side_by_side:
+                sbs_info = replace(info, width=info.width * 2)
+                sbs = VideoWriter(opts.side_by_side, sbs_info, replace(opts.writer, audio=False),
+                                  start_s=opts.start_s, end_s=opts.end_s)
+            try:
+                _run_stages(reader, writer, matte, sbs, eng, opts, timer, report)
+            except BaseException:
+                for w in (matte, sbs):
+                    if w is not None:
+                        w.abort()
+                raise
+            for w in (matte, sbs):
+                if w is not None:
+                    w.close()
+            report.warnings.extend(reader.warnings)
+    if report.frames_with_faces == 0:
+        msg = "no face found in the whole clip: the output frames equal the input's"
+        if opts.start_s is None and opts.end_s is None and Path(src).suffix.lower() == Path(dst).suffix.lower() \
+                and opts.writer.audio:
+            # Nothing to change: hand back the input itself, bit for bit, atomically.
+            tmp = Path(dst).with_name(f".{Path(dst).name}.copy")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+            msg = "no face found in the whole clip: the output is a copy of the input"
+        report.warnings.append(msg)
+        warnings.warn(msg, stacklevel=2)
+    report.wall_s = time.perf_counter() - t0
+    report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
+    report.stage_s = {k: round(v, 3) for k, v in timer.seconds.items()}
+    if opts.report:
+        rp = Path(opts.report)
+        if not rp.parent.is_dir():
+            raise OutputError(f"report folder {rp.parent} does not exist")
+        rp.write_text(report.to_json())
+    return report
+
+
+def _run_stages(
+    reader: VideoReader,
+    writer: VideoWriter,
+    matte: MatteWriter | None,
+    sbs: VideoWriter | None,
+    engine: AgingEngine,
+    opts: AgeOptions,
+    timer: _Timer,
+    report: Report,
+) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    q_frames: queue.Queue[Any] = queue.Queue(opts.queue_size)
+    q_jobs: queue.Queue[Any] = queue.Queue(opts.queue_size)
+    q_out: queue.Queue[Any] = queue.Queue(opts.queue_size)
+    analyzer = FaceAnalyzer(
+        opts.landmarks, opts.tracker, opts.temporal, opts.blend, engine.size, engine.template, opts.faces
+    )
+    smoother = ResidualSmoother(opts.temporal)
+    batch = engine.options.batch_size
+
+    def decode() -> None:
+        it: Iterator[DecodedFrame] = iter(reader)
+        while not stop.is_set():
+            t = time.perf_counter()
+            frame = next(it, None)
+            timer.add("decode", time.perf_counter() - t)
+            if frame is None or not _put(q_frames, frame, stop):
+                break
+        _put(q_frames, _STOP, stop)
+
+    def analyze() -> None:
+        while True:
+            frame = _get(q_frames, stop)
+            if frame is _STOP:
+                break
+            t = time.perf_counter()
+            job = analyzer.analyze(frame)
+            timer.add("landmarks_track_align", time.perf_counter() - t)
+            if not _put(q_jobs, job, stop):
+                return
+        _put(q_jobs, _STOP, stop)
+
+    def encode() -> None:
+        while True:
+            job = _get(q_out, stop)
+            if job is _STOP:
+                break
+            t = time.perf_counter()
+            fr = job.frame
+            writer.write(job.image, fr.pts, fr.time_base)
+            if matte is not None:
+                m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
+                matte.write(m, fr.pts, fr.time_base)
+            if sbs is not None:
+                sbs.write(_side_by_side(fr.image, job.image), fr.pts, fr.time_base)
+            timer.add("encode", time.perf_counter() - t)
+
+    threads = [
+        _worker("decode", decode, errors, stop),
+        _worker("analyze", analyze, errors, stop),
+        _worker("encode", encode, errors, stop),
+    ]
+    prog, task = _progress(_expected_frames(reader.info, opts.start_s, opts.end_s), opts.progress)
+    t_start = time.perf_counter()
+    try:
+        with prog:
+            pending: list[_FrameJob] = []
+            n_crops = 0
+            done = False
+            while not done:
+                job = _get(q_jobs, stop)
+                if job is _STOP:
+                    done = True
+                else:
+                    pending.append(job)
+                    n_crops += len(job.faces)
+                # Flush when a batch is full, at the end, or when frames wait without faces to fill it
+                # (a face-free stretch must not stall the output).
+                if pending and (done or n_crops >= batch or (n_crops == 0 and len(pending) >= batch)):
+                    t = time.perf_counter()
+                    render(pending, engine, smoother, opts.blend)
+                    timer.add("generate_smooth_blend", time.perf_counter() - t)
+                    for j in pending:
+                        report.frames += 1
+                        if j.faces:
+                            report.frames_with_faces += 1
+                            report.faces += len(j.faces)
+                            for f in j.faces:
+                                report.tracks[f.track_id] = report.tracks.get(f.track_id, 0) + 1
+                        if not _put(q_out, j, stop):
+                            break
+                    pending, n_crops = [], 0
+                    el = time.perf_counter() - t_start
+                    prog.update(task, completed=report.frames, fps=f"{report.frames / max(el, 1e-9):.1f}")
+                if errors:
+                    break
+            _put(q_out, _STOP, stop)
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.1)
+                    if errors:
+                        stop.set()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5.0)
+        analyzer.close()
+    if errors:
+        raise errors[0]
+
+
+def inspect_video(path: str | Path, landmarks: LandmarkerOptions, tracker: TrackerOptions,
+                  max_seconds: float | None = None, allow_protocols: bool = False) -> dict[str, Any]:
+    """Streams, faces and track ids of a video, for `faceage-video info`.
+
+    Returns:
+        A JSON-able dict: the video info, and per track id its first/last time and frame count.
+    """
+    reader = VideoReader(str(path), ReaderOptions(end_s=max_seconds, allow_protocols=allow_protocols))
+    tracks: dict[int, dict[str, Any]] = {}
+    frames = 0
+    with reader, FaceLandmarker(landmarks) as lm:
+        trk = FaceTracker(tracker)
+        for fr in reader:
+            frames += 1
+            for face in trk.update(lm.detect(fr.image, int(round(fr.time_s * 1000))), fr.time_s):
+                b = face_box(face.landmarks)
+                t = tracks.setdefault(face.track_id, {"first_s": fr.time_s, "frames": 0, "box": None})
+                t["last_s"] = fr.time_s
+                t["frames"] += 1
+                t["box"] = [round(float(v), 1) for v in b]
+        info = reader.info
+        warn = list(reader.warnings)
+    d = asdict(info)
+    d["fps"] = float(info.fps)
+    d["time_base"] = str(info.time_base)
+    return {"info": d, "frames_scanned": frames, "tracks": tracks, "warnings": warn}
+
