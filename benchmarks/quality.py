@@ -27,7 +27,6 @@ This is a benchmark, not a test: it measures and reports, and asserts nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import importlib
 import inspect
@@ -400,7 +399,7 @@ def save_grid(
 # Clips: the full pipeline on real video
 # ---------------------------------------------------------------------------------------------------------
 
-PipelineRun = Callable[[Path, Path, Direction, bool], None]
+PipelineRun = Callable[[Path, Path, Direction, bool], dict[str, Any]]  # -> what the pipeline reported
 
 
 def _read_frames(path: Path, max_frames: int | None = None) -> list[NDArray[np.uint8]]:
@@ -433,56 +432,42 @@ def _trim(src: Path, dst: Path, seconds: float) -> float:
     return float(fps)
 
 
-def _temporal_setting(options_cls: Any, smoothing: bool) -> dict[str, Any]:
-    """Options-class keyword that turns temporal smoothing on or off, found by field name and type.
+def pipeline_runner(
+    model: str | None, strength: float, batch_size: int = 8, xla: bool = True
+) -> tuple[PipelineRun | None, str]:
+    """A function that runs the full pipeline on a file, or None and the reason it cannot.
 
-    The pipeline's options are written in parallel with this benchmark, so we look for the usual shapes: a
-    nested `TemporalOptions` (off = strength 0), a float strength (off = 0), or a bool switch.
+    One engine per direction is loaded on first use and reused for every clip, as a long-running service
+    would, so the clip timings do not include loading the model.
     """
-    if not dataclasses.is_dataclass(options_cls):
-        return {}
-    for f in dataclasses.fields(options_cls):
-        name = f.name.lower()
-        if "temporal" not in name and "smooth" not in name:
-            continue
-        default = f.default
-        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        if isinstance(default, bool):
-            return {f.name: smoothing}
-        if isinstance(default, float | int):
-            return {} if smoothing else {f.name: 0.0}
-        if dataclasses.is_dataclass(default) and hasattr(default, "strength"):
-            return {} if smoothing else {f.name: dataclasses.replace(default, strength=0.0)}  # type: ignore[type-var]
-    raise LookupError(
-        f"{getattr(options_cls, '__name__', options_cls)}: no temporal-smoothing field this benchmark knows"
-    )
-
-
-def pipeline_runner(model: str | None, strength: float) -> tuple[PipelineRun | None, str]:
-    """A function that runs the full pipeline on a file, or None and the reason it cannot."""
     try:
         pipeline = importlib.import_module("faceage_video.pipeline")
-    except ImportError as error:
-        return None, f"faceage_video.pipeline is not importable yet ({error}); clips skipped"
-    age_video = getattr(pipeline, "age_video", None)
-    if age_video is None:
-        return None, "faceage_video.pipeline has no age_video yet; clips skipped"
-    options_cls: Any = getattr(pipeline, "PipelineOptions", None)
-    signature = str(inspect.signature(age_video))
+        gen = importlib.import_module("faceage_video.engine.generator")
+        temporal = importlib.import_module("faceage_video.engine.temporal")
+        age_video, age_options = pipeline.age_video, pipeline.AgeOptions
+    except (ImportError, AttributeError) as error:
+        return None, f"faceage_video.pipeline.age_video is not available yet ({error}); clips skipped"
+    engines: dict[Direction, Any] = {}
 
-    def run(src: Path, dst: Path, direction: Direction, smoothing: bool) -> None:
-        wanted = {"model": model, "direction": direction, "strength": strength}
-        if isinstance(options_cls, type) and dataclasses.is_dataclass(options_cls):
-            names = {f.name for f in dataclasses.fields(options_cls)}
-            kwargs = {k: v for k, v in wanted.items() if k in names}
-            kwargs.update(_temporal_setting(options_cls, smoothing))
-            make_options: Callable[..., Any] = options_cls
-            age_video(src, dst, make_options(**kwargs))
-        else:
-            age_video(src, dst, **wanted, temporal=smoothing)
+    def run(src: Path, dst: Path, direction: Direction, smoothing: bool) -> dict[str, Any]:
+        if direction not in engines:
+            engines[direction] = gen.AgingEngine(
+                gen.EngineOptions(
+                    model=model, direction=direction, strength=strength, batch_size=batch_size, xla=xla
+                )
+            )
+        # Smoothing off is the residual EMA at strength 0: the generator's change passes through per frame.
+        smooth = temporal.TemporalOptions() if smoothing else temporal.TemporalOptions(strength=0.0)
+        options = age_options(engine=engines[direction].options, temporal=smooth, progress=False)
+        report = age_video(src, dst, options, engine=engines[direction])
+        return {
+            "model": getattr(report, "model", None),
+            "options": getattr(report, "options", None),
+            "frames_with_faces": getattr(report, "frames_with_faces", None),
+            "warnings": getattr(report, "warnings", None),
+        }
 
-    return run, f"faceage_video.pipeline.age_video{signature}"
+    return run, f"faceage_video.pipeline.age_video{inspect.signature(age_video)}"
 
 
 def _face_boxes(frames: Sequence[NDArray[np.uint8]]) -> list[tuple[int, int, int, int]] | None:
@@ -549,7 +534,7 @@ def judge_clips(
                     out_path = Path(tmp) / f"{clip.stem}-{direction}-{int(smoothing)}.mp4"
                     try:
                         t0 = time.perf_counter()
-                        run(trimmed, out_path, direction, smoothing)
+                        row["pipeline"] = run(trimmed, out_path, direction, smoothing)
                         row["seconds_pipeline"] = round(time.perf_counter() - t0, 2)
                         frames_out = _read_frames(out_path)
                         if len(frames_out) != len(frames_in):
@@ -720,6 +705,7 @@ def run_quality(
         "command": command,
         "model": options.model or "default",
         "model_skipped": model.skipped,
+        "model_manifest": _manifest_of(model.transforms.get("older")),
         "cache": str(options.cache),
         "n": options.n,
         "cache_index": _cache_index(options.cache),
@@ -763,7 +749,9 @@ def run_quality(
                         )
                     )
                 report["rows"].append(entry)
-        if options.clips:
+        if options.clips and model.skipped:
+            report["clips"] = {"skipped": f"the model did not load ({model.skipped}); clips skipped"}
+        elif options.clips:
             report["clips"] = _clips(options, age_judge, id_judge, progress)
 
     report["vs_baseline"] = _ratios(report["rows"])
@@ -776,7 +764,23 @@ def run_quality(
     # allow_nan=False: a NaN would make the file unreadable to strict JSON parsers; _stat already gives null.
     options.out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     _print_table(console, report)
+    console.print(
+        f"wrote {options.out}"
+        + (f" and {report['grid']}" if "grid" in report else "")
+        + f" in {report['seconds']} s"
+    )
     return report
+
+
+def _manifest_of(transform: Transform | None) -> dict[str, Any] | None:
+    """Name and training provenance of the engine behind a bound `AgingEngine.generate`, when there is one."""
+    manifest = getattr(getattr(transform, "__self__", None), "manifest", None)
+    if manifest is None:
+        return None
+    info = {"name": getattr(manifest, "name", None), "training": getattr(manifest, "training", None)}
+    # Round-trip through JSON so a provenance value of any type cannot break the report.
+    loaded: dict[str, Any] = json.loads(json.dumps(info, default=str))
+    return loaded
 
 
 def _cache_index(cache: Path) -> dict[str, Any] | None:
@@ -802,7 +806,7 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _clips(
     options: QualityOptions, age_judge: AgeJudge, id_judge: IdentityJudge, progress: Progress
 ) -> dict[str, Any]:
-    run, note = pipeline_runner(options.model, options.strength)
+    run, note = pipeline_runner(options.model, options.strength, options.batch_size, options.xla)
     if run is None:
         progress.console.print(f"[yellow]{note}[/]")
         return {"skipped": note}
@@ -889,7 +893,6 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
                 _fmt(r.get("flicker_ratio"), ".2f"),
             )
         console.print(ct)
-    console.print(f"wrote {report.get('grid', '')} and the JSON report in {report['seconds']} s")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> QualityOptions:

@@ -195,28 +195,3 @@ def test_clips_skip_with_a_reason_without_the_pipeline(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "faceage_video.pipeline", None)  # makes the import fail
     run, reason = pipeline_runner(None, 1.0)
     assert run is None and "faceage_video.pipeline" in reason
-
-
-def test_temporal_switch_is_found_by_field_shape() -> None:
-    import dataclasses
-
-    from benchmarks.quality import _temporal_setting
-
-    @dataclasses.dataclass(frozen=True)
-    class Nested:
-        strength: float = 0.6
-
-    @dataclasses.dataclass(frozen=True)
-    class WithNested:
-        direction: str = "older"
-        temporal: Nested = dataclasses.field(default_factory=Nested)
-
-    @dataclasses.dataclass(frozen=True)
-    class WithBool:
-        smooth: bool = True
-
-    assert _temporal_setting(WithNested, True) == {}
-    assert _temporal_setting(WithNested, False) == {"temporal": Nested(strength=0.0)}
-    assert _temporal_setting(WithBool, False) == {"smooth": False}
-    with pytest.raises(LookupError):
-        _temporal_setting(Nested, False)
