@@ -184,6 +184,106 @@ def info(
 
 
 @app.command()
+def webcam(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", "-s", help="camera index or /dev/videoN, a URL (with --allow-protocols), a file"
+        ),
+    ] = "0",
+    output: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="window, virtualcam, a stream URL (udp://127.0.0.1:5000, rtmp://…), http://127.0.0.1:PORT "
+            "(preview page), or a file; repeat for several (default: window)",
+        ),
+    ] = None,
+    realtime: Annotated[
+        bool, typer.Option(help="play a file source at its own pace, dropping frames like a camera")
+    ] = False,
+    loop: Annotated[bool, typer.Option(help="restart a file source at its end")] = False,
+    size: Annotated[str | None, typer.Option(help="frame size asked of the camera, e.g. 640x480")] = None,
+    fps: Annotated[float | None, typer.Option(help="frame rate asked of the camera")] = None,
+    direction: DirectionOpt = "older",
+    strength: Strength = 1.0,
+    model: Model = None,
+    xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator (GPU)")] = False,
+    generator: Annotated[
+        str,
+        typer.Option(
+            help="async: the model runs beside the video, its last result reused; sync: frames wait"
+        ),
+    ] = "async",
+    generate_every: Annotated[int, typer.Option(min=1, help="offer crops to the model every k-th frame")] = 1,
+    generator_threads: Annotated[int, typer.Option(min=0, help="TensorFlow threads (0: its default)")] = 0,
+    temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.3,
+    mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
+    max_faces: Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")] = 2,
+    faces: Annotated[str, typer.Option(help="all, largest, or track ids like 0,2")] = "all",
+    landmarker: Annotated[str | None, typer.Option(help="face_landmarker.task path")] = None,
+    detect_width: Annotated[int, typer.Option(min=0, help="downscale wider frames for landmarks")] = 640,
+    hud: Annotated[bool, typer.Option(help="overlay fps, latency, drops and the controls' state")] = False,
+    stats: Annotated[str | None, typer.Option(help="write latency percentiles, fps, drops (JSON)")] = None,
+    seconds: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    effect: Annotated[bool, typer.Option("--effect/--no-effect", help="start with the effect on")] = True,
+    allow_protocols: Annotated[bool, typer.Option(help="allow URL sources")] = False,
+    reconnect: Annotated[int, typer.Option(min=0, help="reconnect tries when a URL source drops")] = 5,
+) -> None:
+    """Age or de-age faces live: camera, stream or real-time file to a window, virtual camera, stream, file
+    or preview page. Keys (window and page): space on/off, +/- strength, d direction, q quit."""
+    from faceage_video.engine.generator import EngineOptions
+    from faceage_video.engine.temporal import TemporalOptions
+    from faceage_video.face.blend import BlendOptions
+    from faceage_video.face.landmarks import LandmarkerOptions
+    from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.realtime import (
+        GENERATOR_MODES,
+        LIVE_ONE_EURO,
+        RealtimeOptions,
+        parse_size,
+        run_realtime,
+    )
+
+    if generator not in GENERATOR_MODES:
+        raise OptionsError(f"--generator must be one of {', '.join(GENERATOR_MODES)}, got {generator!r}")
+    opts = RealtimeOptions(
+        source=source,
+        outputs=tuple(output or ["window"]),
+        realtime=realtime,
+        loop=loop,
+        size=parse_size(size),
+        fps=fps,
+        allow_protocols=allow_protocols,
+        reconnect_tries=reconnect,
+        engine=EngineOptions(model=model, direction=direction, strength=strength, batch_size=1, xla=xla),
+        landmarks=LandmarkerOptions(max_faces=max_faces, model_path=landmarker, detect_width=detect_width),
+        tracker=TrackerOptions(max_faces=max_faces, max_missed=3, one_euro=LIVE_ONE_EURO),
+        temporal=TemporalOptions(strength=temporal),
+        blend=BlendOptions(mask=mask),
+        faces=parse_faces(faces),  # type: ignore[arg-type]
+        generator=generator,  # type: ignore[arg-type]  # checked against GENERATOR_MODES above
+        generate_every=generate_every,
+        generator_threads=generator_threads,
+        hud=hud,
+        stats=stats,
+        max_seconds=seconds,
+        enabled=effect,
+    )
+    res = run_realtime(opts)
+    lat, fr = res["latency_ms"], res["frames"]
+    typer.echo(
+        f"{res['ended']}: {fr['processed']} frames out, {fr['dropped']} dropped "
+        f"({100 * res['drop_rate']:.1f} %), sustained {res['fps']['sustained']} fps, "
+        f"latency p50 {lat['p50']} / p95 {lat['p95']} / p99 {lat['p99']} ms"
+    )
+    if res["ended"] == "interrupted":
+        typer.secho("interrupted: devices and outputs closed", fg="yellow", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
 def models() -> None:
     """List the bundled models with their cards."""
     from models.bundle import bundled_names, load_manifest, resolve_bundle
