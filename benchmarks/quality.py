@@ -269,7 +269,7 @@ def load_split(cache: Path, split: str, n: int | None = None) -> Crops:
     path = cache / f"{split}.npy"
     if not path.is_file():
         raise FileNotFoundError(
-            f"no {path}: build the aligned-crop cache first (python -m training preprocess), or pass --cache"
+            f"no {path}: build the aligned-crop cache first (python -m training cache), or pass --cache"
         )
     arr = np.load(path, mmap_mode="r")
     if n is None or n >= len(arr):
