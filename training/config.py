@@ -85,13 +85,26 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.dataset not in ("utkface", "cacd", "folders"):
             raise ConfigError(f"dataset must be utkface, cacd or folders, got {self.dataset!r}")
         if self.size % 4 or self.size < 32:
             raise ConfigError(f"size must be a multiple of 4 and >= 32, got {self.size}")
-        for name in ("steps", "batch_size", "warm_batch_size", "checkpoint_every", "sample_every", "ngf", "ndf"):
+        for name in ("steps", "batch_size", "warm_batch_size", "checkpoint_every", "sample_every", "ndf"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # The generator builder rejects narrower networks; say so here, before any data is touched.
+        if self.ngf < 4:
+            raise ConfigError(f"ngf must be >= 4, got {self.ngf}")
+        for name in ("n_blocks", "pool_size", "decay_from"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("young", "old"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ConfigError(f"{name} must be [low, high] with 0 <= low <= high, got {[lo, hi]}")
+        if self.young[1] >= self.old[0]:
+            raise ConfigError(f"young {list(self.young)} must end below old {list(self.old)}")
         if not 0 <= self.warm_steps <= self.steps:
             raise ConfigError(f"warm_steps must be in 0..steps ({self.steps}), got {self.warm_steps}")
         if not 0 < self.val_fraction < 1:
@@ -101,6 +114,28 @@ class TrainConfig:
         for name in ("lambda_adv", "lambda_cycle", "lambda_identity", "lambda_teacher", "lambda_teacher_end"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def _check_types(self) -> None:
+        """Each field must have its default's type (an int is fine for a float), so a TOML typo such as
+        `steps = "6000"` is named here instead of failing as a comparison error without the key."""
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, bool):
+                ok, want = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            elif isinstance(default, float):
+                ok, want = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+            elif isinstance(default, str):
+                ok, want = isinstance(value, str), "a string"
+            elif isinstance(default, tuple):
+                ok = isinstance(value, tuple | list) and len(value) == 2
+                ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                want = "two integers [low, high]"
+            else:
+                ok, want = isinstance(value, dict), "a table"
+            if not ok:
+                raise ConfigError(f"{f.name} must be {want}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +156,9 @@ def load_config(name_or_path: str | Path, **overrides: Any) -> TrainConfig:
         named = CONFIG_DIR / f"{name_or_path}.toml"
         if not named.is_file():
             avail = ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.toml")))
-            raise ConfigError(f"config {name_or_path!r} not found (no such file, no named config). Named: {avail}")
+            raise ConfigError(
+                f"config {name_or_path!r} not found (no such file, no named config). Named: {avail}"
+            )
         p = named
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -133,7 +170,7 @@ def load_config(name_or_path: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"{p}: unknown keys {unknown}. Known keys: {sorted(known)}")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("young", "old"):
-        if key in raw:
+        if isinstance(raw.get(key), list):  # anything else is named by TrainConfig's type check
             raw[key] = tuple(raw[key])
     try:
         return TrainConfig(**raw)

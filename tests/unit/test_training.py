@@ -1,0 +1,606 @@
+"""The training package: loaders, crop cache, train steps, bit-identical resume, export, config, teacher.
+
+Networks are tiny (32 px, ngf 4, one residual block) so the file runs in well under a minute on 2 cores; the
+cost is the tracing of each CycleGAN instance's step functions, so instances are shared through a fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pytest
+
+from training.config import TrainConfig, load_config
+from training.datasets import (
+    AgeRanges,
+    DomainSplit,
+    FaceRecord,
+    hash_split,
+    load_folders,
+    load_utkface,
+    split_domains,
+)
+from training.errors import ConfigError, DatasetError
+from training.prototype import AgePrototypes, TeacherOptions, age_transform, age_transform_batch
+
+if TYPE_CHECKING:
+    import keras
+
+    from training.train import CycleGAN, TrainData
+
+ROOT = Path(__file__).resolve().parents[2]
+S = 32
+
+
+def tiny_config(tmp: Path, **changes: object) -> TrainConfig:
+    """A config whose paths all live under `tmp`, never the repo's runs/ or cache/."""
+    base: dict[str, object] = dict(
+        name="tiny",
+        data=str(tmp / "data"),
+        cache=str(tmp / "cache"),
+        run_dir=str(tmp / "run"),
+        size=S,
+        ngf=4,
+        n_blocks=1,
+        ndf=4,
+        pool_size=2,
+        steps=8,
+        warm_steps=2,
+        batch_size=2,
+        warm_batch_size=2,
+        decay_from=6,
+        checkpoint_every=1,
+        sample_every=1,
+        seed=7,
+    )
+    base.update(changes)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def _touch_jpeg(path: Path, value: int = 128, size: int = 64) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".jpg", np.full((size, size, 3), value, np.uint8))
+    assert ok
+    path.write_bytes(buf.tobytes())
+
+
+def _smooth_faces(rng: np.random.Generator, n: int, darken: float, texture: float) -> np.ndarray:
+    """Synthetic uint8 (n, S, S, 3) 'faces': a shared smooth gradient, darkened and textured per domain."""
+    yy, xx = np.mgrid[0:S, 0:S] / (S - 1.0)
+    base = np.stack([0.7 + 0.2 * xx, 0.55 + 0.2 * yy, 0.45 + 0.1 * xx * yy], axis=-1)
+    imgs = base[None] * (1.0 - darken) + texture * rng.standard_normal((n, S, S, 3))
+    imgs += 0.02 * rng.standard_normal((n, 1, 1, 3))  # per-face colour cast
+    return np.clip(imgs * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loaders and splits
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_utkface_loader_keeps_valid_names(tmp_path: Path) -> None:
+    good = ["25_0_1_20170116174525125.jpg.chip.jpg", "61_1_0_20170109142408075.jpg.chip.jpg"]
+    bad = ["readme.txt", "abc_1_2_20170101.jpg.chip.jpg", "30_1_0_20170101.txt", "44_1.jpg"]
+    for n in good + bad:
+        (tmp_path / n).write_bytes(b"")
+    recs = load_utkface(tmp_path)
+    assert [(Path(r.path).name, r.age, r.gender, r.identity) for r in recs] == [
+        (good[0], 25, 0, good[0]),
+        (good[1], 61, 1, good[1]),
+    ]
+
+
+def test_utkface_loader_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"UTKFace folder not found: .*nope.*--data"):
+        load_utkface(tmp_path / "nope")
+    (tmp_path / "x.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError, match="no UTKFace files"):
+        load_utkface(tmp_path)
+
+
+def test_folders_loader(tmp_path: Path) -> None:
+    for p in ("young/a.jpg", "young/sub/b.png", "young/notes.txt", "old/c.jpeg"):
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_bytes(b"")
+    recs = load_folders(tmp_path)
+    assert [(r.domain, Path(r.path).name, r.age) for r in recs] == [
+        ("young", "a.jpg", -1),
+        ("young", "b.png", -1),
+        ("old", "c.jpeg", -1),
+    ]
+    split = split_domains(recs, val_fraction=0.01)
+    assert len(split.young_train) + len(split.young_val) == 2 and len(split.old_train) == 1
+
+
+def test_folders_loader_errors(tmp_path: Path) -> None:
+    (tmp_path / "young").mkdir()
+    (tmp_path / "young" / "a.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"old/"):
+        load_folders(tmp_path)
+    (tmp_path / "old").mkdir()
+    with pytest.raises(DatasetError, match=r"no images in .*old"):
+        load_folders(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("utkface", "UTKFace folder not found"), ("folders", "young/"), ("cacd", "CACD folder not found")],
+)
+def test_missing_dataset_path_names_it(tmp_path: Path, kind: str, message: str) -> None:
+    from training.run import ensure_cache
+
+    cfg = tiny_config(tmp_path, dataset=kind, data=str(tmp_path / "missing"))
+    with pytest.raises(DatasetError, match=message):
+        ensure_cache(cfg)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_age_ranges() -> None:
+    r = AgeRanges((18, 29), (50, 200))
+    assert [r.domain_of(a) for a in (17, 18, 29, 30, 49, 50, 90)] == [
+        None,
+        "young",
+        "young",
+        None,
+        None,
+        "old",
+        "old",
+    ]
+    with pytest.raises(DatasetError, match="must end below"):
+        AgeRanges((18, 50), (50, 200))
+    with pytest.raises(DatasetError, match="low <= high"):
+        AgeRanges((29, 18), (50, 200))
+    with pytest.raises(DatasetError, match="low <= high"):
+        AgeRanges((-1, 18), (50, 200))
+
+
+def test_hash_split_is_deterministic() -> None:
+    keys = [f"person-{i}" for i in range(2000)]
+    first = [hash_split(k, 0.1) for k in keys]
+    assert first == [hash_split(k, 0.1) for k in keys]
+    # sha1-based, not Python's salted hash(): these answers hold on every machine and run.
+    assert hash_split("1", 0.3) == "val" and hash_split("2", 0.3) == "train"
+    share = first.count("val") / len(keys)
+    assert 0.07 < share < 0.13
+    # A larger fraction only moves keys from train to val.
+    wider = [hash_split(k, 0.3) for k in keys]
+    assert all(w == "val" for f, w in zip(first, wider, strict=True) if f == "val")
+
+
+def test_split_domains_counts_and_identity_disjointness() -> None:
+    recs = [
+        FaceRecord(f"/d/{p}_{i}.jpg", age=age, identity=f"p{p}")
+        for p in range(60)
+        for i, age in enumerate((20 + p % 10, 55 + p % 30, 35))  # a young, an old and an out-of-range photo
+    ]
+    split = split_domains(recs, AgeRanges((18, 29), (50, 200)), val_fraction=0.25)
+    c = split.counts()
+    assert c["young_train"] + c["young_val"] == 60 and c["old_train"] + c["old_val"] == 60
+    assert c["young_val"] == c["old_val"] > 0  # the same identities are held out of both domains
+    train_ids = {r.identity for r in split.young_train + split.old_train}
+    val_ids = {r.identity for r in split.young_val + split.old_val}
+    assert train_ids and val_ids and not train_ids & val_ids
+    assert all(r.age != 35 for part in (split.young_train, split.old_train) for r in part)
+
+    more_young = [*recs, *(FaceRecord(f"/d/y{i}.jpg", 22, f"y{i}") for i in range(10))]
+    unbalanced = split_domains(more_young, val_fraction=0.25)
+    assert len(unbalanced.young_train) > len(unbalanced.old_train)
+    balanced = split_domains(more_young, val_fraction=0.25, balance=True)
+    assert len(balanced.young_train) == len(balanced.old_train) == len(unbalanced.old_train)
+    # Which faces the cut keeps depends on their paths only, not on the order they arrive in.
+    shuffled = split_domains(list(reversed(more_young)), val_fraction=0.25, balance=True)
+    assert balanced.young_train == shuffled.young_train and balanced.old_train == shuffled.old_train
+
+
+def test_split_domains_empty_domain() -> None:
+    recs = [FaceRecord(f"/d/{i}.jpg", age=20, identity=str(i)) for i in range(5)]
+    with pytest.raises(DatasetError, match="old training domain is empty"):
+        split_domains(recs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Crop cache on real UTKFace chips
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _pick(utk: Path, lo: int, hi: int, n: int) -> list[FaceRecord]:
+    recs = [r for r in load_utkface(utk) if lo <= r.age <= hi]
+    return recs[:n]
+
+
+def test_crop_cache_round_trip(utkface_dir: Path, tmp_path: Path) -> None:
+    from faceage_video.errors import ModelError
+    from faceage_video.face.align import AlignTemplate
+    from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, resolve_landmarker_model
+    from training.preprocess import PARTS, align_records, build_cache, load_index, load_part
+
+    try:
+        resolve_landmarker_model()
+    except ModelError as exc:
+        pytest.skip(f"no face_landmarker.task here: {exc}")
+    young, old = _pick(utkface_dir, 20, 25, 3), _pick(utkface_dir, 60, 70, 3)
+    blank, broken = tmp_path / "src" / "20_0_0_0.jpg", tmp_path / "src" / "65_0_0_1.jpg"
+    _touch_jpeg(blank, size=200)  # a readable image with no face
+    broken.write_bytes(b"not a jpeg")  # an unreadable image
+    split = DomainSplit(
+        young_train=tuple(young[:2]),
+        young_val=(young[2], FaceRecord(str(blank), 20, blank.name)),
+        old_train=tuple(old[:2]),
+        old_val=(old[2], FaceRecord(str(broken), 65, broken.name)),
+    )
+    template, ranges = AlignTemplate(S), AgeRanges()
+    index = build_cache(split, tmp_path / "cache", template, ranges, "utkface")
+
+    parts = dict(
+        zip(PARTS, (split.young_train, split.young_val, split.old_train, split.old_val), strict=True)
+    )
+    with FaceLandmarker(LandmarkerOptions(mode="image", max_faces=2)) as lm:
+        for name, recs in parts.items():
+            expected, missing = align_records(recs, lm, template)
+            got = load_part(tmp_path / "cache", name)
+            assert got.crops.dtype == np.uint8 and got.crops.shape == (len(expected.records), S, S, 3)
+            np.testing.assert_array_equal(np.asarray(got.crops), expected.crops)
+            assert got.records == expected.records
+            assert index["counts"][name] == len(got.records)
+            assert index["not_found"][name] == missing
+            assert len(got.records) + len(missing) == len(recs)
+    assert str(blank) in index["not_found"]["young_val"] and str(broken) in index["not_found"]["old_val"]
+    assert index["counts"]["young_train"] >= 1 and index["counts"]["old_train"] >= 1
+    assert load_index(tmp_path / "cache") == json.loads(json.dumps(index))
+    assert index["template"]["size"] == S
+
+
+def test_missing_cache_part_names_the_build_command(tmp_path: Path) -> None:
+    from training.preprocess import load_index, load_part
+
+    with pytest.raises(DatasetError, match=r"young_train\.npy is missing.*python -m training cache"):
+        load_part(tmp_path, "young_train")
+    with pytest.raises(DatasetError, match="python -m training cache"):
+        load_index(tmp_path)
+    with pytest.raises(DatasetError, match="unknown cache part"):
+        load_part(tmp_path, "young_test")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Train steps, resume, export
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _train_data(seed: int = 0) -> TrainData:
+    from training.train import TrainData
+
+    rng = np.random.default_rng(seed)
+    x = _smooth_faces(rng, 6, 0.0, 0.02)
+    y = _smooth_faces(rng, 6, 0.35, 0.06)
+    protos = AgePrototypes.from_crops(x, y)
+    return TrainData(x, age_transform_batch(x, protos, "older"), y, age_transform_batch(y, protos, "younger"))
+
+
+def _weights(model: CycleGAN) -> list[np.ndarray]:
+    """Every network weight, flat."""
+    return [w for net in _networks(model) for w in net]
+
+
+@dataclass
+class StraightRun:
+    """One run of `cfg.steps` steps without interruption, checkpointed on the way like `training.run` does."""
+
+    cfg: TrainConfig
+    model: CycleGAN
+    data: TrainData
+    checkpoints: dict[int, Path]
+    losses: dict[int, dict[str, float]]
+    snapshots: dict[int, list[list[np.ndarray]]]  # step -> weights of [G, F, D_X, D_Y]
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StraightRun]:
+    import keras
+
+    from training.train import CycleGAN
+
+    tmp = tmp_path_factory.mktemp("straight")
+    cfg = tiny_config(tmp)
+    keras.utils.set_random_seed(cfg.seed)
+    model = CycleGAN(cfg)
+    data = _train_data()
+    ckdir = Path(cfg.run_dir) / "checkpoints"
+    ckdir.mkdir(parents=True)
+    (Path(cfg.run_dir) / "config.json").write_text(json.dumps(cfg.to_dict()))
+    checkpoints: dict[int, Path] = {}
+    losses: dict[int, dict[str, float]] = {}
+    snapshots = {0: _networks(model)}
+
+    def on_step(step: int, out: dict[str, float]) -> None:
+        losses[step] = out
+        if step in (1, cfg.warm_steps, cfg.warm_steps + 1):
+            snapshots[step] = _networks(model)
+        if step in (cfg.steps // 2, cfg.steps):
+            checkpoints[step] = ckdir / f"ckpt-{step}.npz"
+            model.save(checkpoints[step])
+
+    model.train_steps(data, cfg.steps, on_step)
+    yield StraightRun(cfg, model, data, checkpoints, losses, snapshots)
+
+
+def _networks(model: CycleGAN) -> list[list[np.ndarray]]:
+    """Weights of G, F, D_X and D_Y."""
+    return [[np.array(w.numpy()) for w in net.weights] for net in (model.G, model.F, model.D_X, model.D_Y)]
+
+
+def _changed(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return any(not np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_straight_run_visits_both_phases(straight_run: StraightRun) -> None:
+    run = straight_run
+    assert int(run.model.step.numpy()) == run.cfg.steps
+    assert sorted(run.losses) == list(range(1, run.cfg.steps + 1))
+    assert set(run.losses[1]) == {"teach_G", "teach_F"}
+    assert {"adv_G", "cycle", "D_X", "D_Y"} <= set(run.losses[run.cfg.steps])
+    assert all(np.isfinite(v) for out in run.losses.values() for v in out.values())
+
+
+def test_warm_start_moves_generators_only(straight_run: StraightRun) -> None:
+    """Warm steps train G and F on the teacher's pairs; the discriminators move in the adversarial phase."""
+    snap, w = straight_run.snapshots, straight_run.cfg.warm_steps
+    g, f, d_x, d_y = (_changed(a, b) for a, b in zip(snap[0], snap[1], strict=True))
+    assert g and f and not d_x and not d_y
+    assert not any(_changed(a, b) for a, b in zip(snap[0][2:], snap[w][2:], strict=True))
+    assert all(_changed(a, b) for a, b in zip(snap[w], snap[w + 1], strict=True))
+
+
+def test_resume_is_bit_identical(straight_run: StraightRun) -> None:
+    """N/2 steps (warm start, then adversarial), save, a new CycleGAN restores, N/2 more: same weights."""
+    from training.train import CycleGAN
+
+    run = straight_run
+    half = run.cfg.steps // 2
+    assert run.cfg.warm_steps < half  # the first half crosses from the warm start into the adversarial phase
+    resumed = CycleGAN(run.cfg)  # fresh random weights, all overwritten by the checkpoint
+    resumed.restore(run.checkpoints[half])
+    assert int(resumed.step.numpy()) == half
+    resumed.train_steps(run.data, run.cfg.steps)
+    a, b = _weights(run.model), _weights(resumed)
+    assert len(a) == len(b) > 0
+    for i, (wa, wb) in enumerate(zip(a, b, strict=True)):
+        assert np.array_equal(wa, wb), f"weight {i} differs after resume"
+    # The rest of the state (optimisers, image pools) matches too, so a second resume would also agree.
+    for va, vb in zip(run.model.variables(), resumed.variables(), strict=True):
+        assert np.array_equal(np.asarray(va.numpy()), np.asarray(vb.numpy()))
+
+
+def test_restore_rejects_another_configuration(tmp_path: Path) -> None:
+    from training.errors import TrainingError
+    from training.train import CycleGAN
+
+    CycleGAN(tiny_config(tmp_path)).save(tmp_path / "ckpt-0.npz")
+    with pytest.raises(TrainingError, match="different configuration"):
+        CycleGAN(tiny_config(tmp_path, n_blocks=2)).restore(tmp_path / "ckpt-0.npz")
+    with pytest.raises(TrainingError, match="shape"):
+        CycleGAN(tiny_config(tmp_path, ngf=8)).restore(tmp_path / "ckpt-0.npz")
+
+
+def test_gan_steps_change_weights_and_lower_the_cycle_loss(tmp_path: Path) -> None:
+    """One adversarial step on a tiny batch moves all four networks; 25 steps on that fixed batch lower the
+    cycle loss and the total generator loss (mean of the first five steps against the last five, fixed seed).
+
+    A residual generator starts as the identity, where the cycle loss is already 0, so both generators' output
+    layers are first set to random values (a G and F that disagree), and the teacher term is off so the
+    loss is plain CycleGAN: LSGAN + cycle + identity.
+    """
+    import keras
+    import tensorflow as tf
+
+    from training.train import CycleGAN, make_dataset
+
+    cfg = tiny_config(
+        tmp_path, warm_steps=0, steps=40, decay_from=40, lr=2e-3, lambda_teacher=0.0, lambda_teacher_end=0.0
+    )
+    keras.utils.set_random_seed(cfg.seed)
+    model = CycleGAN(cfg)
+    rng = np.random.default_rng(cfg.seed)
+    for net in (model.G, model.F):
+        kernel = net.get_layer("out_conv").kernel
+        kernel.assign(0.05 * rng.standard_normal(tuple(kernel.shape)).astype(np.float32))
+    x, t_y, y, t_x = next(iter(make_dataset(_train_data(1), cfg, 0, 1, 2)))
+    lam = tf.constant(0.0, tf.float32)
+
+    def losses(out: dict[str, tf.Tensor]) -> tuple[float, float]:
+        o = {k: float(v) for k, v in out.items()}
+        total = cfg.lambda_adv * (o["adv_G"] + o["adv_F"]) + cfg.lambda_cycle * o["cycle"]
+        return o["cycle"], total + cfg.lambda_identity * o["ident"]
+
+    before = _networks(model)
+    history = [losses(model.gan_step(x, t_y, y, t_x, lam))]
+    assert all(_changed(a, b) for a, b in zip(before, _networks(model), strict=True))
+    history += [losses(model.gan_step(x, t_y, y, t_x, lam)) for _ in range(24)]
+    assert int(model.step.numpy()) == 25
+    first, last = np.mean(history[:5], axis=0), np.mean(history[-5:], axis=0)
+    assert last[0] < 0.7 * first[0], f"cycle loss did not fall: {first[0]:.3f} -> {last[0]:.3f}"
+    assert last[1] < 0.8 * first[1], f"generator loss did not fall: {first[1]:.3f} -> {last[1]:.3f}"
+
+
+def test_export_loads_in_the_runtime_with_the_same_outputs(straight_run: StraightRun, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.types import Direction
+    from models.bundle import load_manifest
+    from training.export import export_bundle
+
+    run = straight_run
+    folder = export_bundle(Path(run.cfg.run_dir), name="tiny", out_dir=tmp_path / "bundles")
+    assert folder == tmp_path / "bundles" / "tiny"
+    _, manifest = load_manifest(folder)
+    assert manifest.generator.size == S and manifest.template["size"] == S
+    assert (
+        manifest.training["steps"] == run.cfg.steps
+        and manifest.training["checkpoint"] == f"ckpt-{run.cfg.steps}.npz"
+    )
+    assert (folder / "CARD.md").is_file()
+
+    crops = np.concatenate([run.data.x[:3], run.data.y[:2]])
+    nets: tuple[tuple[Direction, keras.Model], ...] = (("older", run.model.G), ("younger", run.model.F))
+    for direction, net in nets:
+        engine = AgingEngine(EngineOptions(model=str(folder), direction=direction, xla=False, batch_size=4))
+        got = engine.generate(crops)  # uint8 in, 0..255 out; 5 crops = one full and one padded batch
+        ref = (np.asarray(net(tf.constant(crops, tf.float32) / 127.5 - 1.0, training=False)) + 1.0) * 127.5
+        assert got.shape == crops.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, atol=1e-3)
+        # The trained generator is not the identity, so the comparison above is not trivial.
+        assert float(np.abs(ref - crops).max()) > 0.5
+
+
+def test_export_without_checkpoints(tmp_path: Path) -> None:
+    from training.errors import TrainingError
+    from training.export import export_bundle
+
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(TrainingError, match="no checkpoints"):
+        export_bundle(tmp_path, name="x", out_dir=tmp_path / "b")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Config errors, in process and through the command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _toml(tmp: Path, body: str, name: str = "cfg.toml") -> Path:
+    p = tmp / name
+    p.write_text(body, encoding="utf-8")
+    return p
+
+
+def test_load_config_reads_a_file_and_overrides(tmp_path: Path) -> None:
+    p = _toml(tmp_path, 'name = "t"\nsize = 64\nyoung = [20, 30]\nlr = 1\n')
+    cfg = load_config(p, steps=2000, data=None)
+    assert (cfg.name, cfg.size, cfg.young, cfg.steps, cfg.lr) == ("t", 64, (20, 30), 2000, 1)
+    assert load_config("utkface-128").name == "utkface-128"
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("lamda_cycle = 5.0\n", "unknown keys.*lamda_cycle"),
+        ("size = \n", "not valid TOML"),
+        ("size = 30\n", "size must be a multiple of 4"),
+        ("steps = 10\nwarm_steps = 20\n", "warm_steps must be in 0..steps"),
+        ("val_fraction = 1.5\n", "val_fraction"),
+        ('steps = "6000"\n', "steps must be an integer"),
+        ("lr = -1.0\n", "lr must be > 0"),
+        ("lambda_cycle = -1\n", "lambda_cycle must be >= 0"),
+        ('dataset = "imagenet"\n', "dataset must be"),
+        ("young = [30, 20]\n", "young must be"),
+        ("young = [18, 60]\n", r"young \[18, 60\] must end below old"),
+        ("old = 50\n", "old must be two integers"),
+        ("ngf = 2\n", "ngf must be >= 4"),
+        ("xla = 1\n", "xla must be true or false"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, body: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(_toml(tmp_path, body))
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not found.*Named: .*utkface-128"):
+        load_config("no-such-config")
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_bad_config_exits_with_a_message(tmp_path: Path) -> None:
+    bad = _toml(tmp_path, "size = 30\nlamda = 1\n")
+    proc = _cli(["train", "--config", str(bad)], tmp_path)
+    assert proc.returncode == ConfigError.exit_code
+    assert "error:" in proc.stderr and "lamda" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_cli_missing_dataset_exits_with_a_message(tmp_path: Path) -> None:
+    cfg = _toml(
+        tmp_path,
+        f'data = "{tmp_path / "nowhere"}"\ncache = "{tmp_path / "cache"}"\nrun_dir = "{tmp_path / "run"}"\n',
+    )
+    proc = _cli(["cache", "--config", str(cfg)], tmp_path)
+    assert proc.returncode == DatasetError.exit_code
+    assert "error:" in proc.stderr and "UTKFace folder not found" in proc.stderr and "nowhere" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prototype teacher
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prototypes() -> tuple[AgePrototypes, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    young = _smooth_faces(rng, 12, 0.0, 0.01)
+    old = _smooth_faces(rng, 12, 0.3, 0.05)
+    return AgePrototypes.from_crops(young[:-1], old[:-1]), young[-1], old[-1]
+
+
+def test_teacher_keeps_shape_and_range(prototypes: tuple[AgePrototypes, np.ndarray, np.ndarray]) -> None:
+    protos, young, _ = prototypes
+    out = age_transform(
+        young.astype(np.float32) / 255.0, protos, "older", TeacherOptions(shape=1.5, texture=1.5)
+    )
+    assert out.shape == (S, S, 3) and out.dtype == np.float32
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    batch = age_transform_batch(np.stack([young, young]), protos, "older")
+    assert batch.shape == (2, S, S, 3) and batch.dtype == np.uint8
+    with pytest.raises(ValueError, match="older"):
+        age_transform(young.astype(np.float32) / 255.0, protos, "sideways")
+
+
+def test_teacher_moves_towards_the_other_age_group(
+    prototypes: tuple[AgePrototypes, np.ndarray, np.ndarray],
+) -> None:
+    protos, young, old = prototypes
+    yf, of = young.astype(np.float32) / 255.0, old.astype(np.float32) / 255.0
+
+    def dist(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((a - b) ** 2)))
+
+    aged = age_transform(yf, protos, "older")
+    assert dist(aged, protos.old_mean) < 0.5 * dist(yf, protos.old_mean)
+    # Texture transfer: the aged face carries the old group's fine-band amplitude, not the young one's.
+    from training.prototype import envelopes
+
+    assert envelopes(aged)[0].mean() > 1.5 * envelopes(yf)[0].mean()
+    younger = age_transform(of, protos, "younger")
+    assert dist(younger, protos.young_mean) < 0.5 * dist(of, protos.young_mean)
+
+
+def test_prototypes_round_trip(
+    prototypes: tuple[AgePrototypes, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    protos = prototypes[0]
+    protos.save(tmp_path / "p.npz")
+    back = AgePrototypes.load(tmp_path / "p.npz")
+    for name in ("young_mean", "old_mean", "young_env", "old_env"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(protos, name))
