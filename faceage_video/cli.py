@@ -216,7 +216,7 @@ def webcam(
             help="async: the model runs beside the video, its last result reused; sync: frames wait"
         ),
     ] = "async",
-    generate_every: Annotated[int, typer.Option(min=1, help="offer crops to the model every k-th frame")] = 1,
+    generate_every: Annotated[int, typer.Option(min=0, help="run the model every k-th frame (0: adapt)")] = 0,
     generator_threads: Annotated[int, typer.Option(min=0, help="TensorFlow threads (0: its default)")] = 0,
     temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.3,
     mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",

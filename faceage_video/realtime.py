@@ -177,7 +177,8 @@ class RealtimeOptions:
             tracked face, so the frame rate never waits for the model; "sync" generates every frame's faces
             before it is shown (fresher effect, lower frame rate when the model is slow).
         generate_every: offer crops to the generator on every k-th frame with faces only, leaving CPU to the
-            rest of the loop (1: every frame; the generator still takes only the newest).
+            rest of the loop; in between, the last residual is reused. 0 adapts k to the machine (see
+            `GenerationPacer`); 1 offers every frame (the async generator still takes only the newest).
         generator_threads: TensorFlow intra-op threads for the generator; 0 leaves TensorFlow's default.
             Applied only if TensorFlow has not run anything in this process yet.
         hud: draw fps, latency, drops and the controls' state on the output.
@@ -212,7 +213,7 @@ class RealtimeOptions:
     blend: BlendOptions = field(default_factory=BlendOptions)
     faces: FaceSelection | tuple[int, ...] = "all"
     generator: GeneratorMode = "async"
-    generate_every: int = 1
+    generate_every: int = 0
     generator_threads: int = 0
     hud: bool = False
     stats: str | None = None
@@ -258,8 +259,10 @@ class RealtimeOptions:
             raise OptionsError("the real-time mode needs the landmarker in 'video' mode")
         if self.generator not in GENERATOR_MODES:
             raise OptionsError(f"generator must be one of {GENERATOR_MODES}, got {self.generator!r}")
-        if self.generate_every < 1:
-            raise OptionsError(f"generate_every must be >= 1 frame, got {self.generate_every}")
+        if not 0 <= self.generate_every <= 64:
+            raise OptionsError(
+                f"generate_every must be in 0..64 frames (0: adaptive), got {self.generate_every}"
+            )
         if self.generator_threads < 0:
             raise OptionsError(
                 f"generator_threads must be >= 0 (0 = TensorFlow's default), got {self.generator_threads}"
@@ -493,6 +496,7 @@ class LiveStats:
         self._lock = threading.Lock()
         self.warmup_s = warmup_s
         self.t_start = time.perf_counter()
+        self.cpu_start = time.process_time()
         self.captured = 0
         self.processed = 0
         self.with_faces = 0
@@ -569,6 +573,7 @@ class LiveStats:
         with self._lock:
             now = time.perf_counter()
             wall = now - self.t_start
+            cpu = time.process_time() - self.cpu_start
             lat = list(self.latency_ms)
             first, last = self.t_first_out, self.t_last_out
             if self._sustained_t0 is not None and self._sustained_n >= 1 and last is not None:
@@ -607,6 +612,13 @@ class LiveStats:
                 "residual_age_ms": _percentiles(self.residual_age_ms, (50, 95)),
                 "stage_ms": {k: _percentiles(v, (50, 95)) for k, v in sorted(self.stage_ms.items())},
                 "generator_runs": self.generated,
+                # CPU time of the whole process (every thread) per frame out: what a frame costs whatever
+                # else the machine runs; 1000 / per_frame_ms · cores is the fps the cores could sustain.
+                "cpu": {
+                    "process_s": round(cpu, 3),
+                    "cores_used": round(cpu / wall, 2) if wall > 0 else None,
+                    "per_frame_ms": round(1000.0 * cpu / self.processed, 2) if self.processed else None,
+                },
             }
         if extra:
             d.update(extra)
@@ -1091,6 +1103,55 @@ class _Residuals:
         return self._r
 
 
+class GenerationPacer:
+    """Chooses k: the generator is offered the crops of every k-th frame with faces.
+
+    With a fixed `every` (>= 1) k never changes. Adaptive (`every` = 0): once a second, when more than
+    `HIGH` of the frames captured in that second were dropped, the loop is behind the source, and on a small
+    machine the generator is what takes the CPU from it; k grows by one (up to `MAX_K`), since a residual
+    reused a few frames longer costs the viewer less than a dropped frame. When drops fall under `LOW`, k
+    shrinks again, down to 1.
+    """
+
+    HIGH = 0.10
+    LOW = 0.02
+    MAX_K = 8
+
+    def __init__(self, every: int) -> None:
+        self.adaptive = every == 0
+        self.k = max(1, every)
+        self.k_max = self.k
+        self._n = 0
+        self._window: tuple[float, int, int] | None = None  # (start time, captured, dropped) at its start
+
+    def update(self, now: float, captured: int, dropped: int) -> None:
+        """Feed the capture counters; adjusts k once a second when adaptive."""
+        if not self.adaptive:
+            return
+        if self._window is None:
+            self._window = (now, captured, dropped)
+            return
+        t0, c0, d0 = self._window
+        if now - t0 < 1.0:
+            return
+        dc, dd = captured - c0, dropped - d0
+        rate = dd / dc if dc > 0 else 0.0
+        if rate > self.HIGH and self.k < self.MAX_K:
+            self.k += 1
+        elif rate < self.LOW and self.k > 1:
+            self.k -= 1
+        self.k_max = max(self.k_max, self.k)
+        self._window = (now, captured, dropped)
+
+    def offer(self) -> bool:
+        """Whether this frame with faces goes to the generator."""
+        self._n += 1
+        if self._n >= self.k:
+            self._n = 0
+            return True
+        return False
+
+
 def _limit_tf_threads(n: int) -> None:
     if n <= 0:
         return
@@ -1382,7 +1443,7 @@ class RealtimeSession:
         self._gen_error: BaseException | None = None
         self._stack = contextlib.ExitStack()
         self._state_seen: tuple[Direction, bool] | None = None  # (direction, enabled) of the previous frame
-        self._frames_with_faces = 0
+        self.pacer = GenerationPacer(options.generate_every)
         self.width = self.height = 0
         self.fps = 0.0
 
@@ -1500,6 +1561,11 @@ class RealtimeSession:
                 "generator_queue_max": self.gen_slot.max_depth,
                 "generator_skipped": self.gen_slot.dropped,
                 "generator_mode": opts.generator,
+                "generate_every": {
+                    "adaptive": self.pacer.adaptive,
+                    "k": self.pacer.k,
+                    "k_max": self.pacer.k_max,
+                },
                 "controls": asdict(self.controls.snapshot()),
                 "rolling": {k: round(v, 2) for k, v in self.stats.rolling().items()},
                 "model": {"name": eng.manifest.name, "steps": eng.manifest.training.get("steps")}
@@ -1538,6 +1604,7 @@ class RealtimeSession:
             self._gen_thread.start()
         t_start = time.perf_counter()
         self.stats.t_start = t_start
+        self.stats.cpu_start = time.process_time()
         self.capture.start()
         try:
             self.ended = self._loop(t_start)
@@ -1634,12 +1701,13 @@ class RealtimeSession:
     def _request_residuals(
         self, frame: LiveFrame, direction: Direction, ids: tuple[int, ...], crops: NDArray[np.uint8]
     ) -> None:
-        """Generate now (sync) or offer the crops to the generator thread (async, every k-th face frame)."""
+        """On every k-th frame with faces, generate now (sync) or offer the crops to the generator thread."""
         assert self.engines is not None
-        self._frames_with_faces += 1
+        self.pacer.update(frame.capture_t, self.stats.captured, self.capture_slot.dropped)
+        if not self.pacer.offer():
+            return
         if self.options.generator == "async":
-            if (self._frames_with_faces - 1) % self.options.generate_every == 0:
-                self.gen_slot.put(_GenRequest(direction, ids, crops, frame.capture_t))
+            self.gen_slot.put(_GenRequest(direction, ids, crops, frame.capture_t))
             return
         eng = self.engines.get_nowait(direction)  # a switch loads the other model without freezing
         if eng is None:
@@ -1658,7 +1726,7 @@ class RealtimeSession:
         return [
             f"{'ON ' if state.enabled else 'OFF'} {state.direction} x{state.strength:.1f}  faces {faces}",
             f"{r['fps']:4.1f} fps  lat p50 {r['p50']:3.0f} p95 {r['p95']:3.0f} ms",
-            f"drops {drop:4.1f}%  gen {r['gen_fps']:4.1f}/s",
+            f"drops {drop:4.1f}%  gen {r['gen_fps']:4.1f}/s (1/{self.pacer.k})",
         ]
 
 

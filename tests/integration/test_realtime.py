@@ -25,6 +25,7 @@ from faceage_video.cli import main
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.errors import OutputError, SourceError
 from faceage_video.realtime import (
+    GenerationPacer,
     LatestSlot,
     LiveControls,
     RealtimeOptions,
@@ -413,3 +414,19 @@ def test_source_and_output_kinds() -> None:
         parse_size("640")
     with pytest.raises(Exception, match="even sides"):
         RealtimeOptions(source="clip.mp4", outputs=("o.mp4",), size=(641, 480))
+
+
+def test_generation_pacer_yields_cpu_while_frames_drop() -> None:
+    fixed = GenerationPacer(3)
+    assert [fixed.offer() for _ in range(6)] == [False, False, True, False, False, True]
+    p = GenerationPacer(0)
+    assert p.adaptive and p.k == 1
+    captured = dropped = 0
+    for second in range(12):  # 30 frames a second, half of them dropped: k climbs to its cap
+        captured, dropped = captured + 30, dropped + 15
+        p.update(float(second), captured, dropped)
+    assert p.k == GenerationPacer.MAX_K
+    for second in range(12, 30):  # no drops any more: k comes back to 1
+        captured += 30
+        p.update(float(second), captured, dropped)
+    assert p.k == 1 and p.k_max == GenerationPacer.MAX_K
