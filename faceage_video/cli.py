@@ -278,9 +278,8 @@ def webcam(
         f"({100 * res['drop_rate']:.1f} %), sustained {res['fps']['sustained']} fps, "
         f"latency p50 {lat['p50']} / p95 {lat['p95']} / p99 {lat['p99']} ms"
     )
-    if res["ended"] == "interrupted":
-        typer.secho("interrupted: devices and outputs closed", fg="yellow", err=True)
-        raise typer.Exit(130)
+    if res["ended"] == "interrupted":  # Ctrl-C is how a live run is normally stopped: not an error
+        typer.secho("stopped by Ctrl-C: devices and outputs closed", fg="yellow", err=True)
 
 
 @app.command()
