@@ -23,7 +23,7 @@ def make_demo_clip(path: Path, seconds: float = 2.0, fps: int = 25) -> Path:
 
     img: Frame = data.astronaut()
     h, w = img.shape[:2]
-    n = max(1, int(round(seconds * fps)))
+    n = max(1, round(seconds * fps))
     with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
@@ -35,7 +35,10 @@ def make_demo_clip(path: Path, seconds: float = 2.0, fps: int = 25) -> Path:
         for i in range(n):
             z = 1.0 + 0.08 * i / max(n - 1, 1)
             m = np.array([[z, 0, (1 - z) * cx], [0, z, (1 - z) * cy]], np.float64)
-            frame = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+            frame = np.asarray(
+                cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101),
+                dtype=np.uint8,
+            )
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             vf.pts = i
             vf.time_base = Fraction(1, fps)
@@ -59,7 +62,10 @@ def make_demo_clip(path: Path, seconds: float = 2.0, fps: int = 25) -> Path:
 
 
 def run_demo(
-    out_dir: Path, direction: Direction = "older", strength: float = 1.0, model: str | None = None,
+    out_dir: Path,
+    direction: Direction = "older",
+    strength: float = 1.0,
+    model: str | None = None,
     seconds: float = 2.0,
 ) -> dict[str, Path]:
     """Make the demo clip, age it, and write a before/after picture.
@@ -97,6 +103,6 @@ def _last_frame(path: Path) -> Frame:
     last: Frame | None = None
     with av.open(str(path)) as c:
         for f in c.decode(video=0):
-            last = f.to_ndarray(format="rgb24")
+            last = np.asarray(f.to_ndarray(format="rgb24"), dtype=np.uint8)
     assert last is not None
     return last

@@ -12,6 +12,7 @@ in each worker's hands), plus one matte per frame in the encode queue and the mo
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import threading
@@ -313,6 +314,31 @@ def _expected_frames(info: VideoInfo, start_s: float | None, end_s: float | None
     return max(0, int(round(span * float(info.fps)))) if info.fps else info.frame_count
 
 
+def _same_path(a: str, b: str) -> bool:
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
+    """Refuse, before any work, extra outputs that would overwrite the input or another output, and a report
+    whose folder is missing (it is written last, so it would fail only after the whole run)."""
+    extra = (("--matte", opts.matte), ("--side-by-side", opts.side_by_side), ("--report", opts.report))
+    named = [("output", dst)] + [(what, path) for what, path in extra if path]
+    for i, (what, path) in enumerate(named):
+        if _same_path(path, src):
+            raise OutputError(f"{path}: {what} is the input file; choose a different output path")
+        for other, other_path in named[:i]:
+            if _same_path(path, other_path):
+                raise OutputError(f"{path}: {what} and {other} are the same file; give each its own path")
+    if opts.report and not Path(opts.report).parent.is_dir():
+        folder = Path(opts.report).parent
+        raise OutputError(f"{opts.report}: report folder {folder} does not exist; create it first")
+
+
 def age_video(
     input: str | Path,
     output: str | Path,
@@ -338,12 +364,18 @@ def age_video(
     opts = options or AgeOptions()
     src, dst = str(input), str(output)
     t0 = time.perf_counter()
+    _check_outputs(src, dst, opts)
     reader = VideoReader(
         src, ReaderOptions(start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols)
     )
     timer = _Timer()
     with reader:
         info = reader.info
+        if opts.start_s is not None and info.duration_s is not None and opts.start_s >= info.duration_s:
+            raise OptionsError(
+                f"start ({opts.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
+                "pick a start inside the clip"
+            )
         writer_cm = VideoWriter(
             dst, info, opts.writer, audio_source=src if opts.writer.audio else None,
             start_s=opts.start_s, end_s=opts.end_s,

@@ -22,6 +22,10 @@ import keras
 from models.networks import GeneratorConfig, build_generator
 
 FORMAT = "faceage-bundle/1"
+_REEXPORT = (
+    "Fix: re-export the bundle with `python -m training export`, "
+    "or reinstall faceage-video to restore the bundled models."
+)
 DEFAULT_MODEL = "utkface-128"
 BUNDLED_DIR = Path(__file__).resolve().parent
 
@@ -75,23 +79,29 @@ class Manifest:
     def from_json(cls, text: str, source: str = "manifest.json") -> Manifest:
         try:
             d = json.loads(text)
+            if not isinstance(d, dict):
+                raise TypeError(f"expected a JSON object, got {type(d).__name__}")
             if d.get("format") != FORMAT:
-                raise BundleError(f"{source}: format {d.get('format')!r} is not {FORMAT!r}")
+                raise BundleError(
+                    f"{source}: format {d.get('format')!r} is not {FORMAT!r} (a bundle from another version, "
+                    f"or not a faceage bundle). {_REEXPORT}"
+                )
+            files = {str(k): str(v) for k, v in dict(d["files"]).items()}
+            missing = [k for k in ("G", "F") if k not in files]
+            if missing:
+                raise KeyError(f"files lacks {', '.join(missing)}")
             return cls(
                 name=str(d["name"]),
                 generator=GeneratorConfig(**d["generator"]),
                 template=dict(d["template"]),
                 normalisation=str(d.get("normalisation", "x / 127.5 - 1")),
-                files=dict(d["files"]),
+                files=files,
                 data=dict(d.get("data", {})),
                 training=dict(d.get("training", {})),
                 metrics=dict(d.get("metrics", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(
-                f"{source} is corrupt ({exc}). Fix: re-export the bundle with `python -m training export`, "
-                f"or reinstall faceage-video to restore the bundled models."
-            ) from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"{source} is corrupt ({type(exc).__name__}: {exc}). {_REEXPORT}") from exc
 
 
 def bundled_names() -> list[str]:
@@ -111,7 +121,11 @@ def resolve_bundle(name_or_path: str | Path | None = None) -> Path:
         if (cand / "manifest.json").is_file():
             return cand
     if p.is_dir() or p.suffix == ".json":
-        raise BundleError(f"{p / 'manifest.json'} not found: {p} is not a model bundle.")
+        raise BundleError(
+            f"{p / 'manifest.json'} not found: {p} is not a model bundle. Fix: pass the folder that holds "
+            f"manifest.json, G.weights.h5 and F.weights.h5 (as written by `python -m training export`), "
+            f"or a bundled model name ({', '.join(bundled_names()) or 'none installed'})."
+        )
     raise BundleError(
         f"model {key!r} not found (no {p}/manifest.json, no bundled model of that name). "
         f"Bundled models: {', '.join(bundled_names()) or 'none'}. Fix: pass --model NAME or a bundle folder."
@@ -122,7 +136,11 @@ def load_manifest(bundle: str | Path | None = None) -> tuple[Path, Manifest]:
     """Resolve and parse a bundle's manifest."""
     folder = resolve_bundle(bundle)
     mpath = folder / "manifest.json"
-    return folder, Manifest.from_json(mpath.read_text(encoding="utf-8"), str(mpath))
+    try:
+        text = mpath.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{mpath} cannot be read ({type(exc).__name__}: {exc}). {_REEXPORT}") from exc
+    return folder, Manifest.from_json(text, str(mpath))
 
 
 def load_generator(bundle: str | Path | None, which: str) -> tuple[keras.Model, Manifest]:
@@ -137,15 +155,19 @@ def load_generator(bundle: str | Path | None, which: str) -> tuple[keras.Model, 
     wpath = folder / manifest.files[which]
     if not wpath.is_file():
         raise BundleError(
-            f"weights {wpath} missing from bundle {folder}. Fix: re-export it with `python -m training export`."
+            f"weights {wpath} missing from bundle {folder}. "
+            f"Fix: re-export it with `python -m training export`."
         )
     model = build_generator(manifest.generator, name=which)
     try:
         model.load_weights(str(wpath))
     except Exception as exc:  # h5py and Keras raise many types for a damaged or mismatched file
+        # Keras' mismatch message embeds whole weight tensors: keep its first line only.
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise BundleError(
             f"weights {wpath} are corrupt or do not match the manifest's generator "
-            f"({manifest.generator}): {exc}. Fix: re-export the bundle with `python -m training export`."
+            f"({manifest.generator}): {type(exc).__name__}: {first}. "
+            f"Fix: re-export the bundle with `python -m training export`."
         ) from exc
     return model, manifest
 

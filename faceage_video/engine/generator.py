@@ -59,7 +59,7 @@ class AgingEngine:
     def __init__(self, options: EngineOptions) -> None:
         import tensorflow as tf
 
-        from models.bundle import BundleError, load_generator
+        from models.bundle import BundleError, load_generator, resolve_bundle
 
         self.options = options
         which = "G" if options.direction == "older" else "F"
@@ -67,7 +67,16 @@ class AgingEngine:
             self._model, self.manifest = load_generator(options.model, which)
         except BundleError as exc:
             raise ModelError(str(exc)) from exc
-        self.template = AlignTemplate.from_dict(self.manifest.template)
+        try:
+            self.template = AlignTemplate.from_dict(self.manifest.template)
+            if self.template.size != self.manifest.generator.size:
+                g = self.manifest.generator.size
+                raise ValueError(f"template size {self.template.size} differs from generator size {g}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"{resolve_bundle(options.model) / 'manifest.json'} has a bad alignment template "
+                f"({type(exc).__name__}: {exc}). Fix: re-export the bundle with `python -m training export`."
+            ) from exc
         self.size = self.manifest.generator.size
         self.trace_count = 0
         spec = tf.TensorSpec((options.batch_size, self.size, self.size, 3), tf.uint8)
@@ -100,7 +109,8 @@ class AgingEngine:
         for i in range(0, len(crops), b):
             chunk = crops[i : i + b]
             n = len(chunk)
-            if n < b:  # pad to the compiled shape; repeating the last crop keeps instance norm statistics sane
+            # Pad to the compiled shape; repeating the last crop keeps instance-norm statistics sane.
+            if n < b:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
             out[i : i + n] = np.asarray(self._fn(chunk))[:n]
         return out

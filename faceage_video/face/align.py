@@ -8,6 +8,7 @@ hair, because grey hair and a receding hairline are part of aging.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,6 +52,8 @@ class AlignTemplate:
             raise ValueError(f"template size must be at least 16 px, got {self.size}")
         if len(self.unit_points) != 5:
             raise ValueError(f"template needs 5 points, got {len(self.unit_points)}")
+        if not all(len(p) == 2 for p in self.unit_points) or not np.isfinite(self.unit_points).all():
+            raise ValueError(f"template points must be 5 finite (x, y) pairs, got {self.unit_points!r}")
 
     @property
     def points(self) -> Points5:
@@ -64,8 +67,10 @@ class AlignTemplate:
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> AlignTemplate:
         """Inverse of `to_dict`."""
-        pts = data.get("unit_points", UNIT_TEMPLATE.tolist())
-        return cls(size=int(data["size"]), unit_points=tuple(tuple(map(float, p)) for p in pts))  # type: ignore[arg-type,attr-defined]
+        d: Any = data
+        pts = d.get("unit_points", UNIT_TEMPLATE.tolist())
+        points: Any = tuple(tuple(float(v) for v in p) for p in pts)  # checked by __post_init__
+        return cls(size=int(d["size"]), unit_points=points)
 
 
 def five_points(landmarks: Landmarks) -> Points5:
@@ -96,16 +101,24 @@ def estimate_similarity(src: NDArray[np.float64], dst: NDArray[np.float64]) -> A
 
     Returns:
         (2, 3) affine matrix M with dst ≈ M @ [x, y, 1].
+
+    Raises:
+        ValueError: mismatched or non-(N, 2) shapes, fewer than two points, NaN/inf, or either set collapsed
+            to one place (no scale or rotation can be estimated).
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[0] < 2:
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[0] < 2 or src.shape[1] != 2:
         raise ValueError(f"need two matching (N>=2, 2) point sets, got {src.shape} and {dst.shape}")
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise ValueError("points must be finite (got NaN or inf)")
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
     var_s = (s**2).sum() / len(src)
     if var_s < 1e-12:
         raise ValueError("source points are degenerate (all at one place)")
+    if (d**2).sum() / len(dst) < 1e-12:
+        raise ValueError("target points are degenerate (all at one place)")
     cov = d.T @ s / len(src)
     u, sig, vt = np.linalg.svd(cov)
     sign = np.eye(2)
@@ -148,9 +161,8 @@ def warp_to_crop(frame: Frame, m: Affine, size: int) -> Crop:
         (size, size, 3) uint8 crop. Pixels beyond the frame edge are reflected, so the generator never sees
         hard black borders it would learn to age.
     """
-    return cv2.warpAffine(
-        frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
-    )
+    crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    return np.asarray(crop, dtype=np.uint8)
 
 
 def align_face(frame: Frame, landmarks: Landmarks, template: AlignTemplate) -> tuple[Crop, Affine]:

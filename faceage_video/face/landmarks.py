@@ -154,7 +154,9 @@ class FaceLandmarker:
         img = frame
         if self.options.detect_width and w > self.options.detect_width:
             scale = self.options.detect_width / w
-            img = cv2.resize(frame, (self.options.detect_width, max(1, round(h * scale))), cv2.INTER_AREA)
+            size = (self.options.detect_width, max(1, round(h * scale)))
+            # interpolation by keyword: the third positional argument of cv2.resize is `dst`.
+            img = np.asarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         mp_img = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(img))
         if self.options.mode == "video":
             ts = max(int(timestamp_ms), self._last_ts + 1)
@@ -195,8 +197,8 @@ def detect_padded(landmarker: FaceLandmarker, image: Frame, pad_frac: float = 0.
     import cv2
 
     h, w = image.shape[:2]
-    p = int(round(max(h, w) * pad_frac))
-    padded = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+    p = round(max(h, w) * pad_frac)
+    padded = np.asarray(cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE), dtype=np.uint8)
     return [lm - np.float32(p) for lm in landmarker.detect(padded)]
 
 
