@@ -41,7 +41,9 @@ def score(row: dict[str, Any]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.select_checkpoint", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.select_checkpoint", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--n", type=int, default=80, help="validation crops per direction")

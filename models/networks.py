@@ -90,7 +90,9 @@ def _norm(kind: str, name: str) -> layers.Layer:
 
 def _conv_block(x: Any, filters: int, kernel: int, stride: int, norm: str, name: str) -> Any:
     x = ReflectionPad2D(kernel // 2, name=f"{name}_pad")(x)
-    x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False, name=f"{name}_conv")(
+        x
+    )
     x = _norm(norm, f"{name}_norm")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 

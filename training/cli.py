@@ -10,12 +10,16 @@ import typer
 
 from training.errors import TrainingError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and export faceage-video CycleGAN models.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Train and export faceage-video CycleGAN models."
+)
 
 
 @app.command()
 def cache(
-    config: Annotated[str, typer.Option(help="config name in training/configs or a TOML path")] = "utkface-128",
+    config: Annotated[
+        str, typer.Option(help="config name in training/configs or a TOML path")
+    ] = "utkface-128",
     data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
 ) -> None:
     """Align every face once and store the crops (resumes where it stopped)."""
@@ -30,7 +34,9 @@ def cache(
 
 @app.command()
 def train(
-    config: Annotated[str, typer.Option(help="config name in training/configs or a TOML path")] = "utkface-128",
+    config: Annotated[
+        str, typer.Option(help="config name in training/configs or a TOML path")
+    ] = "utkface-128",
     data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
     run_dir: Annotated[str | None, typer.Option(help="run folder, overrides the config")] = None,
     steps: Annotated[int | None, typer.Option(help="total steps, overrides the config")] = None,
@@ -50,9 +56,15 @@ def train(
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="ckpt-N.npz, or a run folder (its latest checkpoint)")],
     name: Annotated[str, typer.Option(help="bundle name: writes models/NAME/")] = "utkface-128",
-    config: Annotated[str | None, typer.Option(help="config of the run; default: the run's config.json")] = None,
-    out_dir: Annotated[Path | None, typer.Option(help="parent folder of the bundle; default: models/")] = None,
-    metrics: Annotated[Path | None, typer.Option(help="quality JSON from benchmarks.quality to put in the card")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="config of the run; default: the run's config.json")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="parent folder of the bundle; default: models/")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="quality JSON from benchmarks.quality to put in the card")
+    ] = None,
 ) -> None:
     """Write a model bundle (manifest, G/F weights, card, samples) from a checkpoint."""
     from training.export import export_bundle

@@ -49,7 +49,9 @@ class AgeRanges:
     def __post_init__(self) -> None:
         (ya, yb), (oa, ob) = self.young, self.old
         if not (0 <= ya <= yb and 0 <= oa <= ob):
-            raise DatasetError(f"age ranges must be (low, high) with low <= high, got {self.young}, {self.old}")
+            raise DatasetError(
+                f"age ranges must be (low, high) with low <= high, got {self.young}, {self.old}"
+            )
         if yb >= oa:
             raise DatasetError(f"young range {self.young} must end below the old range {self.old}")
 
@@ -81,7 +83,9 @@ def load_utkface(root: str | Path) -> list[FaceRecord]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"UTKFace folder not found: {root}. Pass --data PATH to the folder of *.chip.jpg files.")
+        raise DatasetError(
+            f"UTKFace folder not found: {root}. Pass --data PATH to the folder of *.chip.jpg files."
+        )
     out: list[FaceRecord] = []
     for p in sorted(root.iterdir()):
         m = _UTK_RE.match(p.name)
@@ -169,6 +173,4 @@ def split_domains(
             return sorted(rs, key=lambda r: hashlib.sha1(r.path.encode()).hexdigest())[:n]
 
         yt, ot = sorted(_by_hash(yt), key=lambda r: r.path), sorted(_by_hash(ot), key=lambda r: r.path)
-    return DomainSplit(
-        tuple(yt), tuple(buckets[("young", "val")]), tuple(ot), tuple(buckets[("old", "val")])
-    )
+    return DomainSplit(tuple(yt), tuple(buckets[("young", "val")]), tuple(ot), tuple(buckets[("old", "val")]))

@@ -28,7 +28,9 @@ def _resolve_checkpoint(path: Path) -> Path:
     if path.is_dir():
         ck = latest_checkpoint(path)
         if ck is None:
-            raise TrainingError(f"no checkpoints in {path}/checkpoints. Train first: `python -m training train`.")
+            raise TrainingError(
+                f"no checkpoints in {path}/checkpoints. Train first: `python -m training train`."
+            )
         return ck
     if not path.is_file():
         raise TrainingError(f"checkpoint {path} not found")
@@ -115,14 +117,24 @@ def export_bundle(
         name=name,
         generator=model.generator_config,
         template=AlignTemplate(cfg.size).to_dict(),
-        data={"dataset": cfg.dataset, "young": list(cfg.young), "old": list(cfg.old), "counts": counts,
-              "licence": LICENCE.get(cfg.dataset, "")},
-        training={"steps": int(model.step.numpy()), "config": cfg.name, "checkpoint": ckpt.name,
-                  "exported": dt.date.today().isoformat()},
+        data={
+            "dataset": cfg.dataset,
+            "young": list(cfg.young),
+            "old": list(cfg.old),
+            "counts": counts,
+            "licence": LICENCE.get(cfg.dataset, ""),
+        },
+        training={
+            "steps": int(model.step.numpy()),
+            "config": cfg.name,
+            "checkpoint": ckpt.name,
+            "exported": dt.date.today().isoformat(),
+        },
         metrics=metrics,
     )
-    folder = save_bundle((out_dir or BUNDLED_DIR) / name, manifest, {"G": model.G, "F": model.F},
-                         _card(manifest, cfg, metrics))
+    folder = save_bundle(
+        (out_dir or BUNDLED_DIR) / name, manifest, {"G": model.G, "F": model.F}, _card(manifest, cfg, metrics)
+    )
     try:
         vx = np.asarray(load_part(cfg.cache, "young_val").crops[:6])
         vy = np.asarray(load_part(cfg.cache, "old_val").crops[:6])

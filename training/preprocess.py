@@ -43,7 +43,7 @@ def _read_rgb(path: str) -> NDArray[np.uint8] | None:
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), np.uint8)
 
 
 def align_records(
@@ -157,7 +157,9 @@ def load_part(cache_dir: str | Path, part: str, mmap: bool = True) -> CropSet:
     crops = np.load(npy, mmap_mode="r" if mmap else None)
     recs = tuple(FaceRecord(**r) for r in json.loads(meta.read_text())["records"])
     if len(crops) != len(recs):
-        raise DatasetError(f"crop cache {d} is inconsistent ({len(crops)} crops, {len(recs)} records); rebuild it")
+        raise DatasetError(
+            f"crop cache {d} is inconsistent ({len(crops)} crops, {len(recs)} records); rebuild it"
+        )
     return CropSet(crops, recs)
 
 

@@ -25,7 +25,7 @@ ENVELOPE_SIGMA = 4.0
 
 
 def _blur(x: Array, sigma: float) -> Array:
-    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101)
+    return np.asarray(cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101), np.float32)
 
 
 def bands(img: Array) -> tuple[list[Array], Array]:
@@ -75,7 +75,11 @@ class AgePrototypes:
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(
-            path, young_mean=self.young_mean, old_mean=self.old_mean, young_env=self.young_env, old_env=self.old_env
+            path,
+            young_mean=self.young_mean,
+            old_mean=self.old_mean,
+            young_env=self.young_env,
+            old_env=self.old_env,
         )
 
     @classmethod
@@ -132,7 +136,10 @@ def age_transform(
 
 
 def age_transform_batch(
-    crops: NDArray[np.uint8], protos: AgePrototypes, direction: str, options: TeacherOptions = TeacherOptions()
+    crops: NDArray[np.uint8],
+    protos: AgePrototypes,
+    direction: str,
+    options: TeacherOptions = TeacherOptions(),
 ) -> NDArray[np.uint8]:
     """`age_transform` over a uint8 batch (N, S, S, 3), returning uint8."""
     out = np.empty_like(crops)

@@ -10,7 +10,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from faceage_video.face.align import AlignTemplate
 from training.config import TrainConfig
@@ -53,7 +60,9 @@ def prepare_data(cfg: TrainConfig) -> tuple[Any, AgePrototypes]:
     x = np.asarray(load_part(cfg.cache, "young_train").crops)
     y = np.asarray(load_part(cfg.cache, "old_train").crops)
     if x.shape[1] != cfg.size:
-        raise DatasetError(f"cache {cfg.cache} holds {x.shape[1]} px crops, config wants {cfg.size}; rebuild it")
+        raise DatasetError(
+            f"cache {cfg.cache} holds {x.shape[1]} px crops, config wants {cfg.size}; rebuild it"
+        )
     proto_path = run / "prototypes.npz"
     if proto_path.exists():
         protos = AgePrototypes.load(proto_path)
@@ -86,7 +95,11 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def _prune(run_dir: Path, keep: int) -> None:
     ckpts = sorted(
-        ((int(m[1]), p) for p in (run_dir / "checkpoints").glob("ckpt-*.npz") if (m := CKPT_RE.match(p.name))),
+        (
+            (int(m[1]), p)
+            for p in (run_dir / "checkpoints").glob("ckpt-*.npz")
+            if (m := CKPT_RE.match(p.name))
+        ),
     )
     for _, p in ckpts[:-keep] if keep > 0 else []:
         p.unlink(missing_ok=True)
@@ -107,6 +120,10 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run / "samples").mkdir(exist_ok=True)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    # Seeds the initial weights, so a fresh run of one config starts from the same point everywhere.
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
     model = CycleGAN(cfg)
     ckpt = latest_checkpoint(run) if resume else None
     if ckpt is not None:
@@ -152,7 +169,9 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
             )
             if step % cfg.sample_every == 0 or step == stop:
                 grid = sample_grid(model, val_x, val_y)
-                cv2.imwrite(str(run / "samples" / f"step-{step:06d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+                cv2.imwrite(
+                    str(run / "samples" / f"step-{step:06d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)
+                )
                 with writer.as_default(step=step):
                     for k, v in running.items():
                         tf.summary.scalar(f"loss/{k}", v)

@@ -30,12 +30,12 @@ from numpy.typing import NDArray
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-from models.networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.errors import TrainingError  # noqa: E402
+from models.networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+from training.config import TrainConfig
+from training.errors import TrainingError
 
 Batch = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]  # x (young), t_y = teacher_old(x), y (old), t_x
 
@@ -173,9 +173,12 @@ class CycleGAN:
 
     def save(self, path: Path) -> None:
         """Write every variable to `path` (.npz, no pickles), atomically."""
-        arrays = {f"v{i:04d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v) for i, v in enumerate(self.variables())}
+        arrays = {
+            f"v{i:04d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            for i, v in enumerate(self.variables())
+        }
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez(tmp, allow_pickle=False, **arrays)
         tmp.replace(path)
 
     def restore(self, path: Path) -> None:
@@ -194,7 +197,9 @@ class CycleGAN:
             for i, v in enumerate(vs):
                 arr = data[f"v{i:04d}"]
                 if tuple(arr.shape) != tuple(v.shape):
-                    raise TrainingError(f"checkpoint {path}: variable {i} has shape {arr.shape}, expected {v.shape}")
+                    raise TrainingError(
+                        f"checkpoint {path}: variable {i} has shape {arr.shape}, expected {v.shape}"
+                    )
                 v.assign(arr)
 
     def set_learning_rate(self, step: int) -> float:
@@ -224,7 +229,7 @@ class CycleGAN:
             loss_f = _l1(fake_x, t_x)
             total = loss_g + loss_f
         grads = tape.gradient(total, self.gen_vars)
-        self.opt_gen.apply_gradients(zip(grads, self.gen_vars))
+        self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
         self.step.assign_add(1)
         return {"teach_G": loss_g, "teach_F": loss_f}
 
@@ -276,7 +281,7 @@ class CycleGAN:
                 + lam_teach * teach
             )
         grads = tape.gradient(total, self.gen_vars)
-        self.opt_gen.apply_gradients(zip(grads, self.gen_vars))
+        self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
 
         k = tf.stack([tf.constant(self.cfg.seed + 99, tf.int64), self.step])
         pool_y = self._query_pool(self.pool_y, 1, tf.stop_gradient(fake_y), k)
@@ -286,9 +291,17 @@ class CycleGAN:
             d_x = 0.5 * (_mse(self.D_X(x, training=True), 1.0) + _mse(self.D_X(pool_x, training=True), 0.0))
             d_total = d_x + d_y
         dgrads = dtape.gradient(d_total, self.disc_vars)
-        self.opt_disc.apply_gradients(zip(dgrads, self.disc_vars))
+        self.opt_disc.apply_gradients(zip(dgrads, self.disc_vars, strict=False))
         self.step.assign_add(1)
-        return {"adv_G": adv_g, "adv_F": adv_f, "cycle": cycle, "ident": ident, "teach": teach, "D_X": d_x, "D_Y": d_y}
+        return {
+            "adv_G": adv_g,
+            "adv_F": adv_f,
+            "cycle": cycle,
+            "ident": ident,
+            "teach": teach,
+            "D_X": d_x,
+            "D_Y": d_y,
+        }
 
     def train_steps(
         self, data: TrainData, stop: int, on_step: Callable[[int, dict[str, float]], None] | None = None
