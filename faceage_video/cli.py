@@ -319,6 +319,29 @@ def models() -> None:
             typer.echo("  card: " + str(card))
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Measure throughput (source checkout only); `bench --help` lists the options of benchmarks.throughput.
+
+    Every argument is passed through unchanged, e.g. `faceage-video bench --quick --out /tmp/t.json`.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if (root / "benchmarks" / "throughput.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # benchmarks/ lives beside the package in a checkout, not in a wheel
+    try:
+        from benchmarks.throughput import main as throughput_main
+    except ModuleNotFoundError as exc:
+        raise OptionsError(
+            f"the bench command needs the source checkout ({exc}); run it from a clone of faceage-video"
+        ) from None
+    code = throughput_main(list(ctx.args))
+    if code:
+        raise typer.Exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code.
 
