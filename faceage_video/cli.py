@@ -342,6 +342,68 @@ def bench(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
+@app.command()
+def batch(
+    manifest: Annotated[str, typer.Argument(help="CSV or JSONL of shots: input, output, per-shot options")],
+    ray: Annotated[
+        str | None,
+        typer.Option(help="run on a Ray cluster: address, or 'local' to start one", show_default=False),
+    ] = None,
+    segment_seconds: Annotated[float, typer.Option(help="segment length for --ray")] = 4.0,
+    actors: Annotated[int | None, typer.Option(min=1, help="Ray actors (default: per GPU / 2 CPUs)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="run shots already done too")] = False,
+    direction: DirectionOpt = "older",
+    strength: Strength = 1.0,
+    model: Model = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
+    xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator")] = True,
+    temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.6,
+    mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
+    feather: Annotated[float, typer.Option(help="mask feather, fraction of the crop")] = 0.08,
+    color_match: Annotated[bool, typer.Option("--color-match/--no-color-match")] = True,
+    max_faces: Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")] = 4,
+    faces: Annotated[str, typer.Option(help="all, largest, or track ids like 0,2")] = "all",
+    codec: Annotated[Codec, typer.Option(help="h264/hevc, or lossless ffv1, or prores")] = "h264",
+    crf: Annotated[int, typer.Option(help="quality for h264/hevc (lower is better)")] = 18,
+    preset: Annotated[Preset, typer.Option(help="x264/x265 speed preset")] = "medium",
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="remux the audio untouched")] = True,
+    landmarker: Annotated[str | None, typer.Option(help="face_landmarker.task path")] = None,
+    detect_width: Annotated[int, typer.Option(min=0, help="downscale wider frames (0 = off)")] = 0,
+    allow_protocols: Annotated[bool, typer.Option(help="allow URLs and playlist demuxers")] = False,
+) -> None:
+    """Age every shot of a manifest, locally or on Ray; a re-run skips shots already done.
+
+    The options here are the defaults; a manifest column of the same name overrides them per shot. Status is
+    kept in MANIFEST.status.json. Exits 1 when a shot failed (the others still ran).
+    """
+    batch_only = ("manifest", "ray", "segment_seconds", "actors", "force")
+    defaults = {k: v for k, v in locals().items() if k not in batch_only}
+    defaults.update(start=None, end=None, matte=None, side_by_side=None, report=None)
+    from faceage_video.batch import run_batch
+
+    ray_options = None
+    if ray is not None:
+        from faceage_video.distributed import RayOptions
+
+        ray_options = RayOptions(address=ray, segment_seconds=segment_seconds, actors=actors)
+
+    def shot_line(o: Any) -> None:
+        colour = {"done": "green", "skipped": "blue", "failed": "red"}[o.status]
+        extra = f": {o.error}" if o.error else ""
+        if o.report is not None:
+            extra = f": {o.report.frames} frames, {o.report.fps:.1f} fps"
+        line = f"{o.status:7s} {o.shot.id} → {o.shot.output}{extra}"
+        typer.secho(line, fg=colour, err=o.status == "failed")
+
+    def build(p: Any) -> Any:
+        return build_age_options(**{**defaults, **p})
+
+    res = run_batch(manifest, build, ray_options, force=force, on_shot=shot_line)
+    counts = f"{len(res.done)} done, {len(res.skipped)} skipped, {len(res.failed)} failed"
+    typer.echo(f"{counts}; status in {res.status_file}")
+    if res.failed:
+        raise FaceAgeError(f"{len(res.failed)} of {len(res.outcomes)} shots failed (see above); the rest ran")
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code.
 

@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -397,7 +397,8 @@ def age_video(
                 sbs = VideoWriter(opts.side_by_side, sbs_info, replace(opts.writer, audio=False),
                                   start_s=opts.start_s, end_s=opts.end_s)
             try:
-                _run_stages(reader, writer, matte, sbs, eng, opts, timer, report)
+                _run_stages(reader, writer, matte, sbs, eng, opts, timer, report,
+                            _expected_frames(info, opts.start_s, opts.end_s))
             except BaseException:
                 for w in (matte, sbs):
                     if w is not None:
@@ -429,8 +430,41 @@ def age_video(
     return report
 
 
+def run_stages(
+    frames: Iterable[DecodedFrame],
+    writer: VideoWriter,
+    engine: AgingEngine,
+    options: AgeOptions,
+    report: Report,
+    *,
+    warmup: Callable[[DecodedFrame], bool] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Run the stages (analyse → generate/smooth/blend → encode) on any frame source into an open writer.
+
+    `age_video` is this plus opening the reader and writers; a distributed worker uses it on one segment.
+    `options.matte`, `side_by_side`, `start_s`/`end_s` and `report` are not used here.
+
+    Args:
+        frames: decoded frames in presentation order.
+        writer: where the output frames go; the caller closes it.
+        engine: a loaded engine.
+        options: the stages' options.
+        report: counts are added to it (warm-up frames are not counted).
+        warmup: frames for which this is True go through every stage, so tracking and temporal smoothing
+            settle on them, but are not written or counted (a segment's lead-in).
+        on_progress: called with the number of frames written so far after each generator batch.
+
+    Returns:
+        Seconds spent in each stage.
+    """
+    timer = _Timer()
+    _run_stages(frames, writer, None, None, engine, options, timer, report, None, warmup, on_progress)
+    return dict(timer.seconds)
+
+
 def _run_stages(
-    reader: VideoReader,
+    frames: Iterable[DecodedFrame],
     writer: VideoWriter,
     matte: MatteWriter | None,
     sbs: VideoWriter | None,
@@ -438,6 +472,9 @@ def _run_stages(
     opts: AgeOptions,
     timer: _Timer,
     report: Report,
+    expected: int | None,
+    warmup: Callable[[DecodedFrame], bool] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> None:
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -451,7 +488,7 @@ def _run_stages(
     batch = engine.options.batch_size
 
     def decode() -> None:
-        it: Iterator[DecodedFrame] = iter(reader)
+        it: Iterator[DecodedFrame] = iter(frames)
         while not stop.is_set():
             t = time.perf_counter()
             frame = next(it, None)
@@ -492,7 +529,7 @@ def _run_stages(
         _worker("analyze", analyze, errors, stop),
         _worker("encode", encode, errors, stop),
     ]
-    prog, task = _progress(_expected_frames(reader.info, opts.start_s, opts.end_s), opts.progress)
+    prog, task = _progress(expected, opts.progress)
     t_start = time.perf_counter()
     try:
         with prog:
@@ -513,6 +550,8 @@ def _run_stages(
                     render(pending, engine, smoother, opts.blend)
                     timer.add("generate_smooth_blend", time.perf_counter() - t)
                     for j in pending:
+                        if warmup is not None and warmup(j.frame):
+                            continue
                         report.frames += 1
                         if j.faces:
                             report.frames_with_faces += 1
@@ -524,6 +563,8 @@ def _run_stages(
                     pending, n_crops = [], 0
                     el = time.perf_counter() - t_start
                     prog.update(task, completed=report.frames, fps=f"{report.frames / max(el, 1e-9):.1f}")
+                    if on_progress is not None:
+                        on_progress(report.frames)
                 if errors:
                     break
             _put(q_out, _STOP, stop)
