@@ -404,6 +404,7 @@ def batch(
     if res.failed:
         raise FaceAgeError(f"{len(res.failed)} of {len(res.outcomes)} shots failed (see above); the rest ran")
 
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code.
 
