@@ -715,7 +715,7 @@ def run_e2e(
             "faces_per_frame": round(rep.faces / max(rep.frames, 1), 3),
             "tracks": len(rep.tracks),
             "batch": engine.options.batch_size,
-            "xla": engine.options.xla,
+            "xla": engine.xla,
             "stage_busy_s": rep.stage_s,
         }
     )

@@ -17,7 +17,7 @@ import typer.exceptions
 
 from faceage_video.errors import FaceAgeError, OptionsError
 from faceage_video.media.writer import Codec, Preset
-from faceage_video.types import Direction, MaskKind
+from faceage_video.types import Direction, FaceSelection, MaskKind
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -46,11 +46,13 @@ app = typer.Typer(
 )
 
 
-def parse_faces(value: str) -> str | tuple[int, ...]:
+def parse_faces(value: str) -> FaceSelection | tuple[int, ...]:
     """`all`, `largest`, or a comma-separated list of track ids."""
     v = value.strip().lower()
-    if v in ("all", "largest"):
-        return v
+    if v == "all":
+        return "all"
+    if v == "largest":
+        return "largest"
     try:
         ids = tuple(int(x) for x in v.split(",") if x.strip())
     except ValueError:
@@ -72,8 +74,11 @@ def build_age_options(**kw: Any) -> Any:
 
     return AgeOptions(
         engine=EngineOptions(
-            model=kw["model"], direction=kw["direction"], strength=kw["strength"],
-            batch_size=kw["batch_size"], xla=kw["xla"],
+            model=kw["model"],
+            direction=kw["direction"],
+            strength=kw["strength"],
+            batch_size=kw["batch_size"],
+            xla=kw["xla"],
         ),
         landmarks=LandmarkerOptions(
             max_faces=kw["max_faces"], model_path=kw["landmarker"], detect_width=kw["detect_width"]
@@ -101,29 +106,39 @@ Model = Annotated[str | None, typer.Option(help="bundled model name or bundle fo
 @app.command()
 def age(
     input: Annotated[str, typer.Argument(help="input video")],
-    output: Annotated[str, typer.Option("--output", "-o", help="output video (extension picks the container)")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="output video (extension picks the container)")
+    ],
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
-    xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator")] = True,
+    xla: Annotated[
+        bool | None, typer.Option("--xla/--no-xla", help="XLA-compile the generator [default: on with a GPU]")
+    ] = None,
     temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.6,
     mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
     feather: Annotated[float, typer.Option(help="mask feather, fraction of the crop")] = 0.08,
     color_match: Annotated[bool, typer.Option("--color-match/--no-color-match")] = True,
     max_faces: Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")] = 4,
     faces: Annotated[str, typer.Option(help="all, largest, or track ids like 0,2 (see `info`)")] = "all",
-    codec: Annotated[Codec, typer.Option(help="video codec: h264/hevc, or lossless ffv1, or prores")] = "h264",
+    codec: Annotated[
+        Codec, typer.Option(help="video codec: h264/hevc, or lossless ffv1, or prores")
+    ] = "h264",
     crf: Annotated[int, typer.Option(help="quality for h264/hevc (lower is better)")] = 18,
     preset: Annotated[Preset, typer.Option(help="x264/x265 speed preset")] = "medium",
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="remux the audio untouched")] = True,
     start: Annotated[float | None, typer.Option(help="first second to process")] = None,
     end: Annotated[float | None, typer.Option(help="stop before this second")] = None,
-    matte: Annotated[str | None, typer.Option(help="write the blend mask: video file, or folder/pattern of PNGs")] = None,
+    matte: Annotated[
+        str | None, typer.Option(help="write the blend mask: video file, or folder/pattern of PNGs")
+    ] = None,
     side_by_side: Annotated[str | None, typer.Option(help="write an input | output preview video")] = None,
     report: Annotated[str | None, typer.Option(help="write a JSON report")] = None,
     landmarker: Annotated[str | None, typer.Option(help="face_landmarker.task path")] = None,
-    detect_width: Annotated[int, typer.Option(min=0, help="downscale wider frames for landmarks (0 = off)")] = 0,
+    detect_width: Annotated[
+        int, typer.Option(min=0, help="downscale wider frames for landmarks (0 = off)")
+    ] = 0,
     allow_protocols: Annotated[bool, typer.Option(help="allow URLs and playlist demuxers")] = False,
     ray: Annotated[
         str | None,
@@ -145,8 +160,7 @@ def age(
     for w in rep.warnings:
         typer.secho(f"warning: {w}", fg="yellow", err=True)
     typer.echo(
-        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, "
-        f"{rep.fps:.1f} fps"
+        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, {rep.fps:.1f} fps"
     )
 
 
@@ -180,19 +194,27 @@ def info(
     from faceage_video.pipeline import inspect_video
 
     res = inspect_video(
-        input, LandmarkerOptions(max_faces=max_faces), TrackerOptions(max_faces=max_faces), seconds, allow_protocols
+        input,
+        LandmarkerOptions(max_faces=max_faces),
+        TrackerOptions(max_faces=max_faces),
+        seconds,
+        allow_protocols,
     )
     if as_json:
         typer.echo(json.dumps(res, indent=2, default=str))
         return
     i = res["info"]
-    typer.echo(f"{input}: {i['width']}×{i['height']} {i['codec']} {i['pix_fmt']}, {i['fps']:.3f} fps, "
-               f"{i['duration_s'] or 0:.2f} s, rotation {i['rotation']}°")
+    typer.echo(
+        f"{input}: {i['width']}×{i['height']} {i['codec']} {i['pix_fmt']}, {i['fps']:.3f} fps, "
+        f"{i['duration_s'] or 0:.2f} s, rotation {i['rotation']}°"
+    )
     for a in i["audio"]:
         typer.echo(f"  audio #{a['index']}: {a['codec']} {a['sample_rate']} Hz, {a['channels']} ch")
     typer.echo(f"faces in {res['frames_scanned']} frames:")
     for tid, t in sorted(res["tracks"].items()):
-        typer.echo(f"  track {tid}: {t['frames']} frames, {t['first_s']:.2f}–{t['last_s']:.2f} s, box {t['box']}")
+        typer.echo(
+            f"  track {tid}: {t['frames']} frames, {t['first_s']:.2f}–{t['last_s']:.2f} s, box {t['box']}"
+        )
     if not res["tracks"]:
         typer.echo("  none")
     for w in res["warnings"]:
@@ -310,8 +332,10 @@ def models() -> None:
         folder, man = load_manifest(n)
         g = man.generator
         typer.secho(f"{n}  ({folder})", bold=True)
-        typer.echo(f"  {g.size} px, ngf {g.ngf}, {g.n_blocks} blocks; steps {man.training.get('steps')}; "
-                   f"data {man.data.get('dataset')}")
+        typer.echo(
+            f"  {g.size} px, ngf {g.ngf}, {g.n_blocks} blocks; steps {man.training.get('steps')}; "
+            f"data {man.data.get('dataset')}"
+        )
         if man.metrics:
             typer.echo("  metrics: " + json.dumps(man.metrics)[:400])
         card = resolve_bundle(n) / "CARD.md"
@@ -356,7 +380,9 @@ def batch(
     strength: Strength = 1.0,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
-    xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator")] = True,
+    xla: Annotated[
+        bool | None, typer.Option("--xla/--no-xla", help="XLA-compile the generator [default: on with a GPU]")
+    ] = None,
     temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.6,
     mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
     feather: Annotated[float, typer.Option(help="mask feather, fraction of the crop")] = 0.08,

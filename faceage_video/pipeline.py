@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
 from faceage_video.errors import OptionsError, OutputError
-from faceage_video.face.align import apply_affine, align_face
+from faceage_video.face.align import align_face, apply_affine
 from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
@@ -207,7 +206,7 @@ class FaceAnalyzer:
         if cut:
             ended = [t.track_id for t in self.tracker.tracks]
             self.tracker.reset()
-        detections = self.landmarker.detect(frame.image, int(round(frame.time_s * 1000)))
+        detections = self.landmarker.detect(frame.image, round(frame.time_s * 1000))
         tracked = self.tracker.update(detections, frame.time_s)
         ended += self.tracker.ended
         jobs: list[_FaceJob] = []
@@ -266,7 +265,9 @@ def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
                 return _STOP
 
 
-def _worker(name: str, body: Callable[[], None], errors: list[BaseException], stop: threading.Event) -> threading.Thread:
+def _worker(
+    name: str, body: Callable[[], None], errors: list[BaseException], stop: threading.Event
+) -> threading.Thread:
     def run() -> None:
         try:
             body()
@@ -311,7 +312,7 @@ def _expected_frames(info: VideoInfo, start_s: float | None, end_s: float | None
     if info.duration_s is None:
         return info.frame_count
     span = min(end_s if end_s is not None else info.duration_s, info.duration_s) - (start_s or 0.0)
-    return max(0, int(round(span * float(info.fps)))) if info.fps else info.frame_count
+    return max(0, round(span * float(info.fps))) if info.fps else info.frame_count
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -377,28 +378,56 @@ def age_video(
                 "pick a start inside the clip"
             )
         writer_cm = VideoWriter(
-            dst, info, opts.writer, audio_source=src if opts.writer.audio else None,
-            start_s=opts.start_s, end_s=opts.end_s,
+            dst,
+            info,
+            opts.writer,
+            audio_source=src if opts.writer.audio else None,
+            start_s=opts.start_s,
+            end_s=opts.end_s,
         )
         with writer_cm as writer:
             eng = engine or AgingEngine(opts.engine)
             report = Report(
                 input=src,
                 output=dst,
-                model={"name": eng.manifest.name, "steps": eng.manifest.training.get("steps"),
-                       "direction": eng.options.direction, "strength": eng.options.strength},
-                options={"faces": opts.faces, "mask": opts.blend.mask, "temporal": opts.temporal.strength,
-                         "codec": opts.writer.codec, "batch_size": eng.options.batch_size, "xla": eng.options.xla},
+                model={
+                    "name": eng.manifest.name,
+                    "steps": eng.manifest.training.get("steps"),
+                    "direction": eng.options.direction,
+                    "strength": eng.options.strength,
+                },
+                options={
+                    "faces": opts.faces,
+                    "mask": opts.blend.mask,
+                    "temporal": opts.temporal.strength,
+                    "codec": opts.writer.codec,
+                    "batch_size": eng.options.batch_size,
+                    "xla": eng.xla,
+                },
             )
             matte = MatteWriter(opts.matte, info, opts.start_s) if opts.matte else None
             sbs = None
             if opts.side_by_side:
                 sbs_info = replace(info, width=info.width * 2)
-                sbs = VideoWriter(opts.side_by_side, sbs_info, replace(opts.writer, audio=False),
-                                  start_s=opts.start_s, end_s=opts.end_s)
+                sbs = VideoWriter(
+                    opts.side_by_side,
+                    sbs_info,
+                    replace(opts.writer, audio=False),
+                    start_s=opts.start_s,
+                    end_s=opts.end_s,
+                )
             try:
-                _run_stages(reader, writer, matte, sbs, eng, opts, timer, report,
-                            _expected_frames(info, opts.start_s, opts.end_s))
+                _run_stages(
+                    reader,
+                    writer,
+                    matte,
+                    sbs,
+                    eng,
+                    opts,
+                    timer,
+                    report,
+                    _expected_frames(info, opts.start_s, opts.end_s),
+                )
             except BaseException:
                 for w in (matte, sbs):
                     if w is not None:
@@ -410,8 +439,12 @@ def age_video(
             report.warnings.extend(reader.warnings)
     if report.frames_with_faces == 0:
         msg = "no face found in the whole clip: the output frames equal the input's"
-        if opts.start_s is None and opts.end_s is None and Path(src).suffix.lower() == Path(dst).suffix.lower() \
-                and opts.writer.audio:
+        if (
+            opts.start_s is None
+            and opts.end_s is None
+            and Path(src).suffix.lower() == Path(dst).suffix.lower()
+            and opts.writer.audio
+        ):
             # Nothing to change: hand back the input itself, bit for bit, atomically.
             tmp = Path(dst).with_name(f".{Path(dst).name}.copy")
             shutil.copyfile(src, tmp)
@@ -568,9 +601,9 @@ def _run_stages(
                 if errors:
                     break
             _put(q_out, _STOP, stop)
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.1)
+            for th in threads:
+                while th.is_alive():
+                    th.join(timeout=0.1)
                     if errors:
                         stop.set()
     except BaseException:
@@ -578,15 +611,20 @@ def _run_stages(
         raise
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=5.0)
+        for th in threads:
+            th.join(timeout=5.0)
         analyzer.close()
     if errors:
         raise errors[0]
 
 
-def inspect_video(path: str | Path, landmarks: LandmarkerOptions, tracker: TrackerOptions,
-                  max_seconds: float | None = None, allow_protocols: bool = False) -> dict[str, Any]:
+def inspect_video(
+    path: str | Path,
+    landmarks: LandmarkerOptions,
+    tracker: TrackerOptions,
+    max_seconds: float | None = None,
+    allow_protocols: bool = False,
+) -> dict[str, Any]:
     """Streams, faces and track ids of a video, for `faceage-video info`.
 
     Returns:
@@ -599,7 +637,7 @@ def inspect_video(path: str | Path, landmarks: LandmarkerOptions, tracker: Track
         trk = FaceTracker(tracker)
         for fr in reader:
             frames += 1
-            for face in trk.update(lm.detect(fr.image, int(round(fr.time_s * 1000))), fr.time_s):
+            for face in trk.update(lm.detect(fr.image, round(fr.time_s * 1000)), fr.time_s):
                 b = face_box(face.landmarks)
                 t = tracks.setdefault(face.track_id, {"first_s": fr.time_s, "frames": 0, "box": None})
                 t["last_s"] = fr.time_s
@@ -611,4 +649,3 @@ def inspect_video(path: str | Path, landmarks: LandmarkerOptions, tracker: Track
     d["fps"] = float(info.fps)
     d["time_base"] = str(info.time_base)
     return {"info": d, "frames_scanned": frames, "tracks": tracks, "warnings": warn}
-

@@ -14,7 +14,9 @@ Frame = NDArray[np.uint8]  # (H, W, 3) RGB
 Crop = NDArray[np.uint8]  # (S, S, 3) RGB, aligned to the template
 Mask = NDArray[np.float32]  # (H, W) in [0, 1]
 Landmarks = NDArray[np.float32]  # (478, 2) pixel x, y in the frame
-Points5 = NDArray[np.float64]  # (5, 2) x, y: eye centres (image left, right), nose tip, mouth corners (left, right)
+Points5 = NDArray[
+    np.float64
+]  # (5, 2) x, y: eye centres (image left, right), nose tip, mouth corners (left, right)
 Affine = NDArray[np.float64]  # (2, 3) maps frame pixels to crop pixels
 
 Direction = Literal["older", "younger"]

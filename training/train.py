@@ -233,6 +233,7 @@ class CycleGAN:
         self.step.assign_add(1)
         return {"teach_G": loss_g, "teach_F": loss_f}
 
+    @tf.autograph.experimental.do_not_convert
     def _query_pool(self, pool: tf.Variable, which: int, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """Image pool of Shrivastava et al.: half the time show a stored past fake instead of the new one."""
         out = []

@@ -29,14 +29,16 @@ class EngineOptions:
         direction: "older" runs G (young→old), "younger" runs F (old→young).
         strength: share of the generated change applied, 0..1.
         batch_size: crops per compiled call; partial batches are padded to it.
-        xla: compile with XLA (`jit_compile=True`); large gains on GPU, little on CPU.
+        xla: compile with XLA (`jit_compile=True`). None picks it where TensorFlow sees a GPU, where XLA
+            gains much, and leaves it off on CPU, where it measured 2.8× slower at batch 8 on 2 cores
+            (benchmarks/README.md).
     """
 
     model: str | None = None
     direction: Direction = "older"
     strength: float = 1.0
     batch_size: int = 8
-    xla: bool = True
+    xla: bool | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -88,7 +90,8 @@ class AgingEngine:
             y = self._model(f, training=False)
             return (y + 1.0) * 127.5
 
-        self._fn = tf.function(run, input_signature=[spec], jit_compile=options.xla)
+        self.xla = bool(tf.config.list_physical_devices("GPU")) if options.xla is None else options.xla
+        self._fn = tf.function(run, input_signature=[spec], jit_compile=self.xla)
 
     def generate(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Generated crops at full strength.
