@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ from training.datasets import AgeRanges, FaceRecord, load_folders, load_utkface,
 from training.errors import DatasetError
 from training.preprocess import build_cache, load_index, load_part
 from training.prototype import AgePrototypes, TeacherOptions, age_transform_batch
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
 
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.npz$")
 
@@ -183,6 +188,8 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
             if step % cfg.checkpoint_every == 0 or step == stop:
                 last_ckpt = checkpoint(step)
 
+        # A background run (nohup … &) ignores SIGINT, so `kill` (SIGTERM) also saves and stops.
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             model.train_steps(data, stop, on_step)
         except KeyboardInterrupt:
@@ -190,4 +197,6 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
             last_ckpt = checkpoint(step)
             progress.console.print(f"interrupted: saved {last_ckpt}")
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return last_ckpt
