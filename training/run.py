@@ -27,6 +27,7 @@ from training.errors import DatasetError
 from training.preprocess import build_cache, load_index, load_part
 from training.prototype import AgePrototypes, TeacherOptions, age_transform_batch
 
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
