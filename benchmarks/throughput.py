@@ -557,25 +557,10 @@ def time_generator(
 def time_smooth_paste(jobs: list[Any], residuals: NDArray[np.float32], blend: Any) -> dict[str, Any]:
     """Per-track residual smoothing and paste-back of every face, as `pipeline.render` does them."""
     from faceage_video.engine.temporal import ResidualSmoother, TemporalOptions
-    from faceage_video.face.blend import paste_back
+    from faceage_video.pipeline import composite
 
     def run(js: list[Any]) -> None:
-        smoother = ResidualSmoother(TemporalOptions())
-        k = 0
-        for job in js:
-            for tid in job.ended:
-                smoother.reset(tid)
-            if job.cut:
-                smoother.reset()
-            img = job.frame.image
-            matte = None
-            for face in job.faces:
-                res = smoother.smooth(face.track_id, residuals[k])
-                k += 1
-                generated = face.crop.astype(np.float32) + res
-                img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
-                matte = alpha if matte is None else np.maximum(matte, alpha)
-            job.image, job.matte = img, matte
+        composite(js, residuals, ResidualSmoother(TemporalOptions()), blend)
 
     run(jobs[:3])
     t = time.perf_counter()

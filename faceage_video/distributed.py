@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 from faceage_video.errors import FaceAgeError, OptionsError, OutputError
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, open_input, probe
-from faceage_video.pipeline import AgeOptions, Report, _expected_frames, _progress
+from faceage_video.pipeline import AgeOptions, Report, _expected_frames, _progress, finish_report
 
 SegmentTransport = Literal["auto", "path", "bytes"]
 TRANSPORTS: tuple[SegmentTransport, ...] = ("auto", "path", "bytes")
@@ -943,14 +943,7 @@ class RayPool:
             report.warnings.extend(stitch_segments(paths, dst, src, shot.info, o))
         shutil.rmtree(shot.work_dir, ignore_errors=True)
         shot.work_dir = None
-        report.wall_s = time.perf_counter() - shot.started
-        report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
-        if o.report:
-            rp = Path(o.report)
-            if not rp.parent.is_dir():
-                raise OutputError(f"report folder {rp.parent} does not exist")
-            rp.write_text(report.to_json())
-        return report
+        return finish_report(report, shot.started, o.report)
 
 
 def age_video_ray(

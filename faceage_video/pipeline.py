@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
@@ -227,6 +228,17 @@ def render(
     """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place)."""
     crops = [f.crop for j in jobs for f in j.faces]
     residuals = engine.residual(np.stack(crops)) if crops else np.zeros((0,), np.float32)
+    composite(jobs, residuals, smoother, blend)
+
+
+def composite(
+    jobs: list[_FrameJob], residuals: NDArray[np.float32], smoother: ResidualSmoother, blend: BlendOptions
+) -> None:
+    """Smooth each face's residual per track and paste it back, frame by frame in order (in place).
+
+    Args:
+        jobs: consecutive frames; `residuals` holds one (S, S, 3) change per face, in job then face order.
+    """
     k = 0
     for job in jobs:
         for tid in job.ended:
@@ -452,11 +464,16 @@ def age_video(
             msg = "no face found in the whole clip: the output is a copy of the input"
         report.warnings.append(msg)
         warnings.warn(msg, stacklevel=2)
-    report.wall_s = time.perf_counter() - t0
-    report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
     report.stage_s = {k: round(v, 3) for k, v in timer.seconds.items()}
-    if opts.report:
-        rp = Path(opts.report)
+    return finish_report(report, t0, opts.report)
+
+
+def finish_report(report: Report, started: float, path: str | None) -> Report:
+    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked."""
+    report.wall_s = time.perf_counter() - started
+    report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
+    if path:
+        rp = Path(path)
         if not rp.parent.is_dir():
             raise OutputError(f"report folder {rp.parent} does not exist")
         rp.write_text(report.to_json())
