@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -1606,6 +1607,7 @@ class RealtimeSession:
         self.stats.t_start = t_start
         self.stats.cpu_start = time.process_time()
         self.capture.start()
+        restore = _stop_on_sigterm()
         try:
             self.ended = self._loop(t_start)
         except KeyboardInterrupt:
@@ -1614,6 +1616,7 @@ class RealtimeSession:
             self.ended = "error"
             raise
         finally:
+            restore()
             self._stop_threads()
             with contextlib.suppress(OSError):
                 self.write_stats()
@@ -1730,6 +1733,25 @@ class RealtimeSession:
         ]
 
 
+def _stop_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM (a service manager, `docker stop`) stop the run like Ctrl-C: outputs closed, file kept.
+
+    Only the main thread can install signal handlers; elsewhere this does nothing. Returns the undo.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
 def run_realtime(
     options: RealtimeOptions,
     engine: AgingEngine | None = None,
@@ -1749,7 +1771,7 @@ def run_realtime(
     Returns:
         The statistics (also written to `options.stats`): frame counts, drop rate, sustained fps,
         p50/p95/p99 capture → output latency in ms, per-stage times, and why the run ended ("source_ended",
-        "quit", "interrupted" by Ctrl-C, "time_limit").
+        "quit", "interrupted" by Ctrl-C or SIGTERM, "time_limit").
 
     Raises:
         SourceError: the camera or stream cannot be opened, or drops for good.

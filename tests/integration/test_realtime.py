@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import signal
 import socket
 import threading
 import time
@@ -217,7 +219,10 @@ def test_latest_frame_policy_with_a_slow_stage(clip: Path, engine: AgingEngine, 
     assert np.median(latencies[half:]) < np.median(latencies[:half]) + 0.1
 
 
-def test_ctrl_c_closes_the_outputs_cleanly(clip: Path, engine: AgingEngine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_close_the_outputs_cleanly(
+    how: str, clip: Path, engine: AgingEngine, tmp_path: Path
+) -> None:
     out, stats = tmp_path / "interrupted.mp4", tmp_path / "stats.json"
     n = 0
 
@@ -225,7 +230,12 @@ def test_ctrl_c_closes_the_outputs_cleanly(clip: Path, engine: AgingEngine, tmp_
         nonlocal n
         n += 1
         if n == 8:
-            raise KeyboardInterrupt
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            # Never SIGTERM pytest itself without the run's handler in place.
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises in this (main) thread
+            time.sleep(1.0)
 
     res = run_realtime(
         options(clip, engine, outputs=(str(out),), stats=str(stats)), engine=engine, on_frame=interrupt
