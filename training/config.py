@@ -48,6 +48,8 @@ class TrainConfig:
         keep_checkpoints: checkpoints kept on disk.
         seed: the one seed every random choice derives from.
         xla: compile the train step with XLA.
+        mixed_precision: "auto" (bfloat16 compute with float32 weights where a GPU is present), "on" or
+            "off". bfloat16 needs no loss scaling, and exported weights stay float32 either way.
     """
 
     name: str = "utkface-128"
@@ -82,9 +84,12 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 1234
     xla: bool = False
+    mixed_precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.mixed_precision not in ("auto", "on", "off"):
+            raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}")
         self._check_types()
         if self.dataset not in ("utkface", "cacd", "folders"):
             raise ConfigError(f"dataset must be utkface, cacd or folders, got {self.dataset!r}")

@@ -120,11 +120,12 @@ def make_dataset(data: TrainData, cfg: TrainConfig, start: int, stop: int, batch
 
 
 def _l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(tf.abs(a - b))
+    # Losses in float32 whatever the compute dtype (bfloat16 under mixed precision).
+    return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
 
 
 def _mse(a: tf.Tensor, target: float) -> tf.Tensor:
-    return tf.reduce_mean(tf.square(a - target))
+    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - target))
 
 
 class CycleGAN:
@@ -135,10 +136,18 @@ class CycleGAN:
         gcfg = GeneratorConfig(size=cfg.size, ngf=cfg.ngf, n_blocks=cfg.n_blocks, residual=True)
         dcfg = DiscriminatorConfig(size=cfg.size, ndf=cfg.ndf)
         self.generator_config = gcfg
-        self.G = build_generator(gcfg, "G")
-        self.F = build_generator(gcfg, "F")
-        self.D_X = build_discriminator(dcfg, "D_X")
-        self.D_Y = build_discriminator(dcfg, "D_Y")
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+        self.mixed = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpu)
+        previous = keras.config.dtype_policy()
+        # The policy is read when layers are built, so it is set for these four models only.
+        keras.config.set_dtype_policy("mixed_bfloat16" if self.mixed else "float32")
+        try:
+            self.G = build_generator(gcfg, "G")
+            self.F = build_generator(gcfg, "F")
+            self.D_X = build_discriminator(dcfg, "D_X")
+            self.D_Y = build_discriminator(dcfg, "D_Y")
+        finally:
+            keras.config.set_dtype_policy(previous)
         self.opt_gen = keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta1, beta_2=0.999)
         self.opt_disc = keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta1, beta_2=0.999)
         self.gen_vars = self.G.trainable_variables + self.F.trainable_variables
@@ -285,8 +294,8 @@ class CycleGAN:
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
 
         k = tf.stack([tf.constant(self.cfg.seed + 99, tf.int64), self.step])
-        pool_y = self._query_pool(self.pool_y, 1, tf.stop_gradient(fake_y), k)
-        pool_x = self._query_pool(self.pool_x, 0, tf.stop_gradient(fake_x), k + 1)
+        pool_y = self._query_pool(self.pool_y, 1, tf.cast(tf.stop_gradient(fake_y), tf.float32), k)
+        pool_x = self._query_pool(self.pool_x, 0, tf.cast(tf.stop_gradient(fake_x), tf.float32), k + 1)
         with tf.GradientTape() as dtape:
             d_y = 0.5 * (_mse(self.D_Y(y, training=True), 1.0) + _mse(self.D_Y(pool_y, training=True), 0.0))
             d_x = 0.5 * (_mse(self.D_X(x, training=True), 1.0) + _mse(self.D_X(pool_x, training=True), 0.0))
@@ -336,7 +345,7 @@ def sample_grid(model: CycleGAN, young: NDArray[np.uint8], old: NDArray[np.uint8
     """Rows: young | G(young) | F(G(young)) ; old | F(old) | G(F(old)). Returns an RGB uint8 image."""
 
     def run(net: keras.Model, a: NDArray[np.float32]) -> NDArray[np.float32]:
-        return np.asarray(net(a, training=False))
+        return np.asarray(net(a, training=False), dtype=np.float32)
 
     def to_u8(a: NDArray[np.float32]) -> NDArray[np.uint8]:
         return np.clip((a + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)

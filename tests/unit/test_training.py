@@ -604,3 +604,20 @@ def test_prototypes_round_trip(
     back = AgePrototypes.load(tmp_path / "p.npz")
     for name in ("young_mean", "old_mean", "young_env", "old_env"):
         np.testing.assert_array_equal(getattr(back, name), getattr(protos, name))
+
+
+def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_weights(tmp_path: Path) -> None:
+    from training.train import CycleGAN
+
+    cfg = tiny_config(tmp_path, mixed_precision="on", steps=4)
+    model = CycleGAN(cfg)
+    assert model.mixed
+    assert model.G.dtype_policy.compute_dtype == "bfloat16"
+    before = [w.copy() for w in _weights(model)]
+    losses = model.train_steps(_train_data(), cfg.steps)
+    assert all(np.isfinite(v) for v in losses.values())
+    after = _weights(model)
+    assert all(w.dtype == np.float32 for w in after)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        tiny_config(tmp_path, mixed_precision="fp8")
