@@ -41,8 +41,10 @@ class TrainConfig:
             the paper; weaker suits a residual generator, which already keeps identity by construction).
         lambda_teacher: L1 weight towards the teacher's pseudo-pair during the adversarial phase; it decays
             linearly to `lambda_teacher_end` at `steps`.
-        teacher_shape: mean-face difference strength of the teacher. teacher_texture: band-amplitude
-            exponent of the teacher.
+        teacher_shape: mean-face difference strength of the aging teacher (G's targets). teacher_texture:
+            its band-amplitude exponent. The student reaches about two thirds of its teacher's judged age
+            shift, so the teacher is set stronger than the shift wanted.
+        teacher_shape_younger, teacher_texture_younger: the same for the de-aging teacher (F's targets).
         pool_size: image pool of past fakes shown to the discriminators.
         checkpoint_every: steps between checkpoints. sample_every: steps between sample grids and scalars.
         keep_checkpoints: checkpoints kept on disk.
@@ -78,6 +80,8 @@ class TrainConfig:
     lambda_teacher_end: float = 1.0
     teacher_shape: float = 1.5
     teacher_texture: float = 1.5
+    teacher_shape_younger: float = 1.5
+    teacher_texture_younger: float = 1.5
     pool_size: int = 50
     checkpoint_every: int = 100
     sample_every: int = 100

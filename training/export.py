@@ -50,6 +50,7 @@ def _run_config(ckpt: Path, config: str | None) -> TrainConfig:
 
 def _card(manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any]) -> str:
     g = manifest.generator
+    steps = int(manifest.training.get("steps") or 0)
     lines = [
         f"# {manifest.name}",
         "",
@@ -60,10 +61,16 @@ def _card(manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any]) -> str:
         f"- Crop: {g.size}×{g.size} px, aligned by the faceage_video five-point template (forehead and hair kept).",
         f"- Generator: ngf {g.ngf}, {g.n_blocks} residual blocks, residual output, instance norm, "
         "reflection padding, resize-then-conv upsampling.",
-        f"- Training: {manifest.training.get('steps')} steps: {cfg.warm_steps} warm-start steps on pseudo-pairs of a "
-        f"classic prototype + texture transform (shape {cfg.teacher_shape}, texture {cfg.teacher_texture}), then "
-        f"LSGAN (λ_adv {cfg.lambda_adv}), cycle (λ {cfg.lambda_cycle}), identity ({cfg.lambda_identity}), "
-        f"teacher L1 ({cfg.lambda_teacher} → {cfg.lambda_teacher_end}).",
+        f"- Training: {steps} steps, {min(steps, cfg.warm_steps)} of them warm-start steps (L1 to pseudo-pairs of "
+        f"a classic prototype + texture transform: aging shape {cfg.teacher_shape}, texture {cfg.teacher_texture}; "
+        f"de-aging shape {cfg.teacher_shape_younger}, texture {cfg.teacher_texture_younger}), "
+        + (
+            f"then {steps - cfg.warm_steps} adversarial steps: LSGAN (λ_adv {cfg.lambda_adv}), cycle "
+            f"(λ {cfg.lambda_cycle}), identity ({cfg.lambda_identity}), teacher L1 ({cfg.lambda_teacher} → "
+            f"{cfg.lambda_teacher_end})."
+            if steps > cfg.warm_steps
+            else "and no adversarial steps yet."
+        ),
         "",
         "## Data",
         "",

@@ -75,15 +75,19 @@ def prepare_data(cfg: TrainConfig) -> tuple[Any, AgePrototypes]:
     else:
         protos = AgePrototypes.from_crops(x, y)
         protos.save(proto_path)
-    topts = TeacherOptions(shape=cfg.teacher_shape, texture=cfg.teacher_texture)
-    key = f"teacher-s{cfg.teacher_shape:g}-t{cfg.teacher_texture:g}.npz"
+    old_opts = TeacherOptions(shape=cfg.teacher_shape, texture=cfg.teacher_texture)
+    young_opts = TeacherOptions(shape=cfg.teacher_shape_younger, texture=cfg.teacher_texture_younger)
+    key = (
+        f"teacher-s{cfg.teacher_shape:g}-t{cfg.teacher_texture:g}"
+        f"-ys{cfg.teacher_shape_younger:g}-yt{cfg.teacher_texture_younger:g}.npz"
+    )
     tpath = run / key
     if tpath.exists():
         with np.load(tpath) as d:
             t_y, t_x = d["t_y"], d["t_x"]
     else:
-        t_y = age_transform_batch(x, protos, "older", topts)
-        t_x = age_transform_batch(y, protos, "younger", topts)
+        t_y = age_transform_batch(x, protos, "older", old_opts)
+        t_x = age_transform_batch(y, protos, "younger", young_opts)
         np.savez(tpath, t_y=t_y, t_x=t_x)
     return TrainData(x, t_y, y, t_x), protos
 
