@@ -25,18 +25,20 @@ GOAL_OLDER, GOAL_YOUNGER, GOAL_SAME, GOAL_DIST = 25.0, -20.0, 0.95, 0.45
 
 
 def score(row: dict[str, Any]) -> float:
-    """One number to rank checkpoints: age shift in the asked direction, if identity stays under the bar.
+    """One number to rank checkpoints: age shift in the asked direction, discounted for lost identity.
 
-    Each direction contributes its shift as a fraction of its goal, capped at 1.5; a direction whose
-    same-person rate falls under the goal counts as zero, because aging someone into a stranger is failure.
+    Each direction contributes its shift as a fraction of its goal, capped at 1.5, times a factor that is 1
+    at or above the same-person goal and falls linearly to 0 ten points below it: aging someone into a
+    stranger is failure, but one face in sixty on either side of the bar is noise.
     """
     total = 0.0
     for d, goal in (("older", GOAL_OLDER), ("younger", GOAL_YOUNGER)):
         r = row[d]
         shift, same = r.get("shift_mean"), r.get("same_rate")
-        if shift is None or same is None or same < GOAL_SAME:
+        if shift is None or same is None:
             continue
-        total += min(shift / goal, 1.5)
+        keep = min(1.0, max(0.0, 1.0 - (GOAL_SAME - same) * 10.0))
+        total += min(shift / goal, 1.5) * keep
     return total
 
 
