@@ -48,6 +48,41 @@ def _run_config(ckpt: Path, config: str | None) -> TrainConfig:
     return TrainConfig(**raw)
 
 
+_ROW_KEYS = (
+    "name",
+    "direction",
+    "n",
+    "age_in_mean",
+    "age_out_mean",
+    "shift_mean",
+    "shift_median",
+    "id_mean",
+    "same_rate",
+)
+_CLIP_KEYS = ("clip", "direction", "smoothing", "shift_mean", "id_mean", "same_rate", "flicker_ratio")
+
+
+def summarize_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a `benchmarks.quality` report, for the manifest and the card."""
+    out: dict[str, Any] = {k: report[k] for k in ("date", "command") if k in report}
+    out["faces"] = [{k: r.get(k) for k in _ROW_KEYS} for r in report.get("rows", [])]
+    clips = report.get("clips") or {}
+    if isinstance(clips, dict) and clips.get("rows"):
+        out["clips"] = [{k: r.get(k) for k in _CLIP_KEYS} for r in clips["rows"]]
+    return out
+
+
+def _table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
+    def cell(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    return [
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+        *("| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows),
+    ]
+
+
 def _card(manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any]) -> str:
     g = manifest.generator
     steps = int(manifest.training.get("steps") or 0)
@@ -82,7 +117,15 @@ def _card(manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any]) -> str:
         "",
     ]
     if metrics:
-        lines += ["```json", json.dumps(metrics, indent=2), "```"]
+        lines += [f"Measured {metrics.get('date', '')} with `{metrics.get('command', '')}`.", ""]
+        lines += [
+            "Aligned validation faces (shift in judged years; identity: dlib distance, same = share < 0.6):",
+            "",
+        ]
+        lines += _table(metrics.get("faces", []), _ROW_KEYS)
+        if metrics.get("clips"):
+            lines += ["", "Real clips, 2 s each (flicker ratio: output over input; 1.0 adds none):", ""]
+            lines += _table(metrics["clips"], _CLIP_KEYS)
     else:
         lines.append("Not measured yet: run `python -m benchmarks.quality --model " + manifest.name + "`.")
     lines += ["", "![samples](samples.png)", ""]
@@ -115,7 +158,7 @@ def export_bundle(
     cfg = _run_config(ckpt, config)
     model = CycleGAN(cfg)
     model.restore(ckpt)
-    metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path else {}
+    metrics = summarize_metrics(json.loads(metrics_path.read_text())) if metrics_path else {}
     try:
         counts = load_index(cfg.cache).get("counts", {})
     except TrainingError:
