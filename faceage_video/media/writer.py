@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -186,6 +187,37 @@ def _encoder_time_base(codec: Codec, time_base: Fraction) -> Fraction:
         if den % k == 0 and den // k <= _MPEG4_MAX_TB_DEN:
             return Fraction(time_base.numerator, den // k)
     return Fraction(1, _MPEG4_MAX_TB_DEN)
+
+
+def _commit(
+    path: Path,
+    temp: Path,
+    container: Any,
+    sink: _VideoSink,
+    abort: Callable[[], None],
+    before_close: Callable[[], None] | None = None,
+) -> None:
+    """Flush the encoder, run `before_close`, close the container and rename `temp` onto `path`.
+
+    Any failure, Ctrl-C included, calls `abort` first, so nothing is ever left under `path`.
+
+    Raises:
+        OutputError: flushing, muxing or renaming failed.
+    """
+    try:
+        sink.flush()
+        if sink.frames == 0:
+            container.start_encoding()  # an empty but valid file rather than none
+        if before_close is not None:
+            before_close()
+        container.close()
+        os.replace(temp, path)
+    except (av.FFmpegError, OSError) as e:
+        abort()
+        raise OutputError(f"{path}: could not be finished ({type(e).__name__}: {e})") from e
+    except BaseException:
+        abort()
+        raise
 
 
 class _VideoSink:
@@ -607,26 +639,19 @@ class VideoWriter:
         """
         if self._done:
             return
-        try:
-            self._sink.flush()
-            if self._sink.frames == 0:
-                self._container.start_encoding()  # an empty but valid file rather than none
-            if self._audio is not None:
-                if self._sink.first_pts is None:
-                    self._audio.begin(None, Fraction(0))
-                self._audio.pump(None)
-                self.warnings.extend(self._audio.warnings)
-                self._audio.close()
-            self._container.close()
-            os.replace(self._temp, self.path)
-        except (av.FFmpegError, OSError) as e:
-            self.abort()
-            raise OutputError(f"{self.path}: could not be finished ({type(e).__name__}: {e})") from e
-        except BaseException:
-            self.abort()
-            raise
+        _commit(self.path, self._temp, self._container, self._sink, self.abort, self._finish_audio)
         self._done = True
         self._finalizer.detach()
+
+    def _finish_audio(self) -> None:
+        """Mux the audio packets after the last video frame."""
+        if self._audio is None:
+            return
+        if self._sink.first_pts is None:
+            self._audio.begin(None, Fraction(0))
+        self._audio.pump(None)
+        self.warnings.extend(self._audio.warnings)
+        self._audio.close()
 
     def abort(self) -> None:
         """Stop writing and delete the temporary file; nothing is left under `path`. Safe to call twice."""
@@ -816,18 +841,7 @@ class MatteWriter:
         if self.format == "png":
             self._done = True
             return
-        try:
-            self._sink.flush()
-            if self._sink.frames == 0:
-                self._container.start_encoding()
-            self._container.close()
-            os.replace(self._temp, self.path)
-        except (av.FFmpegError, OSError) as e:
-            self.abort()
-            raise OutputError(f"{self.path}: could not be finished ({type(e).__name__}: {e})") from e
-        except BaseException:
-            self.abort()
-            raise
+        _commit(self.path, self._temp, self._container, self._sink, self.abort)
         self._done = True
         self._finalizer.detach()
 
