@@ -290,6 +290,10 @@ class StatusFile:
         entry["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
         self._write()
 
+    def mark(self, shot: Shot, fp: str | None, status: str, **fields: Any) -> None:
+        """Record a shot's status with its identity (input, output, options fingerprint)."""
+        self.set(shot.id, status=status, input=shot.input, output=shot.output, fingerprint=fp, **fields)
+
     def _write(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         body = {"manifest": self.manifest.name, "shots": self.shots}
@@ -380,23 +384,14 @@ def run_batch(
 
     def record(shot: Shot, fp: str | None, report: Report | None, exc: BaseException | None) -> None:
         if exc is not None:
-            status.set(
-                shot.id,
-                status="failed",
-                input=shot.input,
-                output=shot.output,
-                fingerprint=fp,
-                error=_message(exc),
-            )
+            status.mark(shot, fp, "failed", error=_message(exc))
             finish(ShotOutcome(shot, "failed", error=_message(exc)))
         else:
             assert report is not None
-            status.set(
-                shot.id,
-                status="done",
-                input=shot.input,
-                output=shot.output,
-                fingerprint=fp,
+            status.mark(
+                shot,
+                fp,
+                "done",
                 error=None,
                 frames=report.frames,
                 faces=report.faces,
@@ -428,14 +423,7 @@ def _run_local(
         if opts is None:
             record(shot, fp, None, err or OptionsError("invalid options"))
             continue
-        status.set(
-            shot.id,
-            status="running",
-            input=shot.input,
-            output=shot.output,
-            fingerprint=fp,
-            started=time.time(),
-        )
+        status.mark(shot, fp, "running", started=time.time())
         try:
             eng = engines.get(opts.engine)
             if eng is None:
@@ -473,14 +461,7 @@ def _run_ray(
                 except Exception as exc:  # unreadable input, bad output path: this shot only
                     plan.failed = exc
             if plan.failed is None:
-                status.set(
-                    shot.id,
-                    status="running",
-                    input=shot.input,
-                    output=shot.output,
-                    fingerprint=fp,
-                    started=time.time(),
-                )
+                status.mark(shot, fp, "running", started=time.time())
             by_plan[id(plan)] = (shot, fp)
             plans.append(plan)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import av
 import cv2
@@ -187,6 +187,30 @@ def _encoder_time_base(codec: Codec, time_base: Fraction) -> Fraction:
         if den % k == 0 and den // k <= _MPEG4_MAX_TB_DEN:
             return Fraction(time_base.numerator, den // k)
     return Fraction(1, _MPEG4_MAX_TB_DEN)
+
+
+class _AtomicOutput:
+    """Context-manager behaviour of the writers: a normal exit commits, any exception aborts."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _commit(
@@ -430,7 +454,7 @@ class _AudioRemuxer:
         self._input.close()
 
 
-class VideoWriter:
+class VideoWriter(_AtomicOutput):
     """Encodes upright RGB frames to a video file, copying the source's audio; atomic.
 
     Use as a context manager: a normal exit calls `close()` (flush, mux the rest of the audio, rename onto
@@ -569,20 +593,6 @@ class VideoWriter:
             pix_fmt = "yuv420p"
         return pix_fmt, opts, colour
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
     @property
     def frames_written(self) -> int:
         """Video frames passed to the encoder so far."""
@@ -709,7 +719,7 @@ def _mask_to_u8(mask: NDArray[Any], height: int, width: int) -> Mask8:
     raise ValueError(f"matte must be float in [0, 1] or uint8, got {mask.dtype}")
 
 
-class MatteWriter:
+class MatteWriter(_AtomicOutput):
     """Writes one single-channel matte per frame: a grey video or a PNG sequence.
 
     Mattes are (H, W) float32 in [0, 1] (values outside are clipped) or uint8, stored as 0..255.
@@ -772,20 +782,6 @@ class MatteWriter:
         except BaseException:
             self.abort()
             raise
-
-    def __enter__(self) -> MatteWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def write(self, mask: NDArray[Any], pts: int | None, time_base: Fraction) -> None:
         """Store one matte.
