@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from faceage_video.errors import OptionsError
 from faceage_video.face.align import crop_roi
+from faceage_video.face.mesh import CanonicalMesh, MeshFit
 from faceage_video.types import MASK_KINDS, Affine, Crop, Frame, Mask, MaskKind
 
 # The upper half of the MediaPipe face oval is stretched upwards by this fraction of its height above the
@@ -212,3 +213,76 @@ def paste_back(
     out[y0:y1, x0:x1] = np.where(alpha[..., None] > 0.0, blended, roi)
     alpha_full[y0:y1, x0:x1] = alpha
     return out, alpha_full
+
+
+def paste_back_mesh(
+    frame: Frame,
+    residual: NDArray[np.float32],
+    mask: Mask,
+    fit: MeshFit,
+    mesh: CanonicalMesh,
+    options: BlendOptions,
+) -> tuple[Frame, Mask, tuple[int, int, int, int]]:
+    """Blend a change made in canonical space back into the frame through the dense mesh.
+
+    out = frame + alpha · warp⁻¹(residual), alpha = warp⁻¹(mask), inside the fit's region of interest only.
+
+    Args:
+        frame: (H, W, 3) uint8 RGB; not modified.
+        residual: (S, S, 3) float32 change in canonical space, in levels of 0..255.
+        mask: (S, S) float32 in [0, 1], in canonical space (`CanonicalMesh.mask`, times any fade).
+        fit: the face's registration in this frame.
+        mesh: the canonical mesh the residual lives in.
+        options: `color_match` removes the excess global colour shift, as in `paste_back`.
+
+    Returns:
+        The new frame (a copy; every pixel with alpha 0 is bit-identical to `frame`), the ROI's alpha
+        ((y1 − y0, x1 − x0) float32) and the ROI box (x0, y0, x1, y1).
+
+    Raises:
+        ValueError: if the shapes of the frame, residual or mask do not agree with the mesh.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    s = mesh.size
+    if residual.shape != (s, s, 3) or mask.shape != (s, s):
+        raise ValueError(
+            f"residual {residual.shape} and mask {mask.shape} must be ({s}, {s}, 3) and ({s}, {s})"
+        )
+    out = frame.copy()
+    x0, y0, x1, y1 = fit.roi
+    if x1 <= x0 or y1 <= y0:
+        return out, np.zeros((0, 0), np.float32), fit.roi
+    mask32 = np.clip(mask.astype(np.float32), 0.0, 1.0)
+    res = np.asarray(residual, np.float32)
+    if options.color_match:
+        res = _color_matched(res, mask32)
+    mx, my = mesh.inverse_map(fit)
+    alpha = cv2.remap(mask32, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # A small texture blown up onto a large face shows bilinear diamonds in the wrinkles: upsample it in
+    # canonical space with a cubic first (cheap at texture size), so the per-pixel warp can stay bilinear.
+    up = int(np.clip(math.ceil(_frame_px_per_canonical_px(fit) / 1.5), 1, 8))
+    if up > 1:
+        res = cv2.resize(res, (s * up, s * up), interpolation=cv2.INTER_CUBIC)
+        cx, cy = (mx + 0.5) * up - 0.5, (my + 0.5) * up - 0.5
+    else:
+        cx, cy = mx, my
+    change = cv2.remap(res, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    alpha = np.clip(alpha, 0.0, 1.0, out=alpha)
+    roi = frame[y0:y1, x0:x1]
+    change *= alpha[..., None]
+    change += roi
+    np.rint(change, out=change)
+    np.clip(change, 0, 255, out=change)
+    blended = change.astype(np.uint8)
+    # Explicit select, so pixels the mask does not reach stay bit-identical whatever the arithmetic does.
+    off = alpha <= 0.0
+    blended[off] = roi[off]
+    out[y0:y1, x0:x1] = blended
+    return out, alpha, fit.roi
+
+
+def _frame_px_per_canonical_px(fit: MeshFit) -> float:
+    """How many frame pixels one canonical pixel covers, from the fit's similarity (frame → canonical)."""
+    lin = fit.similarity[:, :2]
+    return float(1.0 / max(math.sqrt(abs(np.linalg.det(lin))), 1e-9))

@@ -412,7 +412,7 @@ def test_gan_steps_change_weights_and_lower_the_cycle_loss(tmp_path: Path) -> No
     for net in (model.G, model.F):
         kernel = net.get_layer("out_conv").kernel
         kernel.assign(0.05 * rng.standard_normal(tuple(kernel.shape)).astype(np.float32))
-    x, t_y, y, t_x = next(iter(make_dataset(_train_data(1), cfg, 0, 1, 2)))
+    batch = next(iter(make_dataset(_train_data(1), cfg, 0, 1, 2)))
     lam = tf.constant(0.0, tf.float32)
 
     def losses(out: dict[str, tf.Tensor]) -> tuple[float, float]:
@@ -421,9 +421,9 @@ def test_gan_steps_change_weights_and_lower_the_cycle_loss(tmp_path: Path) -> No
         return o["cycle"], total + cfg.lambda_identity * o["ident"]
 
     before = _networks(model)
-    history = [losses(model.gan_step(x, t_y, y, t_x, lam))]
+    history = [losses(model.gan_step(*batch, lam))]
     assert all(_changed(a, b) for a, b in zip(before, _networks(model), strict=True))
-    history += [losses(model.gan_step(x, t_y, y, t_x, lam)) for _ in range(24)]
+    history += [losses(model.gan_step(*batch, lam)) for _ in range(24)]
     assert int(model.step.numpy()) == 25
     first, last = np.mean(history[:5], axis=0), np.mean(history[-5:], axis=0)
     assert last[0] < 0.7 * first[0], f"cycle loss did not fall: {first[0]:.3f} -> {last[0]:.3f}"
