@@ -276,7 +276,7 @@ def webcam(
     from faceage_video.face.blend import BlendOptions
     from faceage_video.face.landmarks import LandmarkerOptions
     from faceage_video.face.tracker import TrackerOptions
-    from faceage_video.realtime import (
+    from faceage_video.live import (
         GENERATOR_MODES,
         LIVE_ONE_EURO,
         RealtimeOptions,
@@ -310,13 +310,13 @@ def webcam(
         enabled=effect,
     )
     res = run_realtime(opts)
-    lat, fr = res["latency_ms"], res["frames"]
+    lat, fr = res.latency_ms, res.frames
     typer.echo(
-        f"{res['ended']}: {fr['processed']} frames out, {fr['dropped']} dropped "
-        f"({100 * res['drop_rate']:.1f} %), sustained {res['fps']['sustained']} fps, "
-        f"latency p50 {lat['p50']} / p95 {lat['p95']} / p99 {lat['p99']} ms"
+        f"{res.ended}: {fr.processed} frames out, {fr.dropped} dropped "
+        f"({100 * res.drop_rate:.1f} %), sustained {res.fps.sustained} fps, "
+        f"latency p50 {lat.p50} / p95 {lat.p95} / p99 {lat.p99} ms"
     )
-    if res["ended"] == "interrupted":  # Ctrl-C is how a live run is normally stopped: not an error
+    if res.ended == "interrupted":  # Ctrl-C is how a live run is normally stopped: not an error
         typer.secho("stopped by Ctrl-C: devices and outputs closed", fg="yellow", err=True)
 
 
