@@ -31,7 +31,8 @@ import pytest
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.face.blend import BlendOptions
 from faceage_video.live import LiveControls, LiveReport, RealtimeOptions, RealtimeSession
-from tests.integration.test_realtime import CLIP, build_test_bundle
+from tests.helpers import SHORT_CLIP as CLIP
+from tests.helpers import make_live_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +198,7 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
 @pytest.fixture(scope="module")
 def bright_bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A small untrained bundle whose G adds +32 levels: the effect is plain to see in the browser."""
-    return str(build_test_bundle(tmp_path_factory.mktemp("preview") / "bundle", ngf=8, n_blocks=1, bias=0.25))
+    return str(make_live_bundle(tmp_path_factory.mktemp("preview") / "bundle", ngf=8, n_blocks=1, bias=0.25))
 
 
 # Mean brightness of the centre of the picture the browser shows (the clip's face is there).

@@ -31,34 +31,12 @@ from faceage_video.live import (
     RealtimeSession,
     run_realtime,
 )
+from tests.helpers import ROOT, SHORT_CLIP, make_live_bundle
 
 pytestmark = pytest.mark.integration
 
-CLIP = "liveportrait_d12.mp4"  # 512×512, 25 fps, one face
-ROOT = Path(__file__).resolve().parents[2]
+CLIP = SHORT_CLIP  # 512×512, 25 fps, one face (played whole here, not trimmed)
 DEFAULT_BUNDLE = ROOT / "models" / "utkface-128"
-
-
-def build_test_bundle(folder: Path, ngf: int = 16, n_blocks: int = 6, bias: float = 0.25) -> Path:
-    """An untrained bundle of the default model's shape (so it costs what the default model costs) whose G
-    brightens and F darkens the face by `bias` (network range: ±32 levels), so the effect is visible."""
-    from faceage_video.face.align import AlignTemplate
-    from models.bundle import Manifest, save_bundle
-    from models.networks import GeneratorConfig, build_generator
-
-    cfg = GeneratorConfig(size=128, ngf=ngf, n_blocks=n_blocks)
-    rng = np.random.default_rng(7)
-    gens = {}
-    for key, b in (("G", bias), ("F", -bias)):
-        model = build_generator(cfg, name=key)
-        conv = model.get_layer("out_conv")
-        kernel, b0 = conv.get_weights()
-        conv.set_weights([rng.normal(0.0, 0.002, kernel.shape).astype(np.float32), np.full_like(b0, b)])
-        gens[key] = model
-    manifest = Manifest(
-        name="live-test", generator=cfg, template=AlignTemplate(128).to_dict(), training={"steps": 0}
-    )
-    return save_bundle(folder, manifest, gens, "# live-test\n\nUntrained test bundle; not a model.\n")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +44,7 @@ def live_model(tmp_path_factory: pytest.TempPathFactory) -> str | None:
     """The bundled default model when it exists (None selects it), else a test bundle of the same shape."""
     if (DEFAULT_BUNDLE / "manifest.json").is_file():
         return None
-    return str(build_test_bundle(tmp_path_factory.mktemp("live") / "bundle"))
+    return str(make_live_bundle(tmp_path_factory.mktemp("live") / "bundle"))
 
 
 @pytest.fixture(scope="module")
