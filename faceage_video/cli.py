@@ -13,30 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import typer.exceptions
 
+from faceage_video.entry import run_app
 from faceage_video.errors import FaceAgeError, OptionsError
 from faceage_video.media.writer import Codec, Preset
 from faceage_video.types import Direction, FaceSelection, MaskKind
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GLOG_minloglevel", "2")
-
-# Typer >= 0.23 vendors click and raises its own exception types (usage errors derive from
-# `typer.exceptions.TyperException`); older Typer raises click's. Catch both, and need click only if present.
-try:
-    import click
-
-    _CLICK_USAGE: tuple[type[BaseException], ...] = (click.ClickException,)
-    _CLICK_ABORT: tuple[type[BaseException], ...] = (click.exceptions.Abort,)
-    _CLICK_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit,)
-except ImportError:  # pragma: no cover - click is optional with a vendoring Typer
-    _CLICK_USAGE = _CLICK_ABORT = _CLICK_EXIT = ()
-_USAGE_ERRORS: tuple[type[BaseException], ...] = (*_CLICK_USAGE, typer.exceptions.TyperException)
-_ABORTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, *_CLICK_ABORT, typer.Abort)
-_EXITS: tuple[type[BaseException], ...] = (*_CLICK_EXIT, typer.Exit)
-# Exit code of an interrupted run (128 + SIGINT), as shells report Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     add_completion=False,
@@ -276,7 +260,7 @@ def webcam(
     from faceage_video.face.blend import BlendOptions
     from faceage_video.face.landmarks import LandmarkerOptions
     from faceage_video.face.tracker import TrackerOptions
-    from faceage_video.realtime import (
+    from faceage_video.live import (
         GENERATOR_MODES,
         LIVE_ONE_EURO,
         RealtimeOptions,
@@ -310,13 +294,13 @@ def webcam(
         enabled=effect,
     )
     res = run_realtime(opts)
-    lat, fr = res["latency_ms"], res["frames"]
+    lat, fr = res.latency_ms, res.frames
     typer.echo(
-        f"{res['ended']}: {fr['processed']} frames out, {fr['dropped']} dropped "
-        f"({100 * res['drop_rate']:.1f} %), sustained {res['fps']['sustained']} fps, "
-        f"latency p50 {lat['p50']} / p95 {lat['p95']} / p99 {lat['p99']} ms"
+        f"{res.ended}: {fr.processed} frames out, {fr.dropped} dropped "
+        f"({100 * res.drop_rate:.1f} %), sustained {res.fps.sustained} fps, "
+        f"latency p50 {lat.p50} / p95 {lat.p95} / p99 {lat.p99} ms"
     )
-    if res["ended"] == "interrupted":  # Ctrl-C is how a live run is normally stopped: not an error
+    if res.ended == "interrupted":  # Ctrl-C is how a live run is normally stopped: not an error
         typer.secho("stopped by Ctrl-C: devices and outputs closed", fg="yellow", err=True)
 
 
@@ -432,33 +416,12 @@ def batch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code.
+    """Run the CLI; return the exit code (the translation is `faceage_video.entry.run_app`).
 
     A `FaceAgeError` prints "error: <message>" and returns its code; a usage error prints click's message and
     returns 2; Ctrl-C prints a note and returns 130. None of them prints a traceback.
     """
-    try:
-        rv = app(args=argv, standalone_mode=False)
-    except FaceAgeError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        return exc.exit_code
-    except _ABORTS:
-        typer.secho("interrupted: no output was written", fg="yellow", err=True)
-        return EXIT_INTERRUPTED
-    except _USAGE_ERRORS as exc:
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:  # pragma: no cover - every usage error of click and Typer has show()
-            typer.secho(f"error: {exc}", fg="red", err=True)
-        return int(getattr(exc, "exit_code", 2))
-    except _EXITS as exc:
-        return int(getattr(exc, "exit_code", 0) or 0)
-    # Without standalone mode Typer returns an Exit's code instead of raising it; Ctrl-C arrives as Exit(130).
-    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-    if code == EXIT_INTERRUPTED:
-        typer.secho("interrupted: no output was written", fg="yellow", err=True)
-    return code
+    return run_app(app, argv, interrupted="interrupted: no output was written")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Thin command line of the training package: parse, build a config, call the library, map errors to exit codes."""
+"""Thin command line of the training package: parse, build a config, call the library.
+
+Errors become exit codes in `faceage_video.entry.run_app`, the translation `faceage-video` uses too.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from training.errors import TrainingError
+from faceage_video.entry import run_app
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train and export faceage-video CycleGAN models."
@@ -73,24 +76,11 @@ def export(
     typer.echo(f"bundle written: {folder}")
 
 
-def main() -> int:
-    """Entry point: run the app, turning training errors into a message and an exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        app(standalone_mode=False)
-    except TrainingError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        typer.secho("interrupted (checkpoint saved)", fg="yellow", err=True)
-        return 130
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app on `argv` (None: `sys.argv[1:]`) and return the exit code.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return 0
+    Any `FaceAgeError` (training errors are ones) prints one line and returns its code; Ctrl-C returns 130
+    after the train loop has saved a checkpoint.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return run_app(app, argv, interrupted="interrupted (checkpoint saved)")

@@ -7,9 +7,7 @@ cost is the tracing of each CycleGAN instance's step functions, so instances are
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import run_module
 from training.config import TrainConfig, load_config
 from training.datasets import (
     AgeRanges,
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
     from training.train import CycleGAN, TrainData
 
-ROOT = Path(__file__).resolve().parents[2]
 S = 32
 
 
@@ -518,18 +516,7 @@ def test_missing_config(tmp_path: Path) -> None:
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "training", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("training", *args, cwd=cwd, timeout=120)
 
 
 def test_cli_bad_config_exits_with_a_message(tmp_path: Path) -> None:
