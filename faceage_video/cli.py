@@ -7,7 +7,6 @@ exits with its code; Ctrl-C exits 130 with nothing left under the output name.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,10 +16,8 @@ import typer.exceptions
 
 from faceage_video.errors import FaceAgeError, OptionsError
 from faceage_video.media.writer import Codec, Preset
+from faceage_video.quiet import quiet_native_logs, wants_verbose
 from faceage_video.types import Direction, FaceSelection, MaskKind
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 # Typer >= 0.23 vendors click and raises its own exception types (usage errors derive from
 # `typer.exceptions.TyperException`); older Typer raises click's. Catch both, and need click only if present.
@@ -431,14 +428,32 @@ def batch(
         raise FaceAgeError(f"{len(res.failed)} of {len(res.outcomes)} shots failed (see above); the rest ran")
 
 
-def main(argv: list[str] | None = None) -> int:
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show TensorFlow's and MediaPipe's native log lines")
+    ] = False,
+) -> None:
+    """Age or de-age the faces in a video, offline or live."""
+    # `main` takes -v/--verbose off the command line before Typer parses it; declared here for --help.
+
+
+def main(argv: list[str] | None = None, quiet: bool | None = None) -> int:
     """Run the CLI; return the exit code.
 
     A `FaceAgeError` prints "error: <message>" and returns its code; a usage error prints click's message and
     returns 2; Ctrl-C prints a note and returns 130. None of them prints a traceback.
+
+    Args:
+        argv: the arguments; None reads `sys.argv`.
+        quiet: hide the native libraries' log lines (`faceage_video.quiet`) unless -v/--verbose is given.
+            None: only for a real process start (`argv` None), so an in-process caller's stderr is left alone.
     """
+    verbose, args = wants_verbose(list(sys.argv[1:] if argv is None else argv))
+    if (argv is None if quiet is None else quiet) and not verbose:
+        quiet_native_logs()
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=args, standalone_mode=False)
     except FaceAgeError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         return exc.exit_code

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from faceage_video.quiet import quiet_native_logs, wants_verbose
 from training.errors import TrainingError
 
 app = typer.Typer(
@@ -73,11 +74,26 @@ def export(
     typer.echo(f"bundle written: {folder}")
 
 
-def main() -> int:
-    """Entry point: run the app, turning training errors into a message and an exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show TensorFlow's and MediaPipe's native log lines")
+    ] = False,
+) -> None:
+    """Train and export faceage-video CycleGAN models."""
+    # `main` takes -v/--verbose off the command line before Typer parses it; declared here for --help.
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning training errors into a message and an exit code.
+
+    Native log lines are hidden (`faceage_video.quiet`) unless -v/--verbose is given.
+    """
+    verbose, args = wants_verbose(list(sys.argv[1:] if argv is None else argv))
+    if not verbose:
+        quiet_native_logs()
     try:
-        app(standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except TrainingError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         return exc.exit_code

@@ -6,7 +6,6 @@ compiled function is traced once, and blends the change by `strength`: out = in 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +15,6 @@ from numpy.typing import NDArray
 from faceage_video.errors import ModelError, OptionsError
 from faceage_video.face.align import AlignTemplate
 from faceage_video.types import DIRECTIONS, Direction
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @dataclass(frozen=True)
