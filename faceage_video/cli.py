@@ -157,7 +157,8 @@ def age(
     for w in rep.warnings:
         typer.secho(f"warning: {w}", fg="yellow", err=True)
     typer.echo(
-        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, {rep.fps:.1f} fps"
+        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, "
+        f"{rep.processing_fps:.1f} fps processing, {rep.startup_s:.1f} s start-up"
     )
 
 

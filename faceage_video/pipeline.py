@@ -99,7 +99,10 @@ class Report:
         input, output: paths.
         frames: frames written. frames_with_faces: frames where at least one face was aged.
         faces: aged face crops in total. tracks: frames per track id.
-        fps: frames per wall-clock second. wall_s: total seconds.
+        fps: frames per wall-clock second, start-up included. wall_s: total seconds.
+        processing_fps: frames per second once the stages run, start-up excluded (what the bar shows).
+        startup_s: seconds from the call until the first frame could enter the stages: TensorFlow import,
+            model build, landmarker, opening the files. startup: those parts by name, in seconds.
         stage_s: seconds spent inside each stage (stages overlap, so these add up to more than wall_s).
         warnings: decode problems and other things the user should know.
         model: the bundle's name and training steps.
@@ -113,6 +116,9 @@ class Report:
     tracks: dict[int, int] = field(default_factory=dict)
     fps: float = 0.0
     wall_s: float = 0.0
+    processing_fps: float = 0.0
+    startup_s: float = 0.0
+    startup: dict[str, float] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
@@ -398,7 +404,8 @@ def age_video(
             end_s=opts.end_s,
         )
         with writer_cm as writer:
-            eng = engine or AgingEngine(opts.engine)
+            startup: dict[str, float] = {}
+            eng = engine or load_engine(opts.engine, startup)
             report = Report(
                 input=src,
                 output=dst,
@@ -439,7 +446,9 @@ def age_video(
                     timer,
                     report,
                     _expected_frames(info, opts.start_s, opts.end_s),
+                    started=t0,
                 )
+                report.startup = {**startup, **report.startup}
             except BaseException:
                 for w in (matte, sbs):
                     if w is not None:
@@ -468,10 +477,28 @@ def age_video(
     return finish_report(report, t0, opts.report)
 
 
+def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngine:
+    """Build the engine, adding to `startup` the seconds of the TensorFlow import and of the model build."""
+    t = time.perf_counter()
+    import tensorflow  # noqa: F401  # imported by the engine anyway; timed on its own
+
+    startup["import_tensorflow"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    eng = AgingEngine(options)
+    startup["model"] = round(time.perf_counter() - t, 3)
+    return eng
+
+
 def finish_report(report: Report, started: float, path: str | None) -> Report:
-    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked."""
+    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked.
+
+    `processing_fps` leaves out `report.startup_s` (set by the stages; 0 when they did not run).
+    """
     report.wall_s = time.perf_counter() - started
     report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
+    busy = report.wall_s - report.startup_s
+    report.processing_fps = report.frames / busy if busy > 0 else 0.0
+    report.startup_s = round(report.startup_s, 3)
     if path:
         rp = Path(path)
         if not rp.parent.is_dir():
@@ -525,15 +552,19 @@ def _run_stages(
     expected: int | None,
     warmup: Callable[[DecodedFrame], bool] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    started: float | None = None,
 ) -> None:
+    """The stages; with `started` (the run's `perf_counter()` start) it stamps `report.startup_s`."""
     stop = threading.Event()
     errors: list[BaseException] = []
     q_frames: queue.Queue[Any] = queue.Queue(opts.queue_size)
     q_jobs: queue.Queue[Any] = queue.Queue(opts.queue_size)
     q_out: queue.Queue[Any] = queue.Queue(opts.queue_size)
+    t_landmarker = time.perf_counter()
     analyzer = FaceAnalyzer(
         opts.landmarks, opts.tracker, opts.temporal, opts.blend, engine.size, engine.template, opts.faces
     )
+    report.startup["landmarker"] = round(time.perf_counter() - t_landmarker, 3)
     smoother = ResidualSmoother(opts.temporal)
     batch = engine.options.batch_size
 
@@ -581,6 +612,8 @@ def _run_stages(
     ]
     prog, task = _progress(expected, opts.progress)
     t_start = time.perf_counter()
+    if started is not None:
+        report.startup_s = t_start - started
     try:
         with prog:
             pending: list[_FrameJob] = []

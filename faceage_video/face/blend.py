@@ -179,12 +179,46 @@ def paste_back(
     if np.asarray(m).shape != (2, 3):
         raise ValueError(f"m must be a (2, 3) affine transform, got shape {np.asarray(m).shape}")
 
-    h, w = frame.shape[:2]
-    out = frame.copy()
-    alpha_full = np.zeros((h, w), dtype=np.float32)
-    x0, y0, x1, y1 = crop_roi(m, size, frame.shape)
-    if x1 <= x0 or y1 <= y0:
-        return out, alpha_full  # the crop lies entirely outside the frame
+    return apply_change(frame, warp_change(frame.shape, generated, original_crop, m, mask, options))
+
+
+@dataclass(frozen=True)
+class WarpedChange:
+    """One face's change, warped into the frame's region of interest (`paste_back` without the blend).
+
+    Attributes:
+        box: (x0, y0, x1, y1) region of interest in frame pixels; empty when the crop misses the frame.
+        alpha: (y1 - y0, x1 - x0) float32 in [0, 1], the warped mask.
+        change: (y1 - y0, x1 - x0, 3) float32, the change in 8-bit levels (0..255 scale) to add, times alpha.
+    """
+
+    box: tuple[int, int, int, int]
+    alpha: NDArray[np.float32]
+    change: NDArray[np.float32]
+
+    @property
+    def empty(self) -> bool:
+        x0, y0, x1, y1 = self.box
+        return x1 <= x0 or y1 <= y0
+
+
+def warp_change(
+    frame_shape: tuple[int, ...],
+    generated: NDArray[np.floating] | NDArray[np.uint8],
+    original_crop: Crop,
+    m: Affine,
+    mask: Mask,
+    options: BlendOptions,
+) -> WarpedChange:
+    """The change of one crop and its mask, warped into the frame (the first half of `paste_back`).
+
+    A caller with a higher-precision plate applies `alpha · change` itself (scaled to its own range);
+    `apply_change` does it for the uint8 frame. Arguments as `paste_back`, `frame_shape` being (H, W, ...).
+    """
+    size = mask.shape[0]
+    x0, y0, x1, y1 = crop_roi(m, size, frame_shape)
+    if x1 <= x0 or y1 <= y0:  # the crop lies entirely outside the frame
+        return WarpedChange((x0, y0, x0, y0), np.zeros((0, 0), np.float32), np.zeros((0, 0, 3), np.float32))
 
     mask32 = np.clip(mask.astype(np.float32), 0.0, 1.0)
     residual = generated.astype(np.float32) - original_crop.astype(np.float32)
@@ -205,7 +239,18 @@ def paste_back(
     change = cv2.warpAffine(
         residual, m_roi, dsize, flags=cv2.INTER_CUBIC | inverse, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    alpha = np.clip(alpha, 0.0, 1.0)
+    return WarpedChange((x0, y0, x1, y1), np.clip(alpha, 0.0, 1.0), change)
+
+
+def apply_change(frame: Frame, warped: WarpedChange) -> tuple[Frame, Mask]:
+    """Add `alpha · change` to a uint8 frame (the second half of `paste_back`; same Returns)."""
+    h, w = frame.shape[:2]
+    out = frame.copy()
+    alpha_full = np.zeros((h, w), dtype=np.float32)
+    if warped.empty:
+        return out, alpha_full
+    x0, y0, x1, y1 = warped.box
+    alpha, change = warped.alpha, warped.change
     roi = frame[y0:y1, x0:x1]
     blended = np.clip(np.rint(roi.astype(np.float32) + alpha[..., None] * change), 0, 255).astype(np.uint8)
     # Explicit select, so pixels the mask does not reach stay bit-identical whatever the arithmetic does.
