@@ -30,10 +30,23 @@ from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
 from faceage_video.errors import OptionsError, OutputError
 from faceage_video.face.align import align_face, apply_affine
-from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
+from faceage_video.face.blend import BlendOptions, apply_change, crop_mask, paste_back, warp_change
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
+from faceage_video.media.sequence import (
+    Plate,
+    PlateFrame,
+    SequenceOptions,
+    SequenceReader,
+    SequenceWriter,
+    apply_plate_change,
+    is_sequence_path,
+    matte_plate,
+    matte_spec,
+    output_pattern,
+    with_matte_alpha,
+)
 from faceage_video.media.writer import MatteWriter, VideoWriter, WriterOptions
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
@@ -58,6 +71,8 @@ class AgeOptions:
         side_by_side: also write an input | output preview video here.
         report: also write a JSON report here.
         allow_protocols: let FFmpeg read URLs and indirect demuxers (off: local files and pipes only).
+        sequence: frame rate, gap policy and colour management of an image-sequence input.
+        matte_alpha: write the matte as the alpha channel of an RGB sequence output.
         queue_size: frames each inter-stage queue holds.
         progress: show a progress bar on the terminal.
     """
@@ -75,6 +90,8 @@ class AgeOptions:
     side_by_side: str | None = None
     report: str | None = None
     allow_protocols: bool = False
+    sequence: SequenceOptions = field(default_factory=SequenceOptions)
+    matte_alpha: bool = False
     queue_size: int = 8
     progress: bool = True
 
@@ -146,6 +163,7 @@ class _FrameJob:
     cut: bool  # a scene cut starts at this frame
     image: Frame | None = None  # the output picture once blended
     matte: Mask | None = None
+    plate: Plate | None = None  # the output plate at full precision, for a sequence input
 
 
 class _Stop:
@@ -253,14 +271,23 @@ def composite(
             smoother.reset()
         img = job.frame.image
         matte: Mask | None = None
+        # A sequence frame also takes the change on its full-precision plate (sequence.apply_plate_change).
+        plate = job.frame.plate if isinstance(job.frame, PlateFrame) else None
         for face in job.faces:
             res = smoother.smooth(face.track_id, residuals[k])
             k += 1
             generated = face.crop.astype(np.float32) + res
-            img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            if plate is None:
+                img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            else:
+                assert isinstance(job.frame, PlateFrame)
+                warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
+                img, alpha = apply_change(img, warped)
+                plate = apply_plate_change(plate, warped, job.frame.transfer)
             matte = alpha if matte is None else np.maximum(matte, alpha)
         job.image = img
         job.matte = matte
+        job.plate = plate
 
 
 def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -384,25 +411,38 @@ def age_video(
     src, dst = str(input), str(output)
     t0 = time.perf_counter()
     _check_outputs(src, dst, opts)
-    reader = VideoReader(
-        src, ReaderOptions(start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols)
-    )
+    seq = _sequence_io(src, dst, opts)
+    reader: VideoReader | SequenceReader
+    if seq:
+        reader = SequenceReader(src, opts.sequence, opts.start_s, opts.end_s)
+        if opts.matte_alpha and "A" in reader.info.channels:
+            raise OptionsError(
+                f"{src}: has an alpha channel already; write the matte as its own sequence (--matte PATTERN)"
+            )
+    else:
+        reader = VideoReader(
+            src, ReaderOptions(start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols)
+        )
     timer = _Timer()
     with reader:
-        info = reader.info
+        info = reader.info.video if isinstance(reader, SequenceReader) else reader.info
         if opts.start_s is not None and info.duration_s is not None and opts.start_s >= info.duration_s:
             raise OptionsError(
                 f"start ({opts.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
                 "pick a start inside the clip"
             )
-        writer_cm = VideoWriter(
-            dst,
-            info,
-            opts.writer,
-            audio_source=src if opts.writer.audio else None,
-            start_s=opts.start_s,
-            end_s=opts.end_s,
-        )
+        writer_cm: VideoWriter | SequenceWriter
+        if isinstance(reader, SequenceReader) and is_sequence_path(dst):
+            writer_cm = SequenceWriter(output_pattern(dst, reader.info.pattern))
+        else:
+            writer_cm = VideoWriter(
+                dst,
+                info,
+                opts.writer,
+                audio_source=src if opts.writer.audio and not seq else None,
+                start_s=opts.start_s,
+                end_s=opts.end_s,
+            )
         with writer_cm as writer:
             startup: dict[str, float] = {}
             eng = engine or load_engine(opts.engine, startup)
@@ -424,7 +464,11 @@ def age_video(
                     "xla": eng.xla,
                 },
             )
-            matte = MatteWriter(opts.matte, info, opts.start_s) if opts.matte else None
+            matte: MatteWriter | SequenceWriter | None = None
+            if opts.matte and isinstance(reader, SequenceReader) and is_sequence_path(opts.matte):
+                matte = SequenceWriter(output_pattern(opts.matte, reader.info.pattern))
+            elif opts.matte:
+                matte = MatteWriter(opts.matte, info, opts.start_s)
             sbs = None
             if opts.side_by_side:
                 sbs_info = replace(info, width=info.width * 2)
@@ -461,7 +505,8 @@ def age_video(
     if report.frames_with_faces == 0:
         msg = "no face found in the whole clip: the output frames equal the input's"
         if (
-            opts.start_s is None
+            not seq
+            and opts.start_s is None
             and opts.end_s is None
             and Path(src).suffix.lower() == Path(dst).suffix.lower()
             and opts.writer.audio
@@ -475,6 +520,22 @@ def age_video(
         warnings.warn(msg, stacklevel=2)
     report.stage_s = {k: round(v, 3) for k, v in timer.seconds.items()}
     return finish_report(report, t0, opts.report)
+
+
+def _sequence_io(src: str, dst: str, opts: AgeOptions) -> bool:
+    """Whether the input is an image sequence; refuses output forms that do not fit the input.
+
+    Raises:
+        OutputError: a sequence output (or `matte_alpha`) without a sequence input.
+    """
+    seq_in, seq_out = is_sequence_path(src), is_sequence_path(dst)
+    if seq_out and not seq_in:
+        raise OutputError(
+            f"{dst}: an image-sequence output needs an image-sequence input; write a video file instead"
+        )
+    if opts.matte_alpha and not seq_out:
+        raise OutputError(f"{dst}: --matte-alpha needs an image-sequence output, e.g. out.%04d.exr")
+    return seq_in
 
 
 def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngine:
@@ -540,10 +601,19 @@ def run_stages(
     return dict(timer.seconds)
 
 
+def _write_plate(writer: SequenceWriter, fr: PlateFrame, plate: Plate, matte: Mask, opts: AgeOptions) -> None:
+    """One sequence frame under its own number; with `matte_alpha` the matte becomes its alpha channel."""
+    if opts.matte_alpha:
+        plate, spec = with_matte_alpha(fr, plate, matte)
+        writer.write_plate(fr.number, plate, spec)
+    else:
+        writer.write_plate(fr.number, plate, fr.spec)
+
+
 def _run_stages(
     frames: Iterable[DecodedFrame],
-    writer: VideoWriter,
-    matte: MatteWriter | None,
+    writer: VideoWriter | SequenceWriter,
+    matte: MatteWriter | SequenceWriter | None,
     sbs: VideoWriter | None,
     engine: AgingEngine,
     opts: AgeOptions,
@@ -597,9 +667,14 @@ def _run_stages(
                 break
             t = time.perf_counter()
             fr = job.frame
-            writer.write(job.image, fr.pts, fr.time_base)
-            if matte is not None:
-                m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
+            m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
+            if isinstance(writer, SequenceWriter):
+                _write_plate(writer, fr, job.plate if job.plate is not None else fr.plate, m, opts)
+            else:
+                writer.write(job.image, fr.pts, fr.time_base)
+            if isinstance(matte, SequenceWriter):
+                matte.write_plate(fr.number, matte_plate(m, fr.plate.dtype), matte_spec(fr))
+            elif matte is not None:
                 matte.write(m, fr.pts, fr.time_base)
             if sbs is not None:
                 sbs.write(_side_by_side(fr.image, job.image), fr.pts, fr.time_base)

@@ -239,7 +239,9 @@ def warp_change(
     change = cv2.warpAffine(
         residual, m_roi, dsize, flags=cv2.INTER_CUBIC | inverse, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    return WarpedChange((x0, y0, x1, y1), np.clip(alpha, 0.0, 1.0), change)
+    return WarpedChange(
+        (x0, y0, x1, y1), np.clip(alpha, 0.0, 1.0).astype(np.float32), np.asarray(change, np.float32)
+    )
 
 
 def apply_change(frame: Frame, warped: WarpedChange) -> tuple[Frame, Mask]:
