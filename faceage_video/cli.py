@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,6 +67,7 @@ def build_age_options(**kw: Any) -> Any:
     from faceage_video.face.blend import BlendOptions
     from faceage_video.face.landmarks import LandmarkerOptions
     from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.media.sequence import SequenceOptions
     from faceage_video.media.writer import WriterOptions
     from faceage_video.pipeline import AgeOptions
 
@@ -91,8 +93,28 @@ def build_age_options(**kw: Any) -> Any:
         side_by_side=kw["side_by_side"],
         report=kw["report"],
         allow_protocols=kw["allow_protocols"],
+        sequence=SequenceOptions(
+            fps=parse_fps(kw.get("fps") or "24"),
+            allow_gaps=kw.get("allow_gaps", False),
+            ocio=kw.get("ocio"),
+            colorspace=kw.get("colorspace"),
+        ),
+        matte_alpha=kw.get("matte_alpha", False),
         progress=kw.get("progress", True),
     )
+
+
+def parse_fps(value: str) -> Fraction:
+    """A frame rate such as 24, 23.976 or 24000/1001."""
+    try:
+        fps = Fraction(value.strip())
+    except (ValueError, ZeroDivisionError):
+        raise OptionsError(
+            f"--fps must be a rate such as 24, 25, 23.976 or 24000/1001; got {value!r}"
+        ) from None
+    if fps <= 0:
+        raise OptionsError(f"--fps must be positive; got {value!r}")
+    return fps.limit_denominator(1001)
 
 
 DirectionOpt = Annotated[Direction, typer.Option("--direction", "-d", help="older (G) or younger (F)")]
@@ -102,9 +124,12 @@ Model = Annotated[str | None, typer.Option(help="bundled model name or bundle fo
 
 @app.command()
 def age(
-    input: Annotated[str, typer.Argument(help="input video")],
+    input: Annotated[str, typer.Argument(help="input video, or image sequence: pattern or folder")],
     output: Annotated[
-        str, typer.Option("--output", "-o", help="output video (extension picks the container)")
+        str,
+        typer.Option(
+            "--output", "-o", help="output video (extension picks the container), or sequence pattern/folder"
+        ),
     ],
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
@@ -142,11 +167,30 @@ def age(
         typer.Option(help="run on a Ray cluster: address, or 'local' to start one", show_default=False),
     ] = None,
     segment_seconds: Annotated[float, typer.Option(help="segment length for --ray")] = 4.0,
+    fps: Annotated[
+        str, typer.Option(help="frame rate of an image-sequence input, e.g. 24 or 24000/1001")
+    ] = "24",
+    allow_gaps: Annotated[
+        bool, typer.Option(help="fill missing sequence frames with the previous one (reported)")
+    ] = False,
+    ocio: Annotated[
+        str | None, typer.Option(help="OpenColorIO config for float (EXR) plates; default: sRGB transfer")
+    ] = None,
+    colorspace: Annotated[
+        str | None, typer.Option(help="the plates' colour space in --ocio (default: its scene_linear)")
+    ] = None,
+    matte_alpha: Annotated[
+        bool, typer.Option(help="write the matte as the alpha channel of an RGB sequence output")
+    ] = False,
 ) -> None:
-    """Age or de-age the faces of one video."""
+    """Age or de-age the faces of one video or image sequence (plate.%04d.exr, plate.####.dpx, a folder)."""
     kw = locals().copy()
     opts = build_age_options(**kw)
     if ray is not None:
+        from faceage_video.media.sequence import is_sequence_path
+
+        if is_sequence_path(input):
+            raise OptionsError(f"{input}: --ray splits videos only; run image sequences without --ray")
         from faceage_video.distributed import age_video_ray
 
         rep = age_video_ray(input, output, opts, address=ray, segment_seconds=segment_seconds)
