@@ -35,6 +35,7 @@ from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
 from faceage_video.media.sequence import (
+    IntegerTransfer,
     Plate,
     PlateFrame,
     SequenceOptions,
@@ -51,6 +52,8 @@ from faceage_video.media.writer import MatteWriter, VideoWriter, WriterOptions
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 T = TypeVar("T")
+# Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
+_DEEP_VIDEO = IntegerTransfer(65535.0)
 
 
 @dataclass(frozen=True)
@@ -271,8 +274,9 @@ def composite(
             smoother.reset()
         img = job.frame.image
         matte: Mask | None = None
-        # A sequence frame also takes the change on its full-precision plate (sequence.apply_plate_change).
-        plate = job.frame.plate if isinstance(job.frame, PlateFrame) else None
+        # A sequence or deep-video frame also takes the change on its full-precision plate.
+        plate = job.frame.plate
+        transfer = job.frame.transfer if isinstance(job.frame, PlateFrame) else _DEEP_VIDEO
         for face in job.faces:
             res = smoother.smooth(face.track_id, residuals[k])
             k += 1
@@ -280,10 +284,9 @@ def composite(
             if plate is None:
                 img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
             else:
-                assert isinstance(job.frame, PlateFrame)
                 warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
                 img, alpha = apply_change(img, warped)
-                plate = apply_plate_change(plate, warped, job.frame.transfer)
+                plate = apply_plate_change(plate, warped, transfer)
             matte = alpha if matte is None else np.maximum(matte, alpha)
         job.image = img
         job.matte = matte
@@ -420,8 +423,12 @@ def age_video(
                 f"{src}: has an alpha channel already; write the matte as its own sequence (--matte PATTERN)"
             )
     else:
+        # deep=None: a 10/12-bit video is decoded at 16 bits too, and the change applied at that precision.
         reader = VideoReader(
-            src, ReaderOptions(start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols)
+            src,
+            ReaderOptions(
+                start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols, deep=None
+            ),
         )
     timer = _Timer()
     with reader:
@@ -670,6 +677,8 @@ def _run_stages(
             m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
             if isinstance(writer, SequenceWriter):
                 _write_plate(writer, fr, job.plate if job.plate is not None else fr.plate, m, opts)
+            elif writer.deep and fr.plate is not None:
+                writer.write_plate(job.plate if job.plate is not None else fr.plate, fr.pts, fr.time_base)
             else:
                 writer.write(job.image, fr.pts, fr.time_base)
             if isinstance(matte, SequenceWriter):

@@ -48,7 +48,12 @@ Plate = NDArray[Any]  # (H, W, C) uint8 / uint16 / float16 / float32, C = 3 (RGB
 # Extensions read and written as sequences; .tif and .tiff are the same format.
 SEQUENCE_EXTENSIONS = (".exr", ".dpx", ".tif", ".tiff", ".png")
 # OpenImageIO pixel types a plate may have.
-_PLATE_FORMATS: dict[str, type[np.generic]] = {"uint8": np.uint8, "uint16": np.uint16, "half": np.float16, "float": np.float32}
+_PLATE_FORMATS: dict[str, type[np.generic]] = {
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "half": np.float16,
+    "float": np.float32,
+}
 _LAYOUTS = (("R", "G", "B"), ("R", "G", "B", "A"))
 _PRINTF = re.compile(r"%0?(\d*)d")
 _HASHES = re.compile(r"#+")

@@ -5,6 +5,7 @@ and metadata kept, pixels outside the face bit-identical. The face is scikit-ima
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,3 +118,76 @@ def test_matte_as_alpha_of_an_rgb_sequence(tmp_path: Path, tiny_bundle: Path) ->
     outside = out[..., 3] == 0
     assert 0.5 < outside.mean() < 0.99
     assert out[outside][:, :3].tobytes() == px[outside].tobytes()
+
+
+def _ten_bit_clip(path: Path, codec: str, pix_fmt: str, frames: int = 3) -> np.ndarray:
+    """A 10-bit clip: the astronaut over a fine horizontal ramp (1024 levels across), as 16-bit RGB."""
+    import av
+
+    img = _astronaut().astype(np.uint16) * 257
+    ramp = (np.linspace(0, 1023, img.shape[1]).round().astype(np.uint16) * 64)[None, :, None]
+    plate = img.copy()
+    plate[:40] = ramp  # the top rows, far from the face
+    with av.open(str(path), "w") as out:
+        s: Any = out.add_stream(codec, rate=25, options={"profile": "hq"} if codec == "prores_ks" else {})
+        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], pix_fmt
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(plate, format="rgb48le").reformat(format=pix_fmt)
+            f.pts = i
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    return plate
+
+
+def _decode16(path: Path) -> tuple[str, list[np.ndarray]]:
+    import av
+
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb48le") for f in c.decode(video=0)]
+        return c.streams.video[0].codec_context.pix_fmt, frames
+
+
+@pytest.mark.slow
+def test_ten_bit_prores_keeps_ten_bits(tmp_path: Path, tiny_bundle: Path) -> None:
+    from faceage_video.media.writer import WriterOptions
+
+    src, dst = tmp_path / "in.mov", tmp_path / "out.mov"
+    _ten_bit_clip(src, "prores_ks", "yuv422p10le")
+    opts = AgeOptions(
+        engine=EngineOptions(model=str(tiny_bundle), batch_size=2, xla=False),
+        writer=WriterOptions(codec="prores"),
+        progress=False,
+    )
+    rep = age_video(src, dst, opts)
+    assert rep.frames_with_faces == 3  # the face was changed, so this is not the no-face copy of the input
+    pix_fmt, frames = _decode16(dst)
+    assert pix_fmt == "yuv422p10le"
+    _, inp = _decode16(src)
+    top = frames[0][5:35, :, 1] >> 6  # 10-bit codes of the ramp rows
+    # Through 8 bits the ramp keeps at most 256 levels; at 10 bits nearly all 512 columns are distinct.
+    assert len(np.unique(top[10])) > 400
+    assert np.abs(frames[0][5:35].astype(int) - inp[0][5:35].astype(int)).max() <= 64 * 4  # ProRes is lossy
+
+
+@pytest.mark.slow
+def test_ten_bit_ffv1_is_bit_identical_outside_the_face(tmp_path: Path, tiny_bundle: Path) -> None:
+    from faceage_video.media.writer import WriterOptions
+
+    src, dst, matte = tmp_path / "in.mkv", tmp_path / "out.mkv", tmp_path / "matte.mkv"
+    _ten_bit_clip(src, "ffv1", "gbrp10le")
+    opts = AgeOptions(
+        engine=EngineOptions(model=str(tiny_bundle), batch_size=2, xla=False),
+        writer=WriterOptions(codec="ffv1"),
+        matte=str(matte),
+        progress=False,
+    )
+    age_video(src, dst, opts)
+    pix_fmt, out = _decode16(dst)
+    _, inp = _decode16(src)
+    _, mattes = _decode16(matte)
+    assert pix_fmt == "gbrp10le" and len(out) == len(inp) == 3
+    for o, i, m in zip(out, inp, mattes, strict=True):
+        outside = m[..., 0] == 0
+        assert 0.5 < outside.mean() < 0.99
+        assert o[outside].tobytes() == i[outside].tobytes()
+        assert np.any(o[~outside] != i[~outside])
