@@ -50,13 +50,16 @@ class MotionPath:
         sc = 1.0 + self.zoom * math.sin(0.5 * u + 0.2)
         c = (size - 1) / 2.0
         m = cv2.getRotationMatrix2D((c, c), ang, sc)
-        m[:, 2] += (dx, dy)
+        m[:, 2] += np.array([dx, dy])
         return np.asarray(m, np.float64)
 
 
 def photo_canvas(path: str | Path, size: int = 512, face: int = 300) -> NDArray[np.uint8]:
     """A UTKFace chip upscaled to `face` px in the middle of a `size` canvas, edges reflected."""
-    img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    raw = cv2.imread(str(path))
+    if raw is None:
+        raise FileNotFoundError(f"cannot read {path}")
+    img = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
     img = cv2.resize(img, (face, face), interpolation=cv2.INTER_CUBIC)
     p = (size - face) // 2
     out = cv2.copyMakeBorder(img, p, size - face - p, p, size - face - p, cv2.BORDER_REFLECT101)
@@ -93,9 +96,9 @@ def _h264_round_trip(frames: list[NDArray[np.uint8]], crf: int) -> Iterator[NDAr
         for p in st.encode():
             out.mux(p)
     buf.seek(0)
-    with av.open(buf) as inp:
+    with av.open(buf, "r") as inp:
         for fr in inp.decode(video=0):
-            yield fr.to_ndarray(format="rgb24")
+            yield np.asarray(fr.to_ndarray(format="rgb24"), np.uint8)
 
 
 def jitter(photo_plane: list[NDArray[np.float64]]) -> float:

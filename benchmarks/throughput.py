@@ -702,6 +702,10 @@ def run_e2e(
             "batch": engine.options.batch_size,
             "xla": engine.xla,
             "stage_busy_s": rep.stage_s,
+            # Start-up of this run (engine warm, so mostly the landmarker) and the rate without it.
+            "startup_s": rep.startup_s,
+            "startup": rep.startup,
+            "processing_fps": round(rep.processing_fps, 3),
         }
     )
     return r

@@ -7,8 +7,8 @@ exits with its code; Ctrl-C exits 130 with nothing left under the output name.
 from __future__ import annotations
 
 import json
-import os
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,10 +17,8 @@ import typer
 from faceage_video.entry import run_app
 from faceage_video.errors import FaceAgeError, OptionsError
 from faceage_video.media.writer import Codec, Preset
+from faceage_video.quiet import quiet_native_logs, wants_verbose
 from faceage_video.types import Direction, FaceSelection, MaskKind
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 app = typer.Typer(
     add_completion=False,
@@ -53,6 +51,7 @@ def build_age_options(**kw: Any) -> Any:
     from faceage_video.face.blend import BlendOptions
     from faceage_video.face.landmarks import LandmarkerOptions
     from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.media.sequence import SequenceOptions
     from faceage_video.media.writer import WriterOptions
     from faceage_video.pipeline import AgeOptions
 
@@ -78,8 +77,28 @@ def build_age_options(**kw: Any) -> Any:
         side_by_side=kw["side_by_side"],
         report=kw["report"],
         allow_protocols=kw["allow_protocols"],
+        sequence=SequenceOptions(
+            fps=parse_fps(kw.get("fps") or "24"),
+            allow_gaps=kw.get("allow_gaps", False),
+            ocio=kw.get("ocio"),
+            colorspace=kw.get("colorspace"),
+        ),
+        matte_alpha=kw.get("matte_alpha", False),
         progress=kw.get("progress", True),
     )
+
+
+def parse_fps(value: str) -> Fraction:
+    """A frame rate such as 24, 23.976 or 24000/1001."""
+    try:
+        fps = Fraction(value.strip())
+    except (ValueError, ZeroDivisionError):
+        raise OptionsError(
+            f"--fps must be a rate such as 24, 25, 23.976 or 24000/1001; got {value!r}"
+        ) from None
+    if fps <= 0:
+        raise OptionsError(f"--fps must be positive; got {value!r}")
+    return fps.limit_denominator(1001)
 
 
 DirectionOpt = Annotated[Direction, typer.Option("--direction", "-d", help="older (G) or younger (F)")]
@@ -89,9 +108,12 @@ Model = Annotated[str | None, typer.Option(help="bundled model name or bundle fo
 
 @app.command()
 def age(
-    input: Annotated[str, typer.Argument(help="input video")],
+    input: Annotated[str, typer.Argument(help="input video, or image sequence: pattern or folder")],
     output: Annotated[
-        str, typer.Option("--output", "-o", help="output video (extension picks the container)")
+        str,
+        typer.Option(
+            "--output", "-o", help="output video (extension picks the container), or sequence pattern/folder"
+        ),
     ],
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
@@ -129,11 +151,30 @@ def age(
         typer.Option(help="run on a Ray cluster: address, or 'local' to start one", show_default=False),
     ] = None,
     segment_seconds: Annotated[float, typer.Option(help="segment length for --ray")] = 4.0,
+    fps: Annotated[
+        str, typer.Option(help="frame rate of an image-sequence input, e.g. 24 or 24000/1001")
+    ] = "24",
+    allow_gaps: Annotated[
+        bool, typer.Option(help="fill missing sequence frames with the previous one (reported)")
+    ] = False,
+    ocio: Annotated[
+        str | None, typer.Option(help="OpenColorIO config for float (EXR) plates; default: sRGB transfer")
+    ] = None,
+    colorspace: Annotated[
+        str | None, typer.Option(help="the plates' colour space in --ocio (default: its scene_linear)")
+    ] = None,
+    matte_alpha: Annotated[
+        bool, typer.Option(help="write the matte as the alpha channel of an RGB sequence output")
+    ] = False,
 ) -> None:
-    """Age or de-age the faces of one video."""
+    """Age or de-age the faces of one video or image sequence (plate.%04d.exr, plate.####.dpx, a folder)."""
     kw = locals().copy()
     opts = build_age_options(**kw)
     if ray is not None:
+        from faceage_video.media.sequence import is_sequence_path
+
+        if is_sequence_path(input):
+            raise OptionsError(f"{input}: --ray splits videos only; run image sequences without --ray")
         from faceage_video.distributed import age_video_ray
 
         rep = age_video_ray(input, output, opts, address=ray, segment_seconds=segment_seconds)
@@ -144,7 +185,8 @@ def age(
     for w in rep.warnings:
         typer.secho(f"warning: {w}", fg="yellow", err=True)
     typer.echo(
-        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, {rep.fps:.1f} fps"
+        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, "
+        f"{rep.processing_fps:.1f} fps processing, {rep.startup_s:.1f} s start-up"
     )
 
 
@@ -415,13 +457,31 @@ def batch(
         raise FaceAgeError(f"{len(res.failed)} of {len(res.outcomes)} shots failed (see above); the rest ran")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (the translation is `faceage_video.entry.run_app`).
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show TensorFlow's and MediaPipe's native log lines")
+    ] = False,
+) -> None:
+    """Age or de-age the faces in a video, offline or live."""
+    # `main` takes -v/--verbose off the command line before Typer parses it; declared here for --help.
+
+
+def main(argv: list[str] | None = None, quiet: bool | None = None) -> int:
+    """Run the CLI; return the exit code.
 
     A `FaceAgeError` prints "error: <message>" and returns its code; a usage error prints click's message and
     returns 2; Ctrl-C prints a note and returns 130. None of them prints a traceback.
+
+    Args:
+        argv: the arguments; None reads `sys.argv`.
+        quiet: hide the native libraries' log lines (`faceage_video.quiet`) unless -v/--verbose is given.
+            None: only for a real process start (`argv` None), so an in-process caller's stderr is left alone.
     """
-    return run_app(app, argv, interrupted="interrupted: no output was written")
+    verbose, args = wants_verbose(list(sys.argv[1:] if argv is None else argv))
+    if (argv is None if quiet is None else quiet) and not verbose:
+        quiet_native_logs()
+    return run_app(app, args, interrupted="interrupted: no output was written")
 
 
 if __name__ == "__main__":

@@ -30,16 +30,39 @@ from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
 from faceage_video.errors import OptionsError, OutputError
 from faceage_video.face.align import align_face, apply_affine
-from faceage_video.face.blend import BlendOptions, crop_mask, paste_back, paste_back_mesh
+from faceage_video.face.blend import (
+    BlendOptions,
+    apply_change,
+    crop_mask,
+    paste_back,
+    paste_back_mesh,
+    warp_change,
+)
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh, MeshFit
 from faceage_video.face.stabilize import MeshStabilizer, StabilizerOptions
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
+from faceage_video.media.sequence import (
+    IntegerTransfer,
+    Plate,
+    PlateFrame,
+    SequenceOptions,
+    SequenceReader,
+    SequenceWriter,
+    apply_plate_change,
+    is_sequence_path,
+    matte_plate,
+    matte_spec,
+    output_pattern,
+    with_matte_alpha,
+)
 from faceage_video.media.writer import MatteWriter, VideoWriter, WriterOptions
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 T = TypeVar("T")
+# Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
+_DEEP_VIDEO = IntegerTransfer(65535.0)
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,8 @@ class AgeOptions:
         side_by_side: also write an input | output preview video here.
         report: also write a JSON report here.
         allow_protocols: let FFmpeg read URLs and indirect demuxers (off: local files and pipes only).
+        sequence: frame rate, gap policy and colour management of an image-sequence input.
+        matte_alpha: write the matte as the alpha channel of an RGB sequence output.
         queue_size: frames each inter-stage queue holds.
         progress: show a progress bar on the terminal.
     """
@@ -77,6 +102,8 @@ class AgeOptions:
     side_by_side: str | None = None
     report: str | None = None
     allow_protocols: bool = False
+    sequence: SequenceOptions = field(default_factory=SequenceOptions)
+    matte_alpha: bool = False
     queue_size: int = 8
     progress: bool = True
 
@@ -101,7 +128,10 @@ class Report:
         input, output: paths.
         frames: frames written. frames_with_faces: frames where at least one face was aged.
         faces: aged face crops in total. tracks: frames per track id.
-        fps: frames per wall-clock second. wall_s: total seconds.
+        fps: frames per wall-clock second, start-up included. wall_s: total seconds.
+        processing_fps: frames per second once the stages run, start-up excluded (what the bar shows).
+        startup_s: seconds from the call until the first frame could enter the stages: TensorFlow import,
+            model build, landmarker, opening the files. startup: those parts by name, in seconds.
         stage_s: seconds spent inside each stage (stages overlap, so these add up to more than wall_s).
         warnings: decode problems and other things the user should know.
         model: the bundle's name and training steps.
@@ -115,6 +145,9 @@ class Report:
     tracks: dict[int, int] = field(default_factory=dict)
     fps: float = 0.0
     wall_s: float = 0.0
+    processing_fps: float = 0.0
+    startup_s: float = 0.0
+    startup: dict[str, float] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +181,7 @@ class _FrameJob:
     cut: bool  # a scene cut starts at this frame
     image: Frame | None = None  # the output picture once blended
     matte: Mask | None = None
+    plate: Plate | None = None  # the output plate at full precision, for a sequence input
 
 
 class _Stop:
@@ -283,21 +317,34 @@ def composite(
             smoother.reset()
         img = job.frame.image
         matte: Mask | None = None
+        # A sequence or deep-video frame also takes the change on its full-precision plate.
+        plate = job.frame.plate
+        transfer = job.frame.transfer if isinstance(job.frame, PlateFrame) else _DEEP_VIDEO
         for face in job.faces:
             res = smoother.smooth(face.track_id, residuals[k])
             k += 1
             if face.mesh is not None and isinstance(face.m, MeshFit):
-                img, a_roi, (x0, y0, x1, y1) = paste_back_mesh(img, res, face.mask, face.m, face.mesh, blend)
+                img, warped = paste_back_mesh(img, res, face.mask, face.m, face.mesh, blend)
+                if plate is not None:
+                    plate = apply_plate_change(plate, warped, transfer)
                 if matte is None:
                     matte = np.zeros(img.shape[:2], np.float32)
-                matte[y0:y1, x0:x1] = np.maximum(matte[y0:y1, x0:x1], a_roi)
+                if not warped.empty:
+                    x0, y0, x1, y1 = warped.box
+                    np.maximum(matte[y0:y1, x0:x1], warped.alpha, out=matte[y0:y1, x0:x1])
                 continue
             assert not isinstance(face.m, MeshFit)
             generated = face.crop.astype(np.float32) + res
-            img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            if plate is None:
+                img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            else:
+                warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
+                img, alpha = apply_change(img, warped)
+                plate = apply_plate_change(plate, warped, transfer)
             matte = alpha if matte is None else np.maximum(matte, alpha)
         job.image = img
         job.matte = matte
+        job.plate = plate
 
 
 def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -421,27 +468,45 @@ def age_video(
     src, dst = str(input), str(output)
     t0 = time.perf_counter()
     _check_outputs(src, dst, opts)
-    reader = VideoReader(
-        src, ReaderOptions(start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols)
-    )
+    seq = _sequence_io(src, dst, opts)
+    reader: VideoReader | SequenceReader
+    if seq:
+        reader = SequenceReader(src, opts.sequence, opts.start_s, opts.end_s)
+        if opts.matte_alpha and "A" in reader.info.channels:
+            raise OptionsError(
+                f"{src}: has an alpha channel already; write the matte as its own sequence (--matte PATTERN)"
+            )
+    else:
+        # deep=None: a 10/12-bit video is decoded at 16 bits too, and the change applied at that precision.
+        reader = VideoReader(
+            src,
+            ReaderOptions(
+                start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols, deep=None
+            ),
+        )
     timer = _Timer()
     with reader:
-        info = reader.info
+        info = reader.info.video if isinstance(reader, SequenceReader) else reader.info
         if opts.start_s is not None and info.duration_s is not None and opts.start_s >= info.duration_s:
             raise OptionsError(
                 f"start ({opts.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
                 "pick a start inside the clip"
             )
-        writer_cm = VideoWriter(
-            dst,
-            info,
-            opts.writer,
-            audio_source=src if opts.writer.audio else None,
-            start_s=opts.start_s,
-            end_s=opts.end_s,
-        )
+        writer_cm: VideoWriter | SequenceWriter
+        if isinstance(reader, SequenceReader) and is_sequence_path(dst):
+            writer_cm = SequenceWriter(output_pattern(dst, reader.info.pattern))
+        else:
+            writer_cm = VideoWriter(
+                dst,
+                info,
+                opts.writer,
+                audio_source=src if opts.writer.audio and not seq else None,
+                start_s=opts.start_s,
+                end_s=opts.end_s,
+            )
         with writer_cm as writer:
-            eng = engine or AgingEngine(opts.engine)
+            startup: dict[str, float] = {}
+            eng = engine or load_engine(opts.engine, startup)
             report = Report(
                 input=src,
                 output=dst,
@@ -460,7 +525,11 @@ def age_video(
                     "xla": eng.xla,
                 },
             )
-            matte = MatteWriter(opts.matte, info, opts.start_s) if opts.matte else None
+            matte: MatteWriter | SequenceWriter | None = None
+            if opts.matte and isinstance(reader, SequenceReader) and is_sequence_path(opts.matte):
+                matte = SequenceWriter(output_pattern(opts.matte, reader.info.pattern))
+            elif opts.matte:
+                matte = MatteWriter(opts.matte, info, opts.start_s)
             sbs = None
             if opts.side_by_side:
                 sbs_info = replace(info, width=info.width * 2)
@@ -482,7 +551,9 @@ def age_video(
                     timer,
                     report,
                     _expected_frames(info, opts.start_s, opts.end_s),
+                    started=t0,
                 )
+                report.startup = {**startup, **report.startup}
             except BaseException:
                 for w in (matte, sbs):
                     if w is not None:
@@ -495,7 +566,8 @@ def age_video(
     if report.frames_with_faces == 0:
         msg = "no face found in the whole clip: the output frames equal the input's"
         if (
-            opts.start_s is None
+            not seq
+            and opts.start_s is None
             and opts.end_s is None
             and Path(src).suffix.lower() == Path(dst).suffix.lower()
             and opts.writer.audio
@@ -511,10 +583,44 @@ def age_video(
     return finish_report(report, t0, opts.report)
 
 
+def _sequence_io(src: str, dst: str, opts: AgeOptions) -> bool:
+    """Whether the input is an image sequence; refuses output forms that do not fit the input.
+
+    Raises:
+        OutputError: a sequence output (or `matte_alpha`) without a sequence input.
+    """
+    seq_in, seq_out = is_sequence_path(src), is_sequence_path(dst)
+    if seq_out and not seq_in:
+        raise OutputError(
+            f"{dst}: an image-sequence output needs an image-sequence input; write a video file instead"
+        )
+    if opts.matte_alpha and not seq_out:
+        raise OutputError(f"{dst}: --matte-alpha needs an image-sequence output, e.g. out.%04d.exr")
+    return seq_in
+
+
+def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngine:
+    """Build the engine, adding to `startup` the seconds of the TensorFlow import and of the model build."""
+    t = time.perf_counter()
+    import tensorflow  # noqa: F401  # imported by the engine anyway; timed on its own
+
+    startup["import_tensorflow"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    eng = AgingEngine(options)
+    startup["model"] = round(time.perf_counter() - t, 3)
+    return eng
+
+
 def finish_report(report: Report, started: float, path: str | None) -> Report:
-    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked."""
+    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked.
+
+    `processing_fps` leaves out `report.startup_s` (set by the stages; 0 when they did not run).
+    """
     report.wall_s = time.perf_counter() - started
     report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
+    busy = report.wall_s - report.startup_s
+    report.processing_fps = report.frames / busy if busy > 0 else 0.0
+    report.startup_s = round(report.startup_s, 3)
     if path:
         rp = Path(path)
         if not rp.parent.is_dir():
@@ -556,10 +662,19 @@ def run_stages(
     return dict(timer.seconds)
 
 
+def _write_plate(writer: SequenceWriter, fr: PlateFrame, plate: Plate, matte: Mask, opts: AgeOptions) -> None:
+    """One sequence frame under its own number; with `matte_alpha` the matte becomes its alpha channel."""
+    if opts.matte_alpha:
+        plate, spec = with_matte_alpha(fr, plate, matte)
+        writer.write_plate(fr.number, plate, spec)
+    else:
+        writer.write_plate(fr.number, plate, fr.spec)
+
+
 def _run_stages(
     frames: Iterable[DecodedFrame],
-    writer: VideoWriter,
-    matte: MatteWriter | None,
+    writer: VideoWriter | SequenceWriter,
+    matte: MatteWriter | SequenceWriter | None,
     sbs: VideoWriter | None,
     engine: AgingEngine,
     opts: AgeOptions,
@@ -568,15 +683,19 @@ def _run_stages(
     expected: int | None,
     warmup: Callable[[DecodedFrame], bool] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    started: float | None = None,
 ) -> None:
+    """The stages; with `started` (the run's `perf_counter()` start) it stamps `report.startup_s`."""
     stop = threading.Event()
     errors: list[BaseException] = []
     q_frames: queue.Queue[Any] = queue.Queue(opts.queue_size)
     q_jobs: queue.Queue[Any] = queue.Queue(opts.queue_size)
     q_out: queue.Queue[Any] = queue.Queue(opts.queue_size)
+    t_landmarker = time.perf_counter()
     analyzer = FaceAnalyzer(
         opts.landmarks, opts.tracker, opts.temporal, opts.blend, engine.size, engine.template, opts.faces
     )
+    report.startup["landmarker"] = round(time.perf_counter() - t_landmarker, 3)
     smoother = ResidualSmoother(opts.temporal)
     batch = engine.options.batch_size
 
@@ -609,9 +728,16 @@ def _run_stages(
                 break
             t = time.perf_counter()
             fr = job.frame
-            writer.write(job.image, fr.pts, fr.time_base)
-            if matte is not None:
-                m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
+            m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
+            if isinstance(writer, SequenceWriter):
+                _write_plate(writer, fr, job.plate if job.plate is not None else fr.plate, m, opts)
+            elif writer.deep and fr.plate is not None:
+                writer.write_plate(job.plate if job.plate is not None else fr.plate, fr.pts, fr.time_base)
+            else:
+                writer.write(job.image, fr.pts, fr.time_base)
+            if isinstance(matte, SequenceWriter):
+                matte.write_plate(fr.number, matte_plate(m, fr.plate.dtype), matte_spec(fr))
+            elif matte is not None:
                 matte.write(m, fr.pts, fr.time_base)
             if sbs is not None:
                 sbs.write(_side_by_side(fr.image, job.image), fr.pts, fr.time_base)
@@ -624,6 +750,8 @@ def _run_stages(
     ]
     prog, task = _progress(expected, opts.progress)
     t_start = time.perf_counter()
+    if started is not None:
+        report.startup_s = t_start - started
     try:
         with prog:
             pending: list[_FrameJob] = []

@@ -5,13 +5,14 @@ Errors become exit codes in `faceage_video.entry.run_app`, the translation `face
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from faceage_video.entry import run_app
+from faceage_video.quiet import quiet_native_logs, wants_verbose
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train and export faceage-video CycleGAN models."
@@ -76,11 +77,24 @@ def export(
     typer.echo(f"bundle written: {folder}")
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show TensorFlow's and MediaPipe's native log lines")
+    ] = False,
+) -> None:
+    """Train and export faceage-video CycleGAN models."""
+    # `main` takes -v/--verbose off the command line before Typer parses it; declared here for --help.
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app on `argv` (None: `sys.argv[1:]`) and return the exit code.
 
-    Any `FaceAgeError` (training errors are ones) prints one line and returns its code; Ctrl-C returns 130
-    after the train loop has saved a checkpoint.
+    Native log lines are hidden (`faceage_video.quiet`) unless -v/--verbose is given. Any `FaceAgeError`
+    (training errors are ones) prints one line and returns its code; Ctrl-C returns 130 after the train loop
+    has saved a checkpoint.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run_app(app, argv, interrupted="interrupted (checkpoint saved)")
+    verbose, args = wants_verbose(list(sys.argv[1:] if argv is None else argv))
+    if not verbose:
+        quiet_native_logs()
+    return run_app(app, args, interrupted="interrupted (checkpoint saved)")

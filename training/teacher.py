@@ -102,7 +102,7 @@ def skin_mask(mesh: CanonicalMesh) -> Array:
         pts = np.round(v[list(group)] * 16).astype(np.int32)
         cv2.fillPoly(keep, [cv2.convexHull(pts)], 1, lineType=cv2.LINE_8, shift=4)
     grow = max(1, round(s / 64))
-    keep = cv2.dilate(keep, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    keep = np.asarray(cv2.dilate(keep, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
     face = mesh.mask("face")
     return np.asarray(face * (1.0 - _blur(keep.astype(np.float32), grow)), np.float32)
 

@@ -10,7 +10,6 @@ model was trained. Age-conditioned bundles take each face's input and target age
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +26,6 @@ from faceage_video.types import DIRECTIONS, Direction
 DEFAULT_INPUT_AGE: dict[str, float] = {"older": 25.0, "younger": 62.0}
 AGE_SPAN = 35.0
 MIN_AGE, MAX_AGE = 18.0, 85.0
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,7 @@ class CanonicalMesh:
         d_ring = cv2.distanceTransform(ring_fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
         if kind == "box":
             ramp = max(1.0, 0.06 * self.size * self.options.feather)
-            return _smoothstep(d_ring / ramp)
+            return _smoothstep(np.asarray(d_ring, np.float32) / ramp)
         oval_out = 1 - self._polygon_fill(oval)
         d_oval = cv2.distanceTransform(oval_out, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
         # 0 on the ring, 1 on the oval and inside it; `feather` < 1 keeps full strength further out.

@@ -61,7 +61,7 @@ def face_size(landmarks: Landmarks) -> float:
     """Face size in pixels: 2.5 × the distance between the iris centres (or the eye corners)."""
     lm = np.asarray(landmarks, np.float64)
     a, b = (lm[468], lm[473]) if len(lm) > 473 else (lm[33], lm[263])
-    return float(max(2.5 * np.linalg.norm(a - b), 1.0))
+    return max(2.5 * float(np.linalg.norm(a - b)), 1.0)
 
 
 class MeshStabilizer:
@@ -118,7 +118,7 @@ class MeshStabilizer:
                     criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01),
                 )
                 if p1 is not None:
-                    pred = _from_patch(p1.reshape(-1, 2), box, sc)
+                    pred = _from_patch(np.asarray(p1, np.float32).reshape(-1, 2), box, sc)
                     ok = st.reshape(-1).astype(bool) & np.isfinite(pred).all(axis=1)
                     d = np.linalg.norm(pred - det, axis=1) / size
                     wt = self.options.weight * np.exp(-((d / self.options.tolerance) ** 2))
@@ -152,12 +152,12 @@ def _patch(frame: Frame, box: tuple[int, int, int, int], scale: float) -> NDArra
 
 def _to_patch(pts: Landmarks, box: tuple[int, int, int, int], scale: float) -> NDArray[np.float32]:
     # Pixel centres: frame x maps to patch (x − x0 + 0.5)·scale − 0.5, as resizing does.
-    o = np.float32([box[0], box[1]])
+    o = np.array([box[0], box[1]], np.float32)
     return ((pts - o + 0.5) * scale - 0.5).astype(np.float32)
 
 
 def _from_patch(
     pts: NDArray[np.float32], box: tuple[int, int, int, int], scale: float
 ) -> NDArray[np.float32]:
-    o = np.float32([box[0], box[1]])
+    o = np.array([box[0], box[1]], np.float32)
     return ((pts + 0.5) / scale - 0.5 + o).astype(np.float32)
