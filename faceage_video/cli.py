@@ -62,6 +62,8 @@ def build_age_options(**kw: Any) -> Any:
             strength=kw["strength"],
             batch_size=kw["batch_size"],
             xla=kw["xla"],
+            target_age=kw.get("target_age"),
+            input_age=kw.get("input_age"),
         ),
         landmarks=LandmarkerOptions(
             max_faces=kw["max_faces"], model_path=kw["landmarker"], detect_width=kw["detect_width"]
@@ -103,7 +105,22 @@ def parse_fps(value: str) -> Fraction:
 
 DirectionOpt = Annotated[Direction, typer.Option("--direction", "-d", help="older (G) or younger (F)")]
 Strength = Annotated[float, typer.Option(min=0.0, max=1.0, help="share of the generated change, 0..1")]
-Model = Annotated[str | None, typer.Option(help="bundled model name or bundle folder (default: utkface-128)")]
+Model = Annotated[
+    str | None, typer.Option(help="bundled model name or bundle folder (default: the bundled default)")
+]
+TargetAge = Annotated[
+    float | None,
+    typer.Option(
+        min=10,
+        max=100,
+        help="age in years to move every face to (age-conditioned models): above the input age ages it, "
+        "below de-ages it, whatever --direction says",
+    ),
+]
+InputAge = Annotated[
+    float | None,
+    typer.Option(min=10, max=100, help="the faces' age in years [default: 25 when aging, 62 when de-aging]"),
+]
 
 
 @app.command()
@@ -117,6 +134,8 @@ def age(
     ],
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
+    target_age: TargetAge = None,
+    input_age: InputAge = None,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
     xla: Annotated[
@@ -272,6 +291,8 @@ def webcam(
     fps: Annotated[float | None, typer.Option(help="frame rate asked of the camera")] = None,
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
+    target_age: TargetAge = None,
+    input_age: InputAge = None,
     model: Model = None,
     xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator (GPU)")] = False,
     generator: Annotated[
@@ -321,7 +342,15 @@ def webcam(
         fps=fps,
         allow_protocols=allow_protocols,
         reconnect_tries=reconnect,
-        engine=EngineOptions(model=model, direction=direction, strength=strength, batch_size=1, xla=xla),
+        engine=EngineOptions(
+            model=model,
+            direction=direction,
+            strength=strength,
+            batch_size=1,
+            xla=xla,
+            target_age=target_age,
+            input_age=input_age,
+        ),
         landmarks=LandmarkerOptions(max_faces=max_faces, model_path=landmarker, detect_width=detect_width),
         tracker=TrackerOptions(max_faces=max_faces, max_missed=3, one_euro=LIVE_ONE_EURO),
         temporal=TemporalOptions(strength=temporal),
@@ -404,6 +433,8 @@ def batch(
     force: Annotated[bool, typer.Option("--force", help="run shots already done too")] = False,
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
+    target_age: TargetAge = None,
+    input_age: InputAge = None,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
     xla: Annotated[

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from faceage_video.engine.generator import EngineOptions
 from faceage_video.errors import OptionsError
 from faceage_video.types import DIRECTIONS, Direction
 
@@ -24,12 +25,23 @@ class ControlState:
         direction: "older" (G) or "younger" (F).
         strength: share of the generated change applied, 0..1.
         quit: the user asked to stop.
+        target_age: age in years to move faces to (age-conditioned models); None: `direction` alone.
     """
 
     enabled: bool
     direction: Direction
     strength: float
     quit: bool = False
+    target_age: float | None = None
+
+    def generator(self, engine: EngineOptions) -> tuple[Direction, tuple[float, float]]:
+        """The direction whose model runs and the (input, target) ages it is asked for, with the engine's
+        defaults (`EngineOptions.ages`) filling in what the controls leave open."""
+        if self.target_age is not None and self.target_age == engine.input_age:
+            return self.direction, (self.target_age, self.target_age)
+        opts = replace(engine, direction=self.direction, target_age=self.target_age)
+        ages = opts.ages
+        return ("older" if opts.generator == "G" else "younger"), ages
 
 
 class LiveControls:
@@ -75,6 +87,15 @@ class LiveControls:
 
     def switch_direction(self) -> ControlState:
         return self._update(direction="younger" if self.snapshot().direction == "older" else "older")
+
+    def set_target_age(self, value: float | None) -> ControlState:
+        """Set the target age in years (10..100), or None to follow the direction alone."""
+        if value is None:
+            return self._update(target_age=None)
+        v = float(value)
+        if not (math.isfinite(v) and 10.0 <= v <= 100.0):
+            raise OptionsError(f"target age must be a number of years in 10..100, got {value!r}")
+        return self._update(target_age=round(v, 1))
 
     def request_quit(self) -> ControlState:
         return self._update(quit=True)
@@ -124,6 +145,12 @@ class LiveControls:
             if action not in actions:
                 raise OptionsError(f"unknown action {action!r}; one of {', '.join(actions)}")
             actions[action]()
+        if "target_age" in command:
+            value = command["target_age"]
+            try:
+                self.set_target_age(None if value in (None, "", "off") else float(value))
+            except (TypeError, ValueError):
+                raise OptionsError(f"target_age must be a number of years or null, got {value!r}") from None
         if "strength" in command:
             try:
                 self.set_strength(float(command["strength"]))

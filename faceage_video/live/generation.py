@@ -40,6 +40,7 @@ class GenRequest:
     track_ids: tuple[int, ...]
     crops: NDArray[np.uint8]
     capture_t: float
+    ages: tuple[float, float] | None = None  # (input, target) years for age-conditioned models
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class EngineSet:
         with self._lock:
             eng = self._engines.get(direction)
             if eng is None:
-                eng = AgingEngine(replace(self.options, direction=direction, strength=1.0))
+                # One engine per direction: the target age picks the direction per request, not here.
+                eng = AgingEngine(replace(self.options, direction=direction, strength=1.0, target_age=None))
                 warm_up(eng)
                 self._engines[direction] = eng
             return eng
@@ -142,9 +144,15 @@ def warm_up(engine: AgingEngine) -> None:
     engine.generate(np.zeros((1, engine.size, engine.size, 3), np.uint8))
 
 
-def full_residuals(engine: AgingEngine, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """Full-strength change G(crop) − crop, (N, S, S, 3) float32; the live strength applies at paste time."""
-    out: NDArray[np.float32] = engine.generate(crops) - crops.astype(np.float32)
+def full_residuals(
+    engine: AgingEngine, crops: NDArray[np.uint8], ages: tuple[float, float] | None = None
+) -> NDArray[np.float32]:
+    """Full-strength change G(crop) − crop, (N, S, S, 3) float32; the live strength applies at paste time.
+
+    `ages` (input, target) in years go to an age-conditioned model for every crop; None: its defaults.
+    """
+    per_crop = None if ages is None else np.tile(np.asarray(ages, np.float32), (len(crops), 1))
+    out: NDArray[np.float32] = engine.generate(crops, per_crop) - crops.astype(np.float32)
     return out
 
 
@@ -232,7 +240,7 @@ class Generation(Protocol):
 
 def _generate(engine: AgingEngine, request: GenRequest, cache: ResidualCache, stats: LiveStats) -> None:
     t = time.perf_counter()
-    res = full_residuals(engine, request.crops)
+    res = full_residuals(engine, request.crops, request.ages)
     now = time.perf_counter()
     stats.stage("generate", now - t)
     cache.put(request.direction, request.track_ids, res, request.capture_t)

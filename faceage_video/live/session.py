@@ -79,9 +79,10 @@ class RealtimeSession:
             ModelError: the model cannot be loaded.
         """
         self.options = options
-        self.controls = controls or LiveControls(
-            options.enabled, options.engine.direction, options.engine.strength
-        )
+        if controls is None:
+            controls = LiveControls(options.enabled, options.engine.direction, options.engine.strength)
+            controls.set_target_age(options.engine.target_age)
+        self.controls = controls
         self.stats = LiveStats(options.warmup_s)
         self.on_frame = on_frame
         self.capture_slot: LatestSlot[LiveFrame] = LatestSlot()
@@ -90,7 +91,8 @@ class RealtimeSession:
         self.pacer = GenerationPacer(options.generate_every)
         self.outputs: list[LiveOutput] = []
         self.ended: EndReason = "error"
-        self._state_seen: tuple[Direction, bool] | None = None  # (direction, enabled) of the previous frame
+        # (direction, enabled, target age) of the previous frame
+        self._state_seen: tuple[Direction, bool, float | None] | None = None
         self._stack = contextlib.ExitStack()
         try:
             self._check_stats_folder()
@@ -260,9 +262,11 @@ class RealtimeSession:
         opts = self.options
         state = self.controls.snapshot()
         self.generation.check()
-        seen, self._state_seen = self._state_seen, (state.direction, state.enabled)
-        if seen is not None and (seen[0] != state.direction or (state.enabled and not seen[1])):
-            # A new direction, or the effect turned back on: the residuals held do not apply any more.
+        seen, self._state_seen = self._state_seen, (state.direction, state.enabled, state.target_age)
+        if seen is not None and (
+            seen[0::2] != (state.direction, state.target_age) or (state.enabled and not seen[1])
+        ):
+            # A new direction or target age, or the effect turned back on: the residuals held do not apply.
             self.cache.clear()
             self.smoother.reset()
         image = frame.image
@@ -299,15 +303,16 @@ class RealtimeSession:
         if job.cut:
             self.cache.clear()
         ids = tuple(f.track_id for f in job.faces)
+        direction, gen_ages = state.generator(self.options.engine)
         if ids:
-            self._request_residuals(frame, state.direction, ids, np.stack([f.crop for f in job.faces]))
+            self._request_residuals(frame, direction, ids, np.stack([f.crop for f in job.faces]), gen_ages)
         residuals = (
             np.zeros((len(ids), *job.faces[0].crop.shape), np.float32) if ids else np.zeros((0,), np.float32)
         )
         reused = 0
         ages: list[float] = []
         for i, tid in enumerate(ids):
-            cached = self.cache.get(state.direction, tid)
+            cached = self.cache.get(direction, tid)
             if cached is None:
                 continue  # not generated yet: the change fades in through the smoother
             residuals[i] = cached.residual * np.float32(state.strength)
@@ -322,12 +327,17 @@ class RealtimeSession:
         return job.image, len(ids), reused, ages
 
     def _request_residuals(
-        self, frame: LiveFrame, direction: Direction, ids: tuple[int, ...], crops: NDArray[np.uint8]
+        self,
+        frame: LiveFrame,
+        direction: Direction,
+        ids: tuple[int, ...],
+        crops: NDArray[np.uint8],
+        ages: tuple[float, float] | None = None,
     ) -> None:
         """On every k-th frame with faces, hand the crops to the generation (thread or inline)."""
         self.pacer.update(frame.capture_t, self.stats.captured, self.capture_slot.dropped)
         if self.pacer.offer():
-            self.generation.request(GenRequest(direction, ids, crops, frame.capture_t))
+            self.generation.request(GenRequest(direction, ids, crops, frame.capture_t, ages))
 
 
 def _stop_on_sigterm() -> Callable[[], None]:

@@ -156,7 +156,13 @@ def test_report_is_typed_and_its_json_keeps_the_schema() -> None:
     ]  # fmt: skip
     assert list(d["latency_ms"]) == ["p50", "p95", "p99", "mean", "max", "n"]
     assert list(d["residual_age_ms"]) == ["p50", "p95"] and list(d["stage_ms"]["render"]) == ["p50", "p95"]
-    assert d["controls"] == {"enabled": True, "direction": "older", "strength": 1.0, "quit": False}
+    assert d["controls"] == {
+        "enabled": True,
+        "direction": "older",
+        "strength": 1.0,
+        "quit": False,
+        "target_age": None,
+    }
     assert d["generate_every"] == {"adaptive": True, "k": 1, "k_max": 2}
     assert set(d["rolling"]) == {"fps", "p50", "p95", "gen_fps"}
     json.dumps(d, allow_nan=False)
@@ -173,7 +179,7 @@ class FakeEngine:
         self.fail = fail
         self.calls = 0
 
-    def generate(self, crops: np.ndarray) -> np.ndarray:
+    def generate(self, crops: np.ndarray, ages: np.ndarray | None = None) -> np.ndarray:
         self.calls += 1
         if self.fail and self.calls > 1:  # the warm-up passes, the first live request fails
             raise RuntimeError("generator blew up")

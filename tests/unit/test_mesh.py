@@ -93,7 +93,9 @@ def test_pixels_outside_the_mask_stay_bit_identical(mesh: CanonicalMesh) -> None
     frame = smooth_frame(300, 320)
     fit = mesh.fit(face_landmarks(mesh, 5.0, 1.8, (40.0, 30.0)), frame.shape)
     change = np.full((128, 128, 3), 20.0, np.float32)
-    out, warped = paste_back_mesh(frame, change, mesh.mask("face"), fit, mesh, BlendOptions(color_match=False))
+    out, warped = paste_back_mesh(
+        frame, change, mesh.mask("face"), fit, mesh, BlendOptions(color_match=False)
+    )
     x0, y0, x1, y1 = warped.box
     alpha = np.zeros(frame.shape[:2], np.float32)
     alpha[y0:y1, x0:x1] = warped.alpha
@@ -146,7 +148,7 @@ def test_a_bundle_from_another_face_space_is_refused_with_the_fix() -> None:
 def test_a_corrupt_layout_names_the_file_and_the_fix(tmp_path) -> None:
     bad = tmp_path / "layout.json"
     bad.write_text('{"version": "faceage-mesh/1", "points": []}')
-    with pytest.raises(OptionsError, match="layout.json.*rebuild it"):
+    with pytest.raises(OptionsError, match=r"layout\.json.*rebuild it"):
         Layout.load(bad)
 
 
@@ -188,7 +190,9 @@ def test_flow_stabiliser_cuts_jitter_on_a_rigidly_moving_texture() -> None:
 
 
 def test_stabiliser_follows_a_jump_instead_of_lagging() -> None:
-    tex = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 255, (300, 300, 3)).astype(np.uint8), (0, 0), 2)
+    tex = cv2.GaussianBlur(
+        np.random.default_rng(1).integers(0, 255, (300, 300, 3)).astype(np.uint8), (0, 0), 2
+    )
     pts = np.full((478, 2), 150.0, np.float32)
     pts[:100] = np.random.default_rng(2).uniform(100, 200, (100, 2))
     pts[468], pts[473] = (130, 150), (170, 150)
