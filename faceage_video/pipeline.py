@@ -293,21 +293,31 @@ class FaceAnalyzer:
 
 
 def render(
-    jobs: list[_FrameJob], engine: AgingEngine, smoother: ResidualSmoother, blend: BlendOptions
+    jobs: list[_FrameJob],
+    engine: AgingEngine,
+    smoother: ResidualSmoother,
+    blend: BlendOptions,
+    mattes: bool = True,
 ) -> None:
     """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place)."""
     crops = [f.crop for j in jobs for f in j.faces]
     residuals = engine.residual(np.stack(crops)) if crops else np.zeros((0,), np.float32)
-    composite(jobs, residuals, smoother, blend)
+    composite(jobs, residuals, smoother, blend, mattes)
 
 
 def composite(
-    jobs: list[_FrameJob], residuals: NDArray[np.float32], smoother: ResidualSmoother, blend: BlendOptions
+    jobs: list[_FrameJob],
+    residuals: NDArray[np.float32],
+    smoother: ResidualSmoother,
+    blend: BlendOptions,
+    mattes: bool = True,
 ) -> None:
     """Smooth each face's residual per track and paste it back, frame by frame in order (in place).
 
     Args:
         jobs: consecutive frames; `residuals` holds one (S, S, 3) change per face, in job then face order.
+        mattes: also build each frame's full-frame matte (`job.matte`); off, canonical-space faces keep
+            every per-face buffer to the face's region, so memory does not grow with the frame size.
     """
     k = 0
     for job in jobs:
@@ -327,6 +337,8 @@ def composite(
                 img, warped = paste_back_mesh(img, res, face.mask, face.m, face.mesh, blend)
                 if plate is not None:
                     plate = apply_plate_change(plate, warped, transfer)
+                if not mattes:
+                    continue
                 if matte is None:
                     matte = np.zeros(img.shape[:2], np.float32)
                 if not warped.empty:
@@ -686,6 +698,8 @@ def _run_stages(
     started: float | None = None,
 ) -> None:
     """The stages; with `started` (the run's `perf_counter()` start) it stamps `report.startup_s`."""
+    # Full-frame mattes only where something writes them: a matte output, or a sequence (matte as alpha).
+    need_mattes = matte is not None or isinstance(writer, SequenceWriter) or opts.matte_alpha
     stop = threading.Event()
     errors: list[BaseException] = []
     q_frames: queue.Queue[Any] = queue.Queue(opts.queue_size)
@@ -728,7 +742,9 @@ def _run_stages(
                 break
             t = time.perf_counter()
             fr = job.frame
-            m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
+            m = job.matte
+            if m is None and need_mattes:
+                m = np.zeros(fr.image.shape[:2], np.float32)
             if isinstance(writer, SequenceWriter):
                 _write_plate(writer, fr, job.plate if job.plate is not None else fr.plate, m, opts)
             elif writer.deep and fr.plate is not None:
@@ -768,7 +784,7 @@ def _run_stages(
                 # (a face-free stretch must not stall the output).
                 if pending and (done or n_crops >= batch or (n_crops == 0 and len(pending) >= batch)):
                     t = time.perf_counter()
-                    render(pending, engine, smoother, opts.blend)
+                    render(pending, engine, smoother, opts.blend, need_mattes)
                     timer.add("generate_smooth_blend", time.perf_counter() - t)
                     for j in pending:
                         if warmup is not None and warmup(j.frame):

@@ -50,8 +50,12 @@ def make_bundle(
     seed: int = 7,
     data: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    mesh: bool = False,
+    cond: int = 0,
 ) -> Path:
     """Write an untrained bundle whose G adds `bias` and F subtracts it (network range: ±32 levels at 0.25).
+
+    `mesh` makes it a canonical-mesh-space bundle, `cond` an age-conditioned one (2 extra input channels).
 
     The output convolution's kernel is drawn from N(0, `kernel_std`) with `seed` (zero-sum per output
     channel with `zero_sum`, so the mean change is exactly the bias); the rest keeps Keras' initialisation.
@@ -60,7 +64,7 @@ def make_bundle(
     from models.bundle import Manifest, save_bundle
     from models.networks import GeneratorConfig, build_generator
 
-    cfg = GeneratorConfig(size=size, ngf=ngf, n_blocks=n_blocks)
+    cfg = GeneratorConfig(size=size, ngf=ngf, n_blocks=n_blocks, cond=cond)
     rng = np.random.default_rng(seed)
     gens = {}
     for key, b_key in (("G", bias), ("F", -bias)):
@@ -75,7 +79,7 @@ def make_bundle(
     manifest = Manifest(
         name=name,
         generator=cfg,
-        template=AlignTemplate(size).to_dict(),
+        template=_mesh_template(size) if mesh else AlignTemplate(size).to_dict(),
         data=data or {},
         training=training or {},
     )
@@ -301,3 +305,9 @@ def run_module(
         env=env,
         cwd=cwd,
     )
+
+
+def _mesh_template(size: int) -> dict[str, Any]:
+    from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+
+    return CanonicalMesh(MeshOptions(size=size)).to_dict()
