@@ -907,6 +907,10 @@ def run_throughput(opts: ThroughputOptions, log: Log = _log_to_stderr) -> dict[s
         stages["serial_ms_per_frame"] = round(serial_ms, 3)
         stages["serial_fps"] = round(1000.0 / serial_ms, 3)
         stages["slowest"] = max(order, key=lambda k: stages[k]["ms_per_frame"])
+        # The canonical-mesh warps against the five-point ones, per face, at 512² and 4K (benchmarks.mesh_cost).
+        from benchmarks.mesh_cost import measure as measure_mesh
+
+        stages["mesh_warp"] = measure_mesh(repeats=5)
         res["stages"] = stages
         marks["stages"] = peak_rss_mb()
         _checkpoint(res, opts.out)
