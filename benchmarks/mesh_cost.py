@@ -46,7 +46,7 @@ def _face(frame_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     raw = cv2.imread(str(photo))
     if raw is None:
         raise FileNotFoundError(photo)
-    img = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
+    img = np.asarray(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), np.uint8)
     with FaceLandmarker(LandmarkerOptions(mode="image")) as lm:
         lms = detect_padded(lm, img)[0]
     w, h = frame_wh
@@ -58,37 +58,36 @@ def _face(frame_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return frame, (lms * scale + [ox, oy]).astype(np.float32)
 
 
-def measure(repeats: int = 20) -> dict[str, Any]:
-    """Milliseconds per face of each step, per frame size."""
-    cv2.setNumThreads(1)
-    mesh = CanonicalMesh(MeshOptions(size=128))
+def _row(frame: np.ndarray, lm: np.ndarray, mesh: CanonicalMesh, repeats: int) -> dict[str, Any]:
     template = AlignTemplate(128)
     blend = BlendOptions()
     mask_c = mesh.mask("face")
     change = np.random.default_rng(0).normal(0, 6, (128, 128, 3)).astype(np.float32)
+    fit = mesh.fit(lm, frame.shape)
+    crop, m = align_face(frame, lm, template)
+    mask5 = crop_mask("face", 128, apply_affine(m, oval_polygon(lm)), blend.feather)
+    gen5 = crop.astype(np.float32) + change
+    t: dict[str, float] = {
+        "mesh_fit_ms": _ms(lambda: mesh.fit(lm, frame.shape), repeats),
+        "mesh_forward_ms": _ms(lambda: mesh.to_canonical(frame, fit), repeats),
+        "mesh_inverse_map_ms": _ms(lambda: mesh.inverse_map(fit), repeats),
+        "mesh_paste_ms": _ms(lambda: paste_back_mesh(frame, change, mask_c, fit, mesh, blend), repeats),
+        "five_point_forward_ms": _ms(lambda: align_face(frame, lm, template), repeats),
+        "five_point_paste_ms": _ms(lambda: paste_back(frame, gen5, crop, m, mask5, blend), repeats),
+    }
+    mesh_total = t["mesh_fit_ms"] + t["mesh_forward_ms"] + t["mesh_paste_ms"]
+    five_total = t["five_point_forward_ms"] + t["five_point_paste_ms"]
+    return {**t, "face_roi": list(fit.roi), "mesh_over_five_point": round(mesh_total / five_total, 2)}
+
+
+def measure(repeats: int = 20) -> dict[str, Any]:
+    """Milliseconds per face of each step, per frame size."""
+    cv2.setNumThreads(1)
+    mesh = CanonicalMesh(MeshOptions(size=128))
     out: dict[str, Any] = {}
     for name, wh in SIZES.items():
         frame, lm = _face(wh)
-        fit = mesh.fit(lm, frame.shape)
-        crop, m = align_face(frame, lm, template)
-        mask5 = crop_mask("face", 128, apply_affine(m, oval_polygon(lm)), blend.feather)
-        row = {
-            "mesh_fit_ms": _ms(lambda: mesh.fit(lm, frame.shape), repeats),
-            "mesh_forward_ms": _ms(lambda: mesh.to_canonical(frame, fit), repeats),
-            "mesh_inverse_map_ms": _ms(lambda: mesh.inverse_map(fit), repeats),
-            "mesh_paste_ms": _ms(lambda: paste_back_mesh(frame, change, mask_c, fit, mesh, blend), repeats),
-            "five_point_forward_ms": _ms(lambda: align_face(frame, lm, template), repeats),
-            "five_point_paste_ms": _ms(
-                lambda: paste_back(frame, crop.astype(np.float32) + change, crop, m, mask5, blend), repeats
-            ),
-            "face_roi": list(fit.roi),
-        }
-        row["mesh_over_five_point"] = round(
-            (row["mesh_forward_ms"] + row["mesh_paste_ms"] + row["mesh_fit_ms"])
-            / (row["five_point_forward_ms"] + row["five_point_paste_ms"]),
-            2,
-        )
-        out[name] = row
+        out[name] = _row(frame, lm, mesh, repeats)
     return out
 
 
