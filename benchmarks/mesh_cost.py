@@ -82,13 +82,17 @@ def _row(frame: np.ndarray, lm: np.ndarray, mesh: CanonicalMesh, repeats: int) -
 
 def measure(repeats: int = 20) -> dict[str, Any]:
     """Milliseconds per face of each step, per frame size."""
+    previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    mesh = CanonicalMesh(MeshOptions(size=128))
-    out: dict[str, Any] = {}
-    for name, wh in SIZES.items():
-        frame, lm = _face(wh)
-        out[name] = _row(frame, lm, mesh, repeats)
-    return out
+    try:
+        mesh = CanonicalMesh(MeshOptions(size=128))
+        out: dict[str, Any] = {}
+        for name, wh in SIZES.items():
+            frame, lm = _face(wh)
+            out[name] = _row(frame, lm, mesh, repeats)
+        return out
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def main(argv: list[str] | None = None) -> int:
