@@ -148,6 +148,24 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     return TrainData(**out)
 
 
+def change_magnitudes(model: Any, young: Any, old: Any, young_age: Any, old_age: Any) -> dict[str, float]:
+    """Mean absolute change, in levels of 0..255, that G makes to the young and F to the old sample faces
+    (conditioned: G to 70, F to 22)."""
+    import tensorflow as tf
+
+    def run(net: Any, faces: Any, ages: Any, target: float) -> float:
+        x = tf.constant(faces.astype(np.float32) / 127.5 - 1.0)
+        if model.generator_config.cond:
+            x = model.generator_input(x, ages, np.full_like(ages, target))
+        y = np.asarray(net(x, training=False))
+        return float(np.abs(y - x[..., :3].numpy()).mean() * 127.5)
+
+    return {
+        "change_G": round(run(model.G, young, young_age, 70.0), 3),
+        "change_F": round(run(model.F, old, old_age, 22.0), 3),
+    }
+
+
 def validation_faces(cfg: TrainConfig, n: int = 6) -> tuple[Any, Any, Any, Any]:
     """A few validation faces of each domain for the sample grids: (young, old, young ages, old ages)."""
     if cfg.space == "mesh":
@@ -303,9 +321,15 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
                         tf.summary.scalar(f"loss/{k}", v)
                     tf.summary.scalar("lr", float(model.opt_gen.learning_rate.numpy()))
                     tf.summary.image("samples", grid[None], max_outputs=1)
+                # How much G and F still change a validation face, in levels: the adversarial phases of the
+                # first model fell to "change nothing" within 250 steps, and this is where that shows.
+                change = change_magnitudes(model, val_x, val_y, age_x, age_y)
+                with writer.as_default(step=step):
+                    for k, v in change.items():
+                        tf.summary.scalar(f"change/{k}", v)
                 writer.flush()
                 with (run / "log.jsonl").open("a") as log:
-                    log.write(json.dumps({"step": step, "time": time.time(), **running}) + "\n")
+                    log.write(json.dumps({"step": step, "time": time.time(), **running, **change}) + "\n")
             if step % cfg.checkpoint_every == 0 or step == stop:
                 last_ckpt = checkpoint(step)
 

@@ -253,7 +253,7 @@ class CycleGAN:
 
     # -- steps -----------------------------------------------------------------------------------------
 
-    def _in(self, img: tf.Tensor, age: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    def generator_input(self, img: tf.Tensor, age: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         """Generator input: the (B, S, S, 3) image, plus constant age maps (years / 100) when conditioned."""
         if self.generator_config.cond == 0:
             return img
@@ -274,8 +274,8 @@ class CycleGAN:
         yt: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
-            fake_y = self.G(self._in(x, xa, xt), training=True)
-            fake_x = self.F(self._in(y, ya, yt), training=True)
+            fake_y = self.G(self.generator_input(x, xa, xt), training=True)
+            fake_x = self.F(self.generator_input(y, ya, yt), training=True)
             loss_g = _l1(fake_y, t_y)
             loss_f = _l1(fake_x, t_x)
             total = loss_g + loss_f
@@ -323,17 +323,17 @@ class CycleGAN:
     ) -> dict[str, tf.Tensor]:
         cfg = self.cfg
         with tf.GradientTape() as tape:
-            fake_y = self.G(self._in(x, xa, xt), training=True)
-            cyc_x = self.F(self._in(fake_y, xt, xa), training=True)
-            fake_x = self.F(self._in(y, ya, yt), training=True)
-            cyc_y = self.G(self._in(fake_x, yt, ya), training=True)
+            fake_y = self.G(self.generator_input(x, xa, xt), training=True)
+            cyc_x = self.F(self.generator_input(fake_y, xt, xa), training=True)
+            fake_x = self.F(self.generator_input(y, ya, yt), training=True)
+            cyc_y = self.G(self.generator_input(fake_x, yt, ya), training=True)
             adv_g = _mse(self.D_Y(fake_y, training=True), 1.0)
             adv_f = _mse(self.D_X(fake_x, training=True), 1.0)
             cycle = _l1(x, cyc_x) + _l1(y, cyc_y)
             if cfg.lambda_identity > 0:
                 # A conditioned generator asked for the face's own age must change nothing.
-                ident = _l1(y, self.G(self._in(y, ya, ya), training=True)) + _l1(
-                    x, self.F(self._in(x, xa, xa), training=True)
+                ident = _l1(y, self.G(self.generator_input(y, ya, ya), training=True)) + _l1(
+                    x, self.F(self.generator_input(x, xa, xa), training=True)
                 )
             else:
                 ident = tf.constant(0.0)
@@ -426,7 +426,7 @@ def sample_grid(
 
         def runc(net: keras.Model, a: NDArray[np.float32], age: NDArray[np.float32], t: Any) -> Any:
             tgt = np.broadcast_to(np.asarray(t, np.float32), age.shape)
-            return np.asarray(net(model._in(tf.constant(a), age, tgt), training=False), dtype=np.float32)
+            return np.asarray(net(model.generator_input(tf.constant(a), age, tgt), training=False), dtype=np.float32)
 
         ya, oa = young_age.astype(np.float32), old_age.astype(np.float32)
         g70 = runc(model.G, xs, ya, 70.0)
