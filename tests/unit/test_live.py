@@ -223,3 +223,21 @@ def test_generation_fills_the_cache_and_reports_failures(mode: str) -> None:
                 time.sleep(0.01)
     finally:
         gen.stop()
+
+
+def test_target_age_control_picks_the_generator_and_its_ages() -> None:
+    from faceage_video.engine.generator import EngineOptions
+    from faceage_video.errors import OptionsError
+    from faceage_video.live.controls import LiveControls
+
+    c = LiveControls(direction="older")
+    eng = EngineOptions(input_age=40)
+    assert c.snapshot().generator(eng) == ("older", (40.0, 75.0))
+    assert c.apply({"target_age": 22})["target_age"] == 22.0
+    assert c.snapshot().generator(eng) == ("younger", (40.0, 22.0))
+    c.apply({"target_age": None})
+    assert c.snapshot().target_age is None
+    with pytest.raises(OptionsError, match="target age"):
+        c.apply({"target_age": 400})
+    with pytest.raises(OptionsError, match="target_age"):
+        c.apply({"target_age": "old"})
