@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import threading
 import time
 import warnings
@@ -34,7 +33,14 @@ from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
-from faceage_video.media.writer import MatteWriter, VideoWriter, WriterOptions
+from faceage_video.media.writer import (
+    MatteWriter,
+    VideoWriter,
+    WriterOptions,
+    check_writable_file,
+    matte_format,
+    write_file_atomic,
+)
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 T = TypeVar("T")
@@ -347,9 +353,22 @@ def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
         for other, other_path in named[:i]:
             if _same_path(path, other_path):
                 raise OutputError(f"{path}: {what} and {other} are the same file; give each its own path")
-    if opts.report and not Path(opts.report).parent.is_dir():
-        folder = Path(opts.report).parent
-        raise OutputError(f"{opts.report}: report folder {folder} does not exist; create it first")
+    if opts.report:
+        check_writable_file(opts.report, "--report", [("input", src), *named[:-1]])
+    if opts.matte:
+        matte_format(opts.matte)  # a bad PNG pattern fails now, not at the first frame
+
+
+def _can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
+    """Whether a clip without faces may be handed back as a byte copy: whole clip, same container, audio
+    kept, and a local file."""
+    return (
+        opts.start_s is None
+        and opts.end_s is None
+        and Path(src).suffix.lower() == Path(dst).suffix.lower()
+        and opts.writer.audio
+        and os.path.isfile(src)
+    )
 
 
 def age_video(
@@ -396,6 +415,7 @@ def age_video(
             audio_source=src if opts.writer.audio else None,
             start_s=opts.start_s,
             end_s=opts.end_s,
+            allow_protocols=opts.allow_protocols,
         )
         with writer_cm as writer:
             eng = engine or AgingEngine(opts.engine)
@@ -449,18 +469,13 @@ def age_video(
                 if w is not None:
                     w.close()
             report.warnings.extend(reader.warnings)
+            copy = report.frames_with_faces == 0 and _can_copy_input(src, dst, opts)
+            if copy:
+                # Nothing to change: hand back the input itself, bit for bit, in the writer's atomic commit.
+                writer.commit_copy_of(src)
     if report.frames_with_faces == 0:
         msg = "no face found in the whole clip: the output frames equal the input's"
-        if (
-            opts.start_s is None
-            and opts.end_s is None
-            and Path(src).suffix.lower() == Path(dst).suffix.lower()
-            and opts.writer.audio
-        ):
-            # Nothing to change: hand back the input itself, bit for bit, atomically.
-            tmp = Path(dst).with_name(f".{Path(dst).name}.copy")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
+        if copy:
             msg = "no face found in the whole clip: the output is a copy of the input"
         report.warnings.append(msg)
         warnings.warn(msg, stacklevel=2)
@@ -476,7 +491,7 @@ def finish_report(report: Report, started: float, path: str | None) -> Report:
         rp = Path(path)
         if not rp.parent.is_dir():
             raise OutputError(f"report folder {rp.parent} does not exist")
-        rp.write_text(report.to_json())
+        write_file_atomic(rp, report.to_json().encode())
     return report
 
 

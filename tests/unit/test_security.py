@@ -1,0 +1,245 @@
+"""Reliability and security (issue 12): confined inputs and outputs, atomic side files, safe model loading.
+
+Each test here failed on the code before the fix it covers; the README's bad-input table lists them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceage_video.errors import InputError, OutputError
+from faceage_video.media.reader import open_input
+from tests.conftest import write_ffv1
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def blank_clip(path: Path, n: int = 4, size: int = 64) -> Path:
+    """A face-free lossless clip: n grey frames with a moving bar."""
+    frames = []
+    for i in range(n):
+        img = np.full((size, size, 3), 90, np.uint8)
+        img[:, (i * 7) % size] = 200
+        frames.append(img)
+    return write_ffv1(path, frames)
+
+
+def _fifo_watch(fifo: Path, seconds: float, opened: list[bool]) -> None:
+    """Record whether anything opens `fifo` for reading within `seconds` (then let it read EOF)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader has it open
+        except OSError:
+            time.sleep(0.01)
+            continue
+        opened.append(True)
+        os.close(fd)
+        return
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Playlists are refused before FFmpeg opens what they name
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("list.ffconcat", "ffconcat version 1.0\nfile target.mp4\n"),
+        ("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\ntarget.mp4\n#EXT-X-ENDLIST\n"),
+    ],
+    ids=["concat", "hls"],
+)
+def test_a_playlist_is_refused_before_the_files_it_names_are_opened(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    fifo = tmp_path / "target.mp4"
+    os.mkfifo(fifo)  # a reader opening it shows up at once, and reading it never touches real data
+    (tmp_path / name).write_text(text)
+    opened: list[bool] = []
+    watch = threading.Thread(target=_fifo_watch, args=(fifo, 3.0, opened))
+    watch.start()
+    try:
+        with pytest.raises(InputError, match=r"playlist.*allow protocols"):
+            open_input(tmp_path / name)
+    finally:
+        watch.join()
+    assert not opened, "FFmpeg opened the file the playlist names before the playlist was refused"
+
+
+def test_a_local_video_still_opens_with_the_demuxer_whitelist(tmp_path: Path) -> None:
+    clip = blank_clip(tmp_path / "ok.mkv")
+    c = open_input(clip)
+    try:
+        assert c.format.name.startswith("matroska")
+    finally:
+        c.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Time bases the codec cannot store are coarsened at once
+
+
+def test_a_huge_prime_time_base_is_coarsened_in_milliseconds() -> None:
+    from faceage_video.media.writer import _encoder_time_base
+
+    t = time.perf_counter()
+    tb = _encoder_time_base("mpeg4", Fraction(1, 2147483647))
+    assert time.perf_counter() - t < 0.5
+    assert tb.denominator <= 65535 and tb <= Fraction(1, 1000)
+    # A divisible clock keeps exact timestamps: 1/90000 → 1/45000 (the smallest factor).
+    assert _encoder_time_base("mpeg4", Fraction(1, 90000)) == Fraction(1, 45000)
+    assert _encoder_time_base("h264", Fraction(1, 2147483647)) == Fraction(1, 2147483647)
+
+
+def test_mpeg4_writes_a_clip_whose_time_base_is_a_huge_prime(tmp_path: Path) -> None:
+    from faceage_video.media.reader import probe
+    from faceage_video.media.writer import VideoWriter, WriterOptions
+    from tests.conftest import decode_video
+
+    info = probe(blank_clip(tmp_path / "in.mkv"))
+    tb = Fraction(1, 2147483647)
+    info = type(info)(**{**info.__dict__, "time_base": tb, "audio": ()})
+    step = 2147483647 // 25
+    t = time.perf_counter()
+    with VideoWriter(tmp_path / "o.mp4", info, WriterOptions(codec="mpeg4")) as w:
+        for i in range(3):
+            w.write(np.full((64, 64, 3), 100, np.uint8), i * step, tb)
+    assert time.perf_counter() - t < 10
+    d = decode_video(tmp_path / "o.mp4")
+    assert len(d.frames) == 3
+    assert np.allclose(d.times, [0.0, 0.04, 0.08], atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Matte patterns are checked before any work
+
+
+@pytest.mark.parametrize("pattern", ["m_%d_%s.png", "m_%d_%d.png", "m_%5.2f_%d.png"])
+def test_a_bad_png_pattern_is_an_output_error(tmp_path: Path, pattern: str) -> None:
+    from faceage_video.media.writer import matte_format
+
+    with pytest.raises(OutputError, match=r"exactly one frame-number field"):
+        matte_format(tmp_path / pattern)
+
+
+def test_a_good_png_pattern_with_a_literal_percent_passes(tmp_path: Path) -> None:
+    from faceage_video.media.writer import matte_format
+
+    assert matte_format(tmp_path / "m_%04d_100%%.png") == "png"
+
+
+def test_age_refuses_a_bad_matte_pattern_before_opening_anything(tmp_path: Path) -> None:
+    from faceage_video.pipeline import AgeOptions, age_video
+
+    # The input does not exist: the pattern must be refused first, as an output error.
+    with pytest.raises(OutputError, match=r"m_%d_%s\.png"):
+        age_video(
+            tmp_path / "missing.mkv", tmp_path / "o.mkv", AgeOptions(matte=str(tmp_path / "m_%d_%s.png"))
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pipeline: the no-face copy, the audio copy of a URL input, the report
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle: Path):  # type: ignore[no-untyped-def]
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+
+    return AgingEngine(EngineOptions(model=str(tiny_bundle), batch_size=2, xla=False))
+
+
+def _opts(**kw):  # type: ignore[no-untyped-def]
+    from faceage_video.media.writer import WriterOptions
+    from faceage_video.pipeline import AgeOptions
+
+    kw.setdefault("writer", WriterOptions(codec="ffv1"))
+    return AgeOptions(progress=False, **kw)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_the_no_face_copy_never_follows_a_planted_symlink(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    from faceage_video.pipeline import age_video
+
+    src = blank_clip(tmp_path / "in.mkv")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    # The name the copy step used to write to; a symlink there pointed the copy at any file.
+    (out_dir / ".o.mkv.copy").symlink_to(victim)
+    with pytest.warns(UserWarning, match="copy of the input"):
+        rep = age_video(src, out_dir / "o.mkv", _opts(), engine=engine)
+    assert victim.read_text() == "precious"
+    assert (out_dir / "o.mkv").read_bytes() == src.read_bytes()
+    assert rep.frames == 4
+    assert _leftovers(out_dir) == [".o.mkv.copy"]  # the planted link only: nothing of ours is left
+
+
+def test_a_full_disk_during_the_no_face_copy_is_an_output_error_that_leaves_nothing(
+    tmp_path: Path,
+    engine,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from faceage_video.pipeline import age_video
+
+    src = blank_clip(tmp_path / "in.mkv")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    monkeypatch.setattr(shutil, "copyfile", full)
+    with pytest.raises(OutputError, match=r"o\.mkv.*No space left"):
+        age_video(src, out_dir / "o.mkv", _opts(report=str(out_dir / "r.json")), engine=engine)
+    assert list(out_dir.iterdir()) == [], "a failed copy must leave no output, no report, no temporary file"
+
+
+def test_age_with_allow_protocols_copies_the_audio_of_a_url_input(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    from faceage_video.pipeline import age_video
+
+    src = blank_clip(tmp_path / "in.mkv")
+    # file: is a protocol prefix: the audio copy must reopen it with the same permission as the reader.
+    rep = age_video(f"file:{src}", tmp_path / "o.mkv", _opts(allow_protocols=True), engine=engine)
+    assert rep.frames == 4 and (tmp_path / "o.mkv").is_file()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs /sys, a folder nobody may create files in")
+def test_a_report_in_a_read_only_folder_is_refused_before_any_work(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    from faceage_video.pipeline import age_video
+
+    src = blank_clip(tmp_path / "in.mkv")
+    # /sys refuses new files even to root, as a read-only mount does.
+    with pytest.raises(OutputError, match=r"--report folder /sys is not writable"):
+        age_video(src, tmp_path / "o.mkv", _opts(report="/sys/report.json"), engine=engine)
+    assert not (tmp_path / "o.mkv").exists() and _leftovers(tmp_path) == []
+
+
+def test_a_report_that_is_another_output_is_refused(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    from faceage_video.pipeline import age_video
+
+    src = blank_clip(tmp_path / "in.mkv")
+    sbs = tmp_path / "sbs.mkv"
+    with pytest.raises(OutputError, match=r"--report.*--side-by-side"):
+        age_video(src, tmp_path / "o.mkv", _opts(side_by_side=str(sbs), report=str(sbs)), engine=engine)
+    link = tmp_path / "link.mkv"
+    link.symlink_to(src)
+    with pytest.raises(OutputError, match=r"input"):
+        age_video(src, tmp_path / "o.mkv", _opts(report=str(link)), engine=engine)
+    assert src.stat().st_size > 0
