@@ -243,3 +243,113 @@ def test_a_report_that_is_another_output_is_refused(tmp_path: Path, engine) -> N
     with pytest.raises(OutputError, match=r"input"):
         age_video(src, tmp_path / "o.mkv", _opts(report=str(link)), engine=engine)
     assert src.stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model bundles: bundled names, confined weight files, sha256, bounded configs
+
+
+def _edit_manifest(folder: Path, change) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    path = folder / "manifest.json"
+    d = json.loads(path.read_text())
+    change(d)
+    path.write_text(json.dumps(d))
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+def test_a_bundled_name_is_never_shadowed_by_a_folder_in_the_current_directory(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.bundle import BUNDLED_DIR, DEFAULT_MODEL, resolve_bundle
+
+    shutil.copytree(tiny_bundle, tmp_path / DEFAULT_MODEL)  # a look-alike with other weights
+    monkeypatch.chdir(tmp_path)
+    assert resolve_bundle(DEFAULT_MODEL) == BUNDLED_DIR / DEFAULT_MODEL
+    assert resolve_bundle(None) == BUNDLED_DIR / DEFAULT_MODEL
+    # The folder is still reachable, as a path.
+    assert resolve_bundle(f"./{DEFAULT_MODEL}").resolve() == (tmp_path / DEFAULT_MODEL).resolve()
+    assert resolve_bundle(tmp_path / DEFAULT_MODEL) == tmp_path / DEFAULT_MODEL
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "sub/G.weights.h5", ".."])
+def test_weight_files_outside_the_bundle_are_refused(bundle_copy: Path, name: str) -> None:
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.errors import ModelError
+
+    _edit_manifest(bundle_copy, lambda d: d["files"].update(G=name))
+    with pytest.raises(ModelError, match=r"leaves the bundle folder.*Fix"):
+        AgingEngine(EngineOptions(model=str(bundle_copy), direction="older", xla=False))
+
+
+def test_a_weight_symlink_out_of_the_bundle_is_refused(bundle_copy: Path, tmp_path: Path) -> None:
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.errors import ModelError
+
+    outside = tmp_path / "elsewhere.h5"
+    shutil.move(bundle_copy / "G.weights.h5", outside)
+    (bundle_copy / "G.weights.h5").symlink_to(outside)
+    with pytest.raises(ModelError, match=r"outside bundle"):
+        AgingEngine(EngineOptions(model=str(bundle_copy), direction="older", xla=False))
+
+
+def test_export_records_a_sha256_per_weight_file(tiny_bundle: Path) -> None:
+    import hashlib
+    import json
+
+    d = json.loads((tiny_bundle / "manifest.json").read_text())
+    for key in ("G", "F"):
+        assert (
+            d["sha256"][key] == hashlib.sha256((tiny_bundle / f"{key}.weights.h5").read_bytes()).hexdigest()
+        )
+
+
+def test_the_bundled_model_records_the_sha256_of_its_weights() -> None:
+    import hashlib
+    import json
+
+    from models.bundle import BUNDLED_DIR, DEFAULT_MODEL
+
+    folder = BUNDLED_DIR / DEFAULT_MODEL
+    d = json.loads((folder / "manifest.json").read_text())
+    assert set(d["sha256"]) == {"G", "F"}
+    for key, name in d["files"].items():
+        assert d["sha256"][key] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+
+
+def test_swapped_weights_fail_the_sha256_check_naming_the_file(bundle_copy: Path) -> None:
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.errors import ModelError
+
+    g, f = bundle_copy / "G.weights.h5", bundle_copy / "F.weights.h5"
+    g.rename(bundle_copy / "tmp.h5")
+    f.rename(g)
+    (bundle_copy / "tmp.h5").rename(f)  # same architecture, so only the digest tells them apart
+    with pytest.raises(ModelError, match=r"G\.weights\.h5 are corrupt.*sha256.*Fix") as ei:
+        AgingEngine(EngineOptions(model=str(bundle_copy), direction="older", xla=False))
+    assert ei.value.exit_code == 5
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"size": 1 << 20}, {"ngf": 1 << 16}, {"n_blocks": 10_000}, {"ngf": 16.5}],
+    ids=["size", "ngf", "blocks", "float"],
+)
+def test_generator_configs_have_upper_bounds(bundle_copy: Path, change: dict) -> None:  # type: ignore[type-arg]
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.errors import ModelError
+    from models.networks import GeneratorConfig
+
+    # Checked on the config first: without bounds the engine below would try to allocate the network.
+    with pytest.raises(ValueError, match=r"generator|ngf"):
+        GeneratorConfig(**change)
+    _edit_manifest(bundle_copy, lambda d: d["generator"].update(change))
+    t = time.perf_counter()
+    with pytest.raises(ModelError, match=r"generator|ngf"):
+        AgingEngine(EngineOptions(model=str(bundle_copy), xla=False))
+    assert time.perf_counter() - t < 5, "the config must be refused before anything is built"
