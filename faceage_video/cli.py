@@ -376,6 +376,13 @@ def batch(
     segment_seconds: Annotated[float, typer.Option(help="segment length for --ray")] = 4.0,
     actors: Annotated[int | None, typer.Option(min=1, help="Ray actors (default: per GPU / 2 CPUs)")] = None,
     force: Annotated[bool, typer.Option("--force", help="run shots already done too")] = False,
+    output_root: Annotated[
+        str | None, typer.Option(help="written paths resolve against this folder and stay inside it")
+    ] = None,
+    allow_outside: Annotated[
+        bool,
+        typer.Option("--allow-outside", help="let written paths leave the manifest's folder/--output-root"),
+    ] = False,
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
     model: Model = None,
@@ -402,7 +409,7 @@ def batch(
     The options here are the defaults; a manifest column of the same name overrides them per shot. Status is
     kept in MANIFEST.status.json. Exits 1 when a shot failed (the others still ran).
     """
-    batch_only = ("manifest", "ray", "segment_seconds", "actors", "force")
+    batch_only = ("manifest", "ray", "segment_seconds", "actors", "force", "output_root", "allow_outside")
     defaults = {k: v for k, v in locals().items() if k not in batch_only}
     defaults.update(start=None, end=None, matte=None, side_by_side=None, report=None)
     from faceage_video.batch import run_batch
@@ -424,7 +431,15 @@ def batch(
     def build(p: Any) -> Any:
         return build_age_options(**{**defaults, **p})
 
-    res = run_batch(manifest, build, ray_options, force=force, on_shot=shot_line)
+    res = run_batch(
+        manifest,
+        build,
+        ray_options,
+        force=force,
+        on_shot=shot_line,
+        output_root=output_root,
+        allow_outside=allow_outside,
+    )
     counts = f"{len(res.done)} done, {len(res.skipped)} skipped, {len(res.failed)} failed"
     typer.echo(f"{counts}; status in {res.status_file}")
     if res.failed:

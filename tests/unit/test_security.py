@@ -353,3 +353,152 @@ def test_generator_configs_have_upper_bounds(bundle_copy: Path, change: dict) ->
     with pytest.raises(ModelError, match=r"generator|ngf"):
         AgingEngine(EngineOptions(model=str(bundle_copy), xla=False))
     assert time.perf_counter() - t < 5, "the config must be refused before anything is built"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Batch manifests: confinement, caller-only options, resume, lock
+
+
+def _manifest(folder: Path, rows: list[str], header: str = "id,input,output") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / "shots.csv"
+    p.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return p
+
+
+def _refused(manifest: Path, **kw) -> str:  # type: ignore[no-untyped-def]
+    from faceage_video.batch import read_manifest
+    from faceage_video.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="manifest refused") as ei:
+        read_manifest(manifest, **kw)
+    return str(ei.value)
+
+
+def test_a_shot_writing_another_shots_input_is_refused_before_any_shot_runs(tmp_path: Path) -> None:
+    from faceage_video.batch import run_batch
+
+    m = _manifest(tmp_path / "job", ["a,plates/a.mp4,plates/blue.mp4", "b,plates/blue.mp4,aged/b.mp4"])
+    calls: list[object] = []
+    with pytest.raises(Exception, match=r"line 2 \(shot 'a'\): output .*blue\.mp4 is shot 'b''s input"):
+        run_batch(m, lambda p: calls.append(p))  # type: ignore[arg-type, func-returns-value]
+    assert calls == [], "no shot may be built or run from a refused manifest"
+
+
+def test_written_paths_must_stay_inside_the_manifest_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.mp4"
+    m = _manifest(
+        tmp_path / "job",
+        [f"a,a.mp4,{outside}", "b,b.mp4,../b_out.mp4", "c,c.mp4,ok/c.mp4,/etc/passwd"],
+        header="id,input,output,report",
+    )
+    msg = _refused(m)
+    # Every bad row is named in the one message.
+    assert "line 2 (shot 'a'): output" in msg and "line 3 (shot 'b'): output" in msg
+    assert "line 4 (shot 'c'): report /etc/passwd is outside" in msg and "--allow-outside" in msg
+    assert "line 4 (shot 'c'): output" not in msg
+
+
+def test_allow_outside_and_output_root(tmp_path: Path) -> None:
+    from faceage_video.batch import read_manifest
+
+    m = _manifest(tmp_path / "job", ["a,a.mp4,../a_out.mp4"])
+    shots = read_manifest(m, allow_outside=True)
+    assert shots[0].output == str(tmp_path / "job" / "../a_out.mp4")
+    root = tmp_path / "renders"
+    root.mkdir()
+    m2 = _manifest(tmp_path / "job2", ["a,a.mp4,sc/a.mp4"])
+    shots = read_manifest(m2, output_root=root)
+    assert shots[0].output == str(root.resolve() / "sc/a.mp4")
+    assert shots[0].input == str((tmp_path / "job2").resolve() / "a.mp4")
+    # With a root, the manifest's own folder is outside it.
+    m3 = _manifest(tmp_path / "job3", [f"a,a.mp4,{tmp_path / 'job3' / 'x.mp4'}"])
+    assert "outside" in _refused(m3, output_root=root)
+
+
+def test_outputs_reaching_an_input_through_links_are_refused(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "plate.mp4").write_bytes(b"plate")
+    (job / "sym.mp4").symlink_to(job / "plate.mp4")
+    os.link(job / "plate.mp4", job / "hard.mp4")
+    m = _manifest(
+        job,
+        ["a,plate.mp4,out_a.mp4,sym.mp4", "b,other.mp4,hard.mp4,", "c,c.mp4,out_c.mp4,out_a.mp4"],
+        header="id,input,output,matte",
+    )
+    msg = _refused(m)
+    assert "line 2 (shot 'a'): matte" in msg and "is shot 'a''s input" in msg
+    assert "line 3 (shot 'b'): output" in msg and "hard.mp4 is shot 'a''s input" in msg
+    assert "line 4 (shot 'c'): matte" in msg and "is also shot 'a''s output" in msg
+
+
+def test_a_row_cannot_turn_on_allow_protocols(tmp_path: Path) -> None:
+    m = _manifest(tmp_path / "job", ["a,a.mp4,o.mp4,true"], header="id,input,output,allow_protocols")
+    assert "allow_protocols cannot be set per shot" in _refused(m)
+
+
+def test_a_bundled_model_name_in_a_manifest_is_not_a_folder_beside_it(tmp_path: Path) -> None:
+    from faceage_video.batch import read_manifest
+    from models.bundle import DEFAULT_MODEL
+
+    m = _manifest(tmp_path / "job", [f"a,a.mp4,o.mp4,{DEFAULT_MODEL}"], header="id,input,output,model")
+    (tmp_path / "job" / DEFAULT_MODEL).mkdir()
+    assert read_manifest(m)[0].params["model"] == DEFAULT_MODEL
+
+
+class _FakeEngine:
+    def __init__(self, options: object) -> None:
+        self.options = options
+
+
+def _fake_age(calls: list[str]):  # type: ignore[no-untyped-def]
+    from faceage_video.pipeline import Report
+
+    def age(src: str, dst: str, opts: object, engine: object = None) -> Report:
+        calls.append(dst)
+        blank_clip(Path(dst), n=6)
+        return Report(input=src, output=dst, frames=6)
+
+    return age
+
+
+def test_resume_runs_a_truncated_output_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import faceage_video.engine.generator as generator
+    import faceage_video.pipeline as pipeline
+    from faceage_video.batch import run_batch
+    from faceage_video.pipeline import AgeOptions
+
+    calls: list[str] = []
+    monkeypatch.setattr(pipeline, "age_video", _fake_age(calls))
+    monkeypatch.setattr(generator, "AgingEngine", _FakeEngine)
+    job = tmp_path / "job"
+    m = _manifest(job, ["a,a.mkv,out/a.mkv"])
+    blank_clip(job / "a.mkv")
+    (job / "out").mkdir()
+
+    def build(p: object) -> AgeOptions:
+        return AgeOptions(progress=False)
+
+    assert [o.status for o in run_batch(m, build).outcomes] == ["done"]
+    assert [o.status for o in run_batch(m, build).outcomes] == ["skipped"]
+    out = job / "out" / "a.mkv"
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) // 2])  # a crash or a full disk left half a file
+    assert [o.status for o in run_batch(m, build).outcomes] == ["done"]
+    assert len(calls) == 2
+
+
+def test_a_second_concurrent_run_of_a_manifest_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    from faceage_video.batch import run_batch, status_path
+
+    m = _manifest(tmp_path / "job", ["a,a.mkv,o.mkv"])
+    lock = status_path(m).with_name(status_path(m).name + ".lock")
+    with open(lock, "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # what the first run holds
+        calls: list[object] = []
+        with pytest.raises(OutputError, match="another batch run of this manifest is in progress"):
+            run_batch(m, lambda p: calls.append(p))  # type: ignore[arg-type, func-returns-value]
+        assert calls == []
