@@ -1,14 +1,16 @@
 """The `faceage-video` command line: a thin adapter that parses, builds options and calls the library.
 
 Only this module turns exceptions into exit codes: a `FaceAgeError` prints its message (no traceback) and
-exits with its code; Ctrl-C exits 130 with nothing left under the output name.
+exits with its code; Ctrl-C exits 130 and SIGTERM 143, with nothing left under the output name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +39,17 @@ _ABORTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, *_CLICK_ABORT, ty
 _EXITS: tuple[type[BaseException], ...] = (*_CLICK_EXIT, typer.Exit)
 # Exit code of an interrupted run (128 + SIGINT), as shells report Ctrl-C.
 EXIT_INTERRUPTED = 130
+# Exit code of a run stopped by SIGTERM (128 + 15): kill, timeout, Slurm, Kubernetes, docker stop.
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so every `with` block aborts its outputs as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
 
 app = typer.Typer(
     add_completion=False,
@@ -446,14 +459,25 @@ def batch(
         raise FaceAgeError(f"{len(res.failed)} of {len(res.outcomes)} shots failed (see above); the rest ran")
 
 
+def _install_sigterm() -> Any:
+    """Handle SIGTERM like Ctrl-C (only the main thread may set handlers); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code.
 
     A `FaceAgeError` prints "error: <message>" and returns its code; a usage error prints click's message and
-    returns 2; Ctrl-C prints a note and returns 130. None of them prints a traceback.
+    returns 2; Ctrl-C prints a note and returns 130, SIGTERM 143. None of them prints a traceback.
     """
+    previous = _install_sigterm()
     try:
         rv = app(args=argv, standalone_mode=False)
+    except Terminated:
+        typer.secho("terminated (SIGTERM): outputs aborted, no output was written", fg="yellow", err=True)
+        return EXIT_TERMINATED
     except FaceAgeError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         return exc.exit_code
@@ -469,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(exc, "exit_code", 2))
     except _EXITS as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     # Without standalone mode Typer returns an Exit's code instead of raising it; Ctrl-C arrives as Exit(130).
     code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     if code == EXIT_INTERRUPTED:
