@@ -281,6 +281,10 @@ def webcam(
     effect: Annotated[bool, typer.Option("--effect/--no-effect", help="start with the effect on")] = True,
     allow_protocols: Annotated[bool, typer.Option(help="allow URL sources")] = False,
     reconnect: Annotated[int, typer.Option(min=0, help="reconnect tries when a URL source drops")] = 5,
+    preview_public: Annotated[
+        bool,
+        typer.Option("--preview-public", help="let an http:// preview listen on a non-loopback address"),
+    ] = False,
 ) -> None:
     """Age or de-age faces live: camera, stream or real-time file to a window, virtual camera, stream, file
     or preview page. Keys (window and page): space on/off, +/- strength, d direction, q quit."""
@@ -321,6 +325,7 @@ def webcam(
         stats=stats,
         max_seconds=seconds,
         enabled=effect,
+        preview_public=preview_public,
     )
     res = run_realtime(opts)
     lat, fr = res["latency_ms"], res["frames"]

@@ -188,6 +188,8 @@ class RealtimeOptions:
         warmup_s: seconds after the first output left out of the sustained fps.
         enabled: start with the effect on.
         jpeg_quality: quality of the preview page's MJPEG frames.
+        preview_public: let the preview page listen on a non-loopback address (it warns); off, such an
+            address is refused.
         file_crf: x264 quality of file outputs.
         stream_crf: x264 quality of stream outputs.
         window_title: title of the OpenCV window.
@@ -222,6 +224,7 @@ class RealtimeOptions:
     warmup_s: float = 1.0
     enabled: bool = True
     jpeg_quality: int = 80
+    preview_public: bool = False
     file_crf: int = 20
     stream_crf: int = 23
     window_title: str = "faceage-video"
@@ -1362,7 +1365,12 @@ class PreviewOutput:
     kind: OutputKind = "preview"
 
     def __init__(
-        self, url: str, controls: LiveControls, stats: Callable[[], dict[str, Any]], quality: int
+        self,
+        url: str,
+        controls: LiveControls,
+        stats: Callable[[], dict[str, Any]],
+        quality: int,
+        allow_remote: bool = False,
     ) -> None:
         from faceage_video.preview import PreviewOptions, PreviewServer
 
@@ -1370,7 +1378,12 @@ class PreviewOutput:
         if not m:
             raise OptionsError(f"preview output must look like http://127.0.0.1:8080, got {url!r}")
         self.server = PreviewServer(
-            PreviewOptions(host=m.group(1).strip("[]"), port=int(m.group(2)), jpeg_quality=quality),
+            PreviewOptions(
+                host=m.group(1).strip("[]"),
+                port=int(m.group(2)),
+                jpeg_quality=quality,
+                allow_remote=allow_remote,
+            ),
             controls.apply,
             stats,
         )
@@ -1463,10 +1476,11 @@ class RealtimeSession:
 
     def _open(self) -> None:
         opts = self.options
-        if opts.stats is not None:
-            folder = Path(opts.stats).resolve().parent
-            if not folder.is_dir():
-                raise OutputError(f"{opts.stats}: stats folder {folder} does not exist; create it first")
+        if opts.stats is not None:  # written at the end: refuse now what could not be written then
+            from faceage_video.media.writer import check_writable_file
+
+            files = [("output", o) for o in opts.outputs if output_kind(o) == "file"]
+            check_writable_file(opts.stats, "--stats", [("source", opts.source), *files])
         # Source first: a missing or busy camera fails before anything slow is loaded.
         self.source = open_source(opts)
         self._stack.callback(self.source.close)
@@ -1497,7 +1511,7 @@ class RealtimeSession:
         if kind == "virtualcam":
             return VirtualCamOutput(w, h, fps)
         if kind == "preview":
-            return PreviewOutput(spec, self.controls, self.live_stats, opts.jpeg_quality)
+            return PreviewOutput(spec, self.controls, self.live_stats, opts.jpeg_quality, opts.preview_public)
         if kind == "stream":
             return StreamOutput(spec, w, h, fps, opts.stream_crf, opts.io_timeout_s)
         return FileOutput(spec, w, h, fps, opts.file_crf, self.source.name if self.source else "")
@@ -1579,10 +1593,9 @@ class RealtimeSession:
     def write_stats(self) -> None:
         if self.options.stats is None:
             return
-        p = Path(self.options.stats)
-        tmp = p.with_name(f".{p.name}.partial")
-        tmp.write_text(json.dumps(self.live_stats(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(p)
+        from faceage_video.media.writer import write_file_atomic
+
+        write_file_atomic(Path(self.options.stats), (json.dumps(self.live_stats(), indent=2) + "\n").encode())
 
     # -- the loop -------------------------------------------------------------------------------------
 

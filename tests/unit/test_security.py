@@ -502,3 +502,143 @@ def test_a_second_concurrent_run_of_a_manifest_is_refused(tmp_path: Path) -> Non
         with pytest.raises(OutputError, match="another batch run of this manifest is in progress"):
             run_batch(m, lambda p: calls.append(p))  # type: ignore[arg-type, func-returns-value]
         assert calls == []
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The preview server: DNS rebinding, public binds, connection cap, malformed requests
+
+
+@pytest.fixture
+def preview():  # type: ignore[no-untyped-def]
+    from faceage_video.preview import PreviewOptions, PreviewServer
+
+    state = {"quit": False}
+
+    def control(cmd: dict) -> dict:  # type: ignore[type-arg]
+        if cmd.get("action") == "quit":
+            state["quit"] = True
+        return dict(state)
+
+    srv = PreviewServer(
+        PreviewOptions(port=0, max_clients=2, max_connections=4, timeout_s=1.0), control, lambda: {}
+    )
+    srv.start()
+    srv.publish(np.zeros((16, 16, 3), np.uint8))
+    try:
+        yield srv, state
+    finally:
+        srv.close()
+
+
+def _request(srv, raw: bytes, timeout: float = 5.0) -> bytes:  # type: ignore[no-untyped-def]
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(srv.url)
+    with socket.create_connection((u.hostname, u.port), timeout=timeout) as s:
+        s.sendall(raw)
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except TimeoutError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+            if b"\r\n\r\n" in b"".join(chunks) and b"Content-Length" in b"".join(chunks):
+                head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+                n = int(head.split(b"Content-Length:")[1].split(b"\r\n")[0])
+                if len(body) >= n:
+                    break
+        return b"".join(chunks)
+
+
+def test_a_foreign_host_header_gets_no_frame(preview) -> None:  # type: ignore[no-untyped-def]
+    srv, _ = preview
+    port = srv.url.rsplit(":", 1)[1].strip("/")
+    ok = _request(
+        srv, f"GET /frame.jpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert ok.startswith(b"HTTP/1.1 200") and b"image/jpeg" in ok
+    bad = _request(srv, b"GET /frame.jpg HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n")
+    assert bad.startswith(b"HTTP/1.1 403") and b"\xff\xd8" not in bad
+
+
+def test_a_forged_origin_cannot_quit_the_run(preview) -> None:  # type: ignore[no-untyped-def]
+    srv, state = preview
+    port = srv.url.rsplit(":", 1)[1].strip("/")
+    body = b'{"action": "quit"}'
+    req = (
+        f"POST /control HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://evil.example\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    assert _request(srv, req).startswith(b"HTTP/1.1 403")
+    assert state["quit"] is False
+    same = req.replace(b"http://evil.example", f"http://127.0.0.1:{port}".encode())
+    assert _request(srv, same).startswith(b"HTTP/1.1 200") and state["quit"] is True
+
+
+def test_a_non_numeric_content_length_is_answered_400(preview) -> None:  # type: ignore[no-untyped-def]
+    srv, _ = preview
+    req = (
+        b"POST /control HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: abc\r\nConnection: close\r\n\r\n{}"
+    )
+    assert _request(srv, req).startswith(b"HTTP/1.1 400")
+
+
+def test_idle_connections_are_capped_and_answered_503() -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    from faceage_video.preview import PreviewOptions, PreviewServer
+
+    opts = PreviewOptions(port=0, max_clients=2, max_connections=4, timeout_s=3.0)
+    with PreviewServer(opts, lambda c: c, dict) as srv:
+        u = urlsplit(srv.url)
+        before = threading.active_count()
+        idle = [socket.create_connection((u.hostname, u.port), timeout=5) for _ in range(40)]
+        try:
+            time.sleep(0.5)
+            assert threading.active_count() <= before + 4, "an idle connection beyond the cap holds a thread"
+            answers = []
+            for s in idle:
+                s.settimeout(0.05)
+                try:
+                    answers.append(s.recv(64)[:12])
+                except TimeoutError:
+                    answers.append(b"")  # served, and idle
+            assert answers.count(b"HTTP/1.1 503") == 36 and answers.count(b"") == 4
+        finally:
+            for s in idle:
+                s.close()
+        # The served idle connections time out (timeout_s), and the server answers again.
+        time.sleep(3.5)
+        ok = _request(srv, b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200")
+
+
+def test_a_public_preview_needs_the_opt_in_and_warns() -> None:
+    from faceage_video.errors import OptionsError
+    from faceage_video.preview import PreviewOptions, PreviewServer
+
+    with pytest.raises(OptionsError, match=r"--preview-public"):
+        PreviewOptions(host="0.0.0.0", port=0)
+    with pytest.warns(UserWarning, match="reachable from other machines"):
+        srv = PreviewServer(PreviewOptions(host="0.0.0.0", port=0, allow_remote=True), lambda c: c, dict)
+    srv.close()
+
+
+def test_webcam_stats_pointed_at_the_source_is_refused_before_anything_opens(tmp_path: Path) -> None:
+    from faceage_video.realtime import RealtimeOptions, RealtimeSession
+
+    clip = blank_clip(tmp_path / "clip.mkv")
+    data = clip.read_bytes()
+    opts = RealtimeOptions(source=str(clip), outputs=(str(tmp_path / "o.mp4"),), stats=str(clip))
+    with pytest.raises(OutputError, match=r"--stats is the same file as the source"), RealtimeSession(opts):
+        pass
+    assert clip.read_bytes() == data
+    ro = RealtimeOptions(source=str(clip), outputs=(str(tmp_path / "o.mp4"),), stats="/sys/stats.json")
+    with pytest.raises(OutputError, match=r"not writable"), RealtimeSession(ro):
+        pass
