@@ -7,6 +7,12 @@ GIL in their kernels). Memory is bounded whatever the clip length: at most
 
 are alive at once (the decode and analysis queues, the frames waiting for one generator batch, and one frame
 in each worker's hands), plus one matte per frame in the encode queue and the model.
+
+The queues are bounded in bytes, not only in frames: each holds at most `queue_size` frames and at most
+`QUEUE_BUDGET_BYTES / 3` of them (counting `FRAME_COST_PER_PX` bytes a pixel: the frame, its output and its
+float matte), and never fewer than one. So a 512² clip keeps 8 frames a queue and an 8K clip one. A clip
+whose frames would not fit the machine's available memory even then is refused before any work
+(`check_frame_memory`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
-from faceage_video.errors import OptionsError, OutputError
+from faceage_video.errors import InputError, OptionsError, OutputError
 from faceage_video.face.align import align_face, apply_affine
 from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
@@ -44,6 +50,13 @@ from faceage_video.media.writer import (
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 T = TypeVar("T")
+
+# Bytes all three inter-stage queues may hold together (see the module docstring).
+QUEUE_BUDGET_BYTES = 384 * 2**20
+# Bytes one in-flight frame costs per pixel: the RGB input (3), the RGB output (3), the float32 matte (4).
+FRAME_COST_PER_PX = 10
+# Frames alive beyond the queues: one in each worker's hands and one being pasted (see the docstring).
+_FRAMES_IN_HAND = 3
 
 
 @dataclass(frozen=True)
@@ -359,6 +372,49 @@ def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
         matte_format(opts.matte)  # a bad PNG pattern fails now, not at the first frame
 
 
+def queue_frames(width: int, height: int, queue_size: int) -> int:
+    """Frames each inter-stage queue may hold for frames of this size: `queue_size`, capped by the byte
+    budget, at least 1."""
+    per_queue = QUEUE_BUDGET_BYTES // 3
+    return max(1, min(queue_size, per_queue // max(1, width * height * FRAME_COST_PER_PX)))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else physical memory); None if
+    unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_frame_memory(info: VideoInfo, batch_size: int, queue_size: int) -> int:
+    """Refuse frames too large for this machine; return the frames each queue may hold.
+
+    Raises:
+        InputError: even one frame a queue (plus the generator batch and the frames in hand) needs more than
+            the available memory; the message names the size, the need and the fix.
+    """
+    q = queue_frames(info.width, info.height, queue_size)
+    frame = info.width * info.height * FRAME_COST_PER_PX
+    need = (3 * q + batch_size + _FRAMES_IN_HAND) * frame
+    have = available_memory()
+    if have is not None and need > have:
+        raise InputError(
+            f"{info.path}: {info.width}×{info.height} frames need about {need / 2**30:.1f} GiB here "
+            f"({3 * q + batch_size + _FRAMES_IN_HAND} frames in flight) but {have / 2**30:.1f} GiB is "
+            "available; lower --batch-size, free memory, or downscale the clip first"
+        )
+    return q
+
+
 def _can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
     """Whether a clip without faces may be handed back as a byte copy: whole clip, same container, audio
     kept, and a local file."""
@@ -408,6 +464,8 @@ def age_video(
                 f"start ({opts.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
                 "pick a start inside the clip"
             )
+        batch_size = engine.options.batch_size if engine is not None else opts.engine.batch_size
+        stage_opts = replace(opts, queue_size=check_frame_memory(info, batch_size, opts.queue_size))
         writer_cm = VideoWriter(
             dst,
             info,
@@ -455,7 +513,7 @@ def age_video(
                     matte,
                     sbs,
                     eng,
-                    opts,
+                    stage_opts,
                     timer,
                     report,
                     _expected_frames(info, opts.start_s, opts.end_s),

@@ -642,3 +642,45 @@ def test_webcam_stats_pointed_at_the_source_is_refused_before_anything_opens(tmp
     ro = RealtimeOptions(source=str(clip), outputs=(str(tmp_path / "o.mp4"),), stats="/sys/stats.json")
     with pytest.raises(OutputError, match=r"not writable"), RealtimeSession(ro):
         pass
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Memory: queues bounded in bytes, frames too large for the machine refused
+
+
+def test_queues_are_bounded_in_bytes_not_frames() -> None:
+    from faceage_video.pipeline import FRAME_COST_PER_PX, QUEUE_BUDGET_BYTES, queue_frames
+
+    assert queue_frames(512, 512, 8) == 8  # small frames: the frame count binds
+    assert queue_frames(7680, 4320, 8) == 1  # 8K: the byte budget binds
+    q = queue_frames(3840, 2160, 8)
+    assert 1 <= q < 8 and 3 * q * 3840 * 2160 * FRAME_COST_PER_PX <= max(
+        QUEUE_BUDGET_BYTES, 3 * 3840 * 2160 * FRAME_COST_PER_PX
+    )
+
+
+def test_frames_too_large_for_memory_are_refused_before_any_work(
+    tmp_path: Path,
+    engine,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import faceage_video.pipeline as pipeline
+
+    src = blank_clip(tmp_path / "in.mkv")
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 256 * 1024)  # 256 KiB free
+    with pytest.raises(InputError, match=r"64×64 frames need about .* GiB .* available; lower --batch-size"):
+        pipeline.age_video(src, tmp_path / "o.mkv", _opts(), engine=engine)
+    assert not (tmp_path / "o.mkv").exists() and _leftovers(tmp_path) == []
+    # With the memory there, the same clip runs, and the queues were sized from the frame bytes.
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 8 * 2**30)
+    seen: list[int] = []
+    real = pipeline._run_stages
+
+    def spy(*a, **k):  # type: ignore[no-untyped-def]
+        seen.append(a[5].queue_size)
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "_run_stages", spy)
+    with pytest.warns(UserWarning):
+        pipeline.age_video(src, tmp_path / "o.mkv", _opts(queue_size=4), engine=engine)
+    assert seen == [4]
