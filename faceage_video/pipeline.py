@@ -356,8 +356,9 @@ def _same_path(a: str, b: str) -> bool:
 
 
 def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
-    """Refuse, before any work, extra outputs that would overwrite the input or another output, and a report
-    whose folder is missing (it is written last, so it would fail only after the whole run)."""
+    """Refuse, before any work, extra outputs that would overwrite the input or another output, a report that
+    could not be written (missing or read-only folder: it is written last, so it would fail only after the
+    whole run), and a malformed matte pattern."""
     extra = (("--matte", opts.matte), ("--side-by-side", opts.side_by_side), ("--report", opts.report))
     named = [("output", dst)] + [(what, path) for what, path in extra if path]
     for i, (what, path) in enumerate(named):
