@@ -10,9 +10,9 @@ in each worker's hands), plus one matte per frame in the encode queue and the mo
 
 The queues are bounded in bytes, not only in frames: each holds at most `queue_size` frames and at most
 `QUEUE_BUDGET_BYTES / 3` of them (counting `FRAME_COST_PER_PX` bytes a pixel: the frame, its output and its
-float matte), and never fewer than one. So a 512² clip keeps 8 frames a queue and an 8K clip one. A clip
-whose frames would not fit the machine's available memory even then is refused before any work
-(`check_frame_memory`).
+float matte), and never fewer than one; the frames waiting for one generator batch are held to the same
+share (`pending_cap`). So a 512² clip keeps 8 frames a queue and an 8K clip one. A clip whose frames would
+not fit the machine's available memory even then is refused before any work (`check_frame_memory`).
 """
 
 from __future__ import annotations
@@ -380,6 +380,12 @@ def queue_frames(width: int, height: int, queue_size: int) -> int:
     return max(1, min(queue_size, per_queue // max(1, width * height * FRAME_COST_PER_PX)))
 
 
+def pending_cap(image: Frame) -> int:
+    """Most frames that may wait for one generator batch: a queue's share of the byte budget, at least 1."""
+    h, w = image.shape[:2]
+    return queue_frames(w, h, 1 << 30)
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation (Linux MemAvailable, else physical memory); None if
     unknown."""
@@ -404,13 +410,14 @@ def check_frame_memory(info: VideoInfo, batch_size: int, queue_size: int) -> int
             the available memory; the message names the size, the need and the fix.
     """
     q = queue_frames(info.width, info.height, queue_size)
+    waiting = min(batch_size, queue_frames(info.width, info.height, 1 << 30))  # see pending_cap
     frame = info.width * info.height * FRAME_COST_PER_PX
-    need = (3 * q + batch_size + _FRAMES_IN_HAND) * frame
+    need = (3 * q + waiting + _FRAMES_IN_HAND) * frame
     have = available_memory()
     if have is not None and need > have:
         raise InputError(
             f"{info.path}: {info.width}×{info.height} frames need about {need / 2**30:.1f} GiB here "
-            f"({3 * q + batch_size + _FRAMES_IN_HAND} frames in flight) but {have / 2**30:.1f} GiB is "
+            f"({3 * q + waiting + _FRAMES_IN_HAND} frames in flight) but {have / 2**30:.1f} GiB is "
             "available; lower --batch-size, free memory, or downscale the clip first"
         )
     return q
@@ -668,8 +675,14 @@ def _run_stages(
                     pending.append(job)
                     n_crops += len(job.faces)
                 # Flush when a batch is full, at the end, or when frames wait without faces to fill it
-                # (a face-free stretch must not stall the output).
-                if pending and (done or n_crops >= batch or (n_crops == 0 and len(pending) >= batch)):
+                # (a face-free stretch must not stall the output), or when the waiting frames hold a
+                # queue's share of the byte budget (large frames: a batch of 8K frames is 2.6 GB).
+                if pending and (
+                    done
+                    or n_crops >= batch
+                    or (n_crops == 0 and len(pending) >= batch)
+                    or len(pending) >= pending_cap(pending[0].frame.image)
+                ):
                     t = time.perf_counter()
                     render(pending, engine, smoother, opts.blend)
                     timer.add("generate_smooth_blend", time.perf_counter() - t)

@@ -649,8 +649,11 @@ def test_webcam_stats_pointed_at_the_source_is_refused_before_anything_opens(tmp
 
 
 def test_queues_are_bounded_in_bytes_not_frames() -> None:
-    from faceage_video.pipeline import FRAME_COST_PER_PX, QUEUE_BUDGET_BYTES, queue_frames
+    from faceage_video.pipeline import FRAME_COST_PER_PX, QUEUE_BUDGET_BYTES, pending_cap, queue_frames
 
+    # Frames waiting for one generator batch are held to a queue's share too.
+    assert pending_cap(np.empty((4320, 7680, 3), np.uint8)) == 1
+    assert pending_cap(np.empty((512, 512, 3), np.uint8)) >= 8
     assert queue_frames(512, 512, 8) == 8  # small frames: the frame count binds
     assert queue_frames(7680, 4320, 8) == 1  # 8K: the byte budget binds
     q = queue_frames(3840, 2160, 8)
