@@ -11,15 +11,27 @@ The manifest is a CSV (header row) or a JSONL file (one object per line). Each s
 
 Relative paths are relative to the manifest's folder; an empty cell takes the batch's default.
 
+Confinement. The whole manifest is checked before any shot runs, and a refused manifest names every bad row:
+- every written path (output, matte, side_by_side, report) stays inside the manifest's folder, or inside
+  `output_root` when one is given (relative written paths then resolve against it), unless `allow_outside`;
+- no written path equals, or resolves to (symlink, hard link, `../`), any shot's input or any other written
+  path of the manifest;
+- a row cannot turn on `allow_protocols`: only the caller (the CLI flag) can.
+A bundled model name in the `model` column always means the bundled model, never a folder of that name.
+
 Status. `<manifest>.status.json` beside the manifest records, per shot id, "running", "done" or "failed"
 (with the error), the frame count and a fingerprint of the input file, the output path and the options. A
-re-run skips every shot that is "done" with the same fingerprint and whose output exists, and runs the rest
-(failed, interrupted, new or changed shots). A shot that fails is recorded and the others still run.
+re-run skips every shot that is "done" with the same fingerprint and whose output still opens as a video
+with the recorded frame count (a truncated output runs again), and runs the rest (failed, interrupted, new
+or changed shots). A shot that fails is recorded and the others still run. The status file is locked for the
+whole run (`<manifest>.status.json.lock`), so a second run of the same manifest is refused at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -31,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faceage_video.distributed import RayOptions
-from faceage_video.errors import FaceAgeError, InputError, OptionsError
+from faceage_video.errors import FaceAgeError, InputError, OptionsError, OutputError
 from faceage_video.media.reader import is_url
 from faceage_video.pipeline import AgeOptions, Report
 
@@ -86,8 +98,9 @@ SHOT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "report": str,
     "landmarker": str,
     "detect_width": int,
-    "allow_protocols": _to_bool,
 }
+# Options a row may not set: they widen what the tool may read, so only the caller decides.
+_CALLER_ONLY = ("allow_protocols",)
 # Written files, relative to the manifest's folder when not absolute.
 _OUTPUT_PATHS = ("matte", "side_by_side", "report")
 # Files that may also be names (a bundled model): resolved against the manifest's folder only if there.
@@ -184,12 +197,24 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[Shot]:
-    """Parse a CSV or JSONL manifest.
+def read_manifest(
+    path: str | os.PathLike[str],
+    output_root: str | os.PathLike[str] | None = None,
+    allow_outside: bool = False,
+) -> list[Shot]:
+    """Parse a CSV or JSONL manifest and check it whole (see "Confinement" above).
+
+    Args:
+        path: the manifest.
+        output_root: written paths resolve against this folder and must stay inside it; None: the
+            manifest's folder.
+        allow_outside: let written paths leave that folder (absolute or `../` paths).
 
     Raises:
         InputError: the manifest is missing.
-        OptionsError: it is malformed: unknown column, missing input/output, repeated id or output.
+        OptionsError: it is malformed (unknown column, missing input/output, repeated id or output), or it
+            is refused: every row that writes outside the root, onto an input or onto another output, or
+            sets a caller-only option, is named in one message.
     """
     p = Path(path)
     if not p.is_file():
@@ -197,7 +222,10 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Shot]:
     if p.suffix.lower() not in MANIFEST_SUFFIXES:
         raise OptionsError(f"{p}: a manifest must be .csv or .jsonl (one JSON object per line)")
     base = p.resolve().parent
-    allowed = {"id", "input", "output", *SHOT_FIELDS}
+    root = Path(output_root).resolve() if output_root is not None else base
+    if output_root is not None and not root.is_dir():
+        raise OptionsError(f"--output-root {output_root} is not a folder; create it first")
+    allowed = {"id", "input", "output", *SHOT_FIELDS, *_CALLER_ONLY}
     shots: list[Shot] = []
     for line, raw in _rows(p):
         row = {str(k).strip().lower().replace("-", "_"): v for k, v in raw.items()}
@@ -216,17 +244,17 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Shot]:
         inp, out = str(values.pop("input")).strip(), str(values.pop("output")).strip()
         sid = str(values.pop("id", out)).strip()
 
-        def here(v: str) -> str:
-            return v if os.path.isabs(v) or is_url(v) else str(base / v)
+        def here(v: str, folder: Path = base) -> str:
+            return v if os.path.isabs(v) or is_url(v) else str(folder / v)
 
         params: dict[str, Any] = {}
         for k, v in values.items():
             if k in _OUTPUT_PATHS and isinstance(v, str):
-                v = here(v.strip())
-            elif k in _MAYBE_PATHS and isinstance(v, str) and (base / v.strip()).exists():
+                v = here(v.strip(), root)
+            elif k in _MAYBE_PATHS and isinstance(v, str) and _is_local_file(k, v.strip(), base):
                 v = str(base / v.strip())
             params[k] = v
-        shots.append(Shot(id=sid, line=line, input=here(inp), output=here(out), params=params))
+        shots.append(Shot(id=sid, line=line, input=here(inp), output=here(out, root), params=params))
     seen: dict[str, int] = {}
     outputs: dict[str, str] = {}
     for s in shots:
@@ -239,7 +267,66 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Shot]:
         if key in outputs:
             raise OptionsError(f"{p}:{s.line}: output {s.output} is also shot {outputs[key]!r}'s output")
         outputs[key] = s.id
+    problems = _confinement_problems(shots, root, allow_outside)
+    if problems:
+        raise OptionsError(
+            f"{p}: manifest refused, nothing was run ({len(problems)} problem(s)): " + "; ".join(problems)
+        )
     return shots
+
+
+def _is_local_file(column: str, value: str, base: Path) -> bool:
+    """Whether a `model`/`landmarker` cell names a file beside the manifest (a bundled model name never)."""
+    if column == "model":
+        from models.bundle import bundled_names
+
+        if value in bundled_names():
+            return False
+    return (base / value).exists()
+
+
+def _written(shot: Shot) -> list[tuple[str, str]]:
+    """(column, path) of every file a shot writes."""
+    out = [("output", shot.output)]
+    out += [(k, str(shot.params[k])) for k in _OUTPUT_PATHS if isinstance(shot.params.get(k), str)]
+    return out
+
+
+def _same(a: str, b: str) -> bool:
+    """Same file: by inode when both exist (hard links), else by the fully resolved path (symlinks, ../)."""
+    with contextlib.suppress(OSError):
+        if os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b):
+            return True
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _confinement_problems(shots: list[Shot], root: Path, allow_outside: bool) -> list[str]:
+    """Every row that writes where it must not, or sets a caller-only option; one line per problem."""
+    problems: list[str] = []
+    written = [(s, col, path) for s in shots for col, path in _written(s)]
+    for s in shots:
+        for k in _CALLER_ONLY:
+            if k in s.params:
+                problems.append(
+                    f"line {s.line} (shot {s.id!r}): {k} cannot be set per shot; pass --allow-protocols "
+                    "to the batch command instead"
+                )
+    for i, (s, col, path) in enumerate(written):
+        where = f"line {s.line} (shot {s.id!r}): {col} {path}"
+        if is_url(path):
+            problems.append(f"{where} is a URL; outputs must be local files")
+            continue
+        if not allow_outside and not Path(os.path.realpath(path)).is_relative_to(root):
+            problems.append(f"{where} is outside {root}; keep it inside, or pass --allow-outside")
+        for other in shots:
+            if not is_url(other.input) and _same(path, other.input):
+                problems.append(f"{where} is shot {other.id!r}'s input (line {other.line})")
+        for s2, col2, path2 in written[:i]:
+            if s2 is s and col2 == "output" and col == "output":
+                continue
+            if _same(path, path2):
+                problems.append(f"{where} is also shot {s2.id!r}'s {col2} (line {s2.line})")
+    return problems
 
 
 def shot_params(shot: Shot) -> dict[str, Any]:
@@ -270,10 +357,14 @@ def status_path(manifest: str | os.PathLike[str]) -> Path:
 class StatusFile:
     """Per-shot status beside the manifest, rewritten atomically after every change."""
 
-    def __init__(self, path: Path, manifest: Path) -> None:
+    def __init__(self, path: Path, manifest: Path, lock: bool = False) -> None:
+        """Read the status (after taking the run's lock when `lock`; see `lock()`)."""
         self.path = path
         self.manifest = manifest
         self.shots: dict[str, dict[str, Any]] = {}
+        self._lock: Any = None
+        if lock:
+            self.lock()
         if path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -282,6 +373,35 @@ class StatusFile:
                 # An unreadable status means nothing is known to be done: keep it aside and start over.
                 path.replace(path.with_name(path.name + ".corrupt"))
                 self.shots = {}
+
+    def lock(self) -> None:
+        """Hold an exclusive lock for this run, so a second run of the same manifest is refused.
+
+        Raises:
+            OutputError: another run holds it (or the folder refuses the lock file).
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self._lock = open(lock_path, "a+")  # noqa: SIM115 - held until unlock()
+        except OSError as e:
+            raise OutputError(
+                f"{lock_path}: cannot create the status lock ({e.strerror}); check the folder"
+            ) from None
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise OutputError(
+                f"{self.path}: another batch run of this manifest is in progress (it holds {lock_path}); "
+                "wait for it to end, or stop it first"
+            ) from None
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
     def get(self, shot_id: str) -> dict[str, Any] | None:
         return self.shots.get(shot_id)
@@ -319,6 +439,31 @@ def fingerprint(shot: Shot, options: AgeOptions) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def output_intact(path: str, frames: Any) -> bool:
+    """Whether a finished shot's output still opens as a video holding `frames` video packets.
+
+    Counting packets (no decoding) is cheap, and a truncated file either fails to open (an MP4 without its
+    index) or holds fewer packets than were written.
+    """
+    from faceage_video.media.reader import open_input
+
+    if not isinstance(frames, int) or not os.path.isfile(path):
+        return False
+    try:
+        container = open_input(path)
+    except FaceAgeError:
+        return False
+    try:
+        if not container.streams.video:
+            return False
+        n = sum(1 for pkt in container.demux(container.streams.video[0]) if pkt.size > 0)
+    except Exception:  # any demux error means the file is damaged: run the shot again
+        return False
+    finally:
+        container.close()
+    return n == frames
+
+
 def _message(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, FaceAgeError) else f"{type(exc).__name__}: {exc}"
 
@@ -334,6 +479,8 @@ def run_batch(
     force: bool = False,
     progress: bool = True,
     on_shot: Callable[[ShotOutcome], None] | None = None,
+    output_root: str | os.PathLike[str] | None = None,
+    allow_outside: bool = False,
 ) -> BatchReport:
     """Age every shot of a manifest that is not already done; record each shot's status as it ends.
 
@@ -345,17 +492,34 @@ def run_batch(
         force: run shots already done too.
         progress: on Ray, one progress bar over all shots (locally each shot's `options.progress` applies).
         on_shot: called as each shot ends (done, skipped or failed).
+        output_root, allow_outside: where written paths may go (see `read_manifest`).
 
     Returns:
         Every shot's outcome. A failed shot does not raise: see `BatchReport.failed`.
 
     Raises:
-        InputError, OptionsError: the manifest is missing or malformed (nothing is run).
+        InputError, OptionsError: the manifest is missing, malformed or refused (nothing is run).
+        OutputError: another run of the same manifest holds the status file.
         DistributedError: Ray is missing or the cluster cannot be reached.
     """
     mpath = Path(manifest)
-    shots = read_manifest(mpath)
-    status = StatusFile(status_path(mpath), mpath)
+    shots = read_manifest(mpath, output_root, allow_outside)
+    status = StatusFile(status_path(mpath), mpath, lock=True)
+    try:
+        return _run_batch(shots, status, build_options, ray_options, force, progress, on_shot)
+    finally:
+        status.unlock()
+
+
+def _run_batch(
+    shots: list[Shot],
+    status: StatusFile,
+    build_options: BuildOptions,
+    ray_options: RayOptions | None,
+    force: bool,
+    progress: bool,
+    on_shot: Callable[[ShotOutcome], None] | None,
+) -> BatchReport:
     outcomes: dict[str, ShotOutcome] = {}
     todo: list[tuple[Shot, AgeOptions | None, str | None, BaseException | None]] = []
 
@@ -378,7 +542,7 @@ def run_batch(
             and prev is not None
             and prev.get("status") == "done"
             and prev.get("fingerprint") == fp
-            and Path(shot.output).exists()
+            and output_intact(shot.output, prev.get("frames"))
         ):
             finish(ShotOutcome(shot, "skipped"))
             continue

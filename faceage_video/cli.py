@@ -1,13 +1,15 @@
 """The `faceage-video` command line: a thin adapter that parses, builds options and calls the library.
 
 Only this module turns exceptions into exit codes: a `FaceAgeError` prints its message (no traceback) and
-exits with its code; Ctrl-C exits 130 with nothing left under the output name.
+exits with its code; Ctrl-C exits 130 and SIGTERM 143, with nothing left under the output name.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +21,18 @@ from faceage_video.errors import FaceAgeError, OptionsError
 from faceage_video.media.writer import Codec, Preset
 from faceage_video.quiet import quiet_native_logs, wants_verbose
 from faceage_video.types import Direction, FaceSelection, MaskKind
+
+# Exit code of a run stopped by SIGTERM (128 + 15): kill, timeout, Slurm, Kubernetes, docker stop.
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so every `with` block aborts its outputs as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
 
 app = typer.Typer(
     add_completion=False,
@@ -315,6 +329,10 @@ def webcam(
     effect: Annotated[bool, typer.Option("--effect/--no-effect", help="start with the effect on")] = True,
     allow_protocols: Annotated[bool, typer.Option(help="allow URL sources")] = False,
     reconnect: Annotated[int, typer.Option(min=0, help="reconnect tries when a URL source drops")] = 5,
+    preview_public: Annotated[
+        bool,
+        typer.Option("--preview-public", help="let an http:// preview listen on a non-loopback address"),
+    ] = False,
 ) -> None:
     """Age or de-age faces live: camera, stream or real-time file to a window, virtual camera, stream, file
     or preview page. Keys (window and page): space on/off, +/- strength, d direction, q quit."""
@@ -363,6 +381,7 @@ def webcam(
         stats=stats,
         max_seconds=seconds,
         enabled=effect,
+        preview_public=preview_public,
     )
     res = run_realtime(opts)
     lat, fr = res.latency_ms, res.frames
@@ -431,6 +450,13 @@ def batch(
     segment_seconds: Annotated[float, typer.Option(help="segment length for --ray")] = 4.0,
     actors: Annotated[int | None, typer.Option(min=1, help="Ray actors (default: per GPU / 2 CPUs)")] = None,
     force: Annotated[bool, typer.Option("--force", help="run shots already done too")] = False,
+    output_root: Annotated[
+        str | None, typer.Option(help="written paths resolve against this folder and stay inside it")
+    ] = None,
+    allow_outside: Annotated[
+        bool,
+        typer.Option("--allow-outside", help="let written paths leave the manifest's folder/--output-root"),
+    ] = False,
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
     target_age: TargetAge = None,
@@ -459,7 +485,7 @@ def batch(
     The options here are the defaults; a manifest column of the same name overrides them per shot. Status is
     kept in MANIFEST.status.json. Exits 1 when a shot failed (the others still ran).
     """
-    batch_only = ("manifest", "ray", "segment_seconds", "actors", "force")
+    batch_only = ("manifest", "ray", "segment_seconds", "actors", "force", "output_root", "allow_outside")
     defaults = {k: v for k, v in locals().items() if k not in batch_only}
     defaults.update(start=None, end=None, matte=None, side_by_side=None, report=None)
     from faceage_video.batch import run_batch
@@ -481,7 +507,15 @@ def batch(
     def build(p: Any) -> Any:
         return build_age_options(**{**defaults, **p})
 
-    res = run_batch(manifest, build, ray_options, force=force, on_shot=shot_line)
+    res = run_batch(
+        manifest,
+        build,
+        ray_options,
+        force=force,
+        on_shot=shot_line,
+        output_root=output_root,
+        allow_outside=allow_outside,
+    )
     counts = f"{len(res.done)} done, {len(res.skipped)} skipped, {len(res.failed)} failed"
     typer.echo(f"{counts}; status in {res.status_file}")
     if res.failed:
@@ -498,11 +532,18 @@ def _options(
     # `main` takes -v/--verbose off the command line before Typer parses it; declared here for --help.
 
 
+def _install_sigterm() -> Any:
+    """Handle SIGTERM like Ctrl-C (only the main thread may set handlers); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def main(argv: list[str] | None = None, quiet: bool | None = None) -> int:
     """Run the CLI; return the exit code.
 
     A `FaceAgeError` prints "error: <message>" and returns its code; a usage error prints click's message and
-    returns 2; Ctrl-C prints a note and returns 130. None of them prints a traceback.
+    returns 2; Ctrl-C prints a note and returns 130, SIGTERM 143. None of them prints a traceback.
 
     Args:
         argv: the arguments; None reads `sys.argv`.
@@ -512,7 +553,15 @@ def main(argv: list[str] | None = None, quiet: bool | None = None) -> int:
     verbose, args = wants_verbose(list(sys.argv[1:] if argv is None else argv))
     if (argv is None if quiet is None else quiet) and not verbose:
         quiet_native_logs()
-    return run_app(app, args, interrupted="interrupted: no output was written")
+    previous = _install_sigterm()
+    try:
+        return run_app(app, args, interrupted="interrupted: no output was written")
+    except Terminated:
+        typer.secho("terminated (SIGTERM): outputs aborted, no output was written", fg="yellow", err=True)
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

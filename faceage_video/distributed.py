@@ -37,6 +37,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -587,7 +588,16 @@ def _check_ray_options(opts: AgeOptions) -> None:
         raise OptionsError("--matte and --side-by-side are not supported with --ray yet; run without --ray")
 
 
-def _import_ray() -> Any:
+# Ray resolves a node address of 127.0.0.1 to the machine's public one unless clusters are off; with this
+# set before Ray is imported, a local cluster's GCS, raylet, workers and agents all bind to loopback only.
+_RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOCAL_NODE_IP = "127.0.0.1"
+
+
+def _import_ray(local: bool = False) -> Any:
+    """Import Ray; for a local cluster (`local`) first make it bind to loopback (see `_RAY_LOCAL_ONLY_ENV`)."""
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(_RAY_LOCAL_ONLY_ENV, "0")
     try:
         import ray
     except ImportError:
@@ -596,6 +606,24 @@ def _import_ray() -> Any:
             '(or `pip install "ray[default]"`)'
         ) from None
     return ray
+
+
+@contextlib.contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """While starting a local cluster, keep Ray from replacing 127.0.0.1 by the public address.
+
+    Ray reads `_RAY_LOCAL_ONLY_ENV` once, at import; when Ray was imported before `_import_ray` could set it,
+    the flag it derives is set here for the duration of `ray.init` (a private name, so only if present).
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    before = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if constants is not None and before is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if constants is not None and before is not None:
+            constants.ENABLE_RAY_CLUSTER = before
 
 
 class RayPool:
@@ -611,14 +639,23 @@ class RayPool:
             DistributedError: Ray is not installed or the cluster cannot be reached.
         """
         self.options = options
-        ray = self._ray = _import_ray()
+        addr = options.address
+        local = addr is None or addr == "local"
+        ray = self._ray = _import_ray(local)
         self._started_ray = False
         if not ray.is_initialized():
             kw: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-            addr = options.address
             try:
-                if addr is None or addr == "local":
-                    ray.init(**kw)
+                if local:
+                    # Loopback only: a local cluster must not listen on the network.
+                    with _loopback_only(ray):
+                        ray.init(_node_ip_address=LOCAL_NODE_IP, dashboard_host=LOCAL_NODE_IP, **kw)
+                    if ray.util.get_node_ip_address() != LOCAL_NODE_IP:
+                        ray.shutdown()
+                        raise RuntimeError(
+                            f"Ray was imported before faceage-video could set {_RAY_LOCAL_ONLY_ENV}=0, so the "
+                            "local cluster would listen on every interface; set it in the environment"
+                        )
                 else:
                     ray.init(address=addr, **kw)
             except Exception as exc:

@@ -7,6 +7,12 @@ GIL in their kernels). Memory is bounded whatever the clip length: at most
 
 are alive at once (the decode and analysis queues, the frames waiting for one generator batch, and one frame
 in each worker's hands), plus one matte per frame in the encode queue and the model.
+
+The queues are bounded in bytes, not only in frames: each holds at most `queue_size` frames and at most
+`QUEUE_BUDGET_BYTES / 3` of them (counting `FRAME_COST_PER_PX` bytes a pixel: the frame, its output and its
+float matte), and never fewer than one; the frames waiting for one generator batch are held to the same
+share (`pending_cap`). So a 512² clip keeps 8 frames a queue and an 8K clip one. A clip whose frames would
+not fit the machine's available memory even then is refused before any work (`check_frame_memory`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import threading
 import time
 import warnings
@@ -28,7 +33,7 @@ from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
-from faceage_video.errors import OptionsError, OutputError
+from faceage_video.errors import InputError, OptionsError, OutputError
 from faceage_video.face.align import align_face, apply_affine
 from faceage_video.face.blend import (
     BlendOptions,
@@ -57,12 +62,26 @@ from faceage_video.media.sequence import (
     output_pattern,
     with_matte_alpha,
 )
-from faceage_video.media.writer import MatteWriter, VideoWriter, WriterOptions
+from faceage_video.media.writer import (
+    MatteWriter,
+    VideoWriter,
+    WriterOptions,
+    check_writable_file,
+    matte_format,
+    write_file_atomic,
+)
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 T = TypeVar("T")
 # Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
 _DEEP_VIDEO = IntegerTransfer(65535.0)
+
+# Bytes all three inter-stage queues may hold together (see the module docstring).
+QUEUE_BUDGET_BYTES = 384 * 2**20
+# Bytes one in-flight frame costs per pixel: the RGB input (3), the RGB output (3), the float32 matte (4).
+FRAME_COST_PER_PX = 10
+# Frames alive beyond the queues: one in each worker's hands and one being pasted (see the docstring).
+_FRAMES_IN_HAND = 3
 
 
 @dataclass(frozen=True)
@@ -439,8 +458,9 @@ def _same_path(a: str, b: str) -> bool:
 
 
 def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
-    """Refuse, before any work, extra outputs that would overwrite the input or another output, and a report
-    whose folder is missing (it is written last, so it would fail only after the whole run)."""
+    """Refuse, before any work, extra outputs that would overwrite the input or another output, a report that
+    could not be written (missing or read-only folder: it is written last, so it would fail only after the
+    whole run), and a malformed matte pattern."""
     extra = (("--matte", opts.matte), ("--side-by-side", opts.side_by_side), ("--report", opts.report))
     named = [("output", dst)] + [(what, path) for what, path in extra if path]
     for i, (what, path) in enumerate(named):
@@ -449,9 +469,72 @@ def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
         for other, other_path in named[:i]:
             if _same_path(path, other_path):
                 raise OutputError(f"{path}: {what} and {other} are the same file; give each its own path")
-    if opts.report and not Path(opts.report).parent.is_dir():
-        folder = Path(opts.report).parent
-        raise OutputError(f"{opts.report}: report folder {folder} does not exist; create it first")
+    if opts.report:
+        check_writable_file(opts.report, "--report", [("input", src), *named[:-1]])
+    if opts.matte:
+        matte_format(opts.matte)  # a bad PNG pattern fails now, not at the first frame
+
+
+def queue_frames(width: int, height: int, queue_size: int) -> int:
+    """Frames each inter-stage queue may hold for frames of this size: `queue_size`, capped by the byte
+    budget, at least 1."""
+    per_queue = QUEUE_BUDGET_BYTES // 3
+    return max(1, min(queue_size, per_queue // max(1, width * height * FRAME_COST_PER_PX)))
+
+
+def pending_cap(image: Frame) -> int:
+    """Most frames that may wait for one generator batch: a queue's share of the byte budget, at least 1."""
+    h, w = image.shape[:2]
+    return queue_frames(w, h, 1 << 30)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else physical memory); None if
+    unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_frame_memory(info: VideoInfo, batch_size: int, queue_size: int) -> int:
+    """Refuse frames too large for this machine; return the frames each queue may hold.
+
+    Raises:
+        InputError: even one frame a queue (plus the generator batch and the frames in hand) needs more than
+            the available memory; the message names the size, the need and the fix.
+    """
+    q = queue_frames(info.width, info.height, queue_size)
+    waiting = min(batch_size, queue_frames(info.width, info.height, 1 << 30))  # see pending_cap
+    frame = info.width * info.height * FRAME_COST_PER_PX
+    need = (3 * q + waiting + _FRAMES_IN_HAND) * frame
+    have = available_memory()
+    if have is not None and need > have:
+        raise InputError(
+            f"{info.path}: {info.width}×{info.height} frames need about {need / 2**30:.1f} GiB here "
+            f"({3 * q + waiting + _FRAMES_IN_HAND} frames in flight) but {have / 2**30:.1f} GiB is "
+            "available; lower --batch-size, free memory, or downscale the clip first"
+        )
+    return q
+
+
+def _can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
+    """Whether a clip without faces may be handed back as a byte copy: whole clip, same container, audio
+    kept, and a local file."""
+    return (
+        opts.start_s is None
+        and opts.end_s is None
+        and Path(src).suffix.lower() == Path(dst).suffix.lower()
+        and opts.writer.audio
+        and os.path.isfile(src)
+    )
 
 
 def age_video(
@@ -504,6 +587,8 @@ def age_video(
                 f"start ({opts.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
                 "pick a start inside the clip"
             )
+        batch_size = engine.options.batch_size if engine is not None else opts.engine.batch_size
+        stage_opts = replace(opts, queue_size=check_frame_memory(info, batch_size, opts.queue_size))
         writer_cm: VideoWriter | SequenceWriter
         if isinstance(reader, SequenceReader) and is_sequence_path(dst):
             writer_cm = SequenceWriter(output_pattern(dst, reader.info.pattern))
@@ -515,6 +600,7 @@ def age_video(
                 audio_source=src if opts.writer.audio and not seq else None,
                 start_s=opts.start_s,
                 end_s=opts.end_s,
+                allow_protocols=opts.allow_protocols,
             )
         with writer_cm as writer:
             startup: dict[str, float] = {}
@@ -559,7 +645,7 @@ def age_video(
                     matte,
                     sbs,
                     eng,
-                    opts,
+                    stage_opts,
                     timer,
                     report,
                     _expected_frames(info, opts.start_s, opts.end_s),
@@ -575,19 +661,13 @@ def age_video(
                 if w is not None:
                     w.close()
             report.warnings.extend(reader.warnings)
+            copy = not seq and report.frames_with_faces == 0 and _can_copy_input(src, dst, opts)
+            if copy and isinstance(writer, VideoWriter):
+                # Nothing to change: hand back the input itself, bit for bit, in the writer's atomic commit.
+                writer.commit_copy_of(src)
     if report.frames_with_faces == 0:
         msg = "no face found in the whole clip: the output frames equal the input's"
-        if (
-            not seq
-            and opts.start_s is None
-            and opts.end_s is None
-            and Path(src).suffix.lower() == Path(dst).suffix.lower()
-            and opts.writer.audio
-        ):
-            # Nothing to change: hand back the input itself, bit for bit, atomically.
-            tmp = Path(dst).with_name(f".{Path(dst).name}.copy")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
+        if copy:
             msg = "no face found in the whole clip: the output is a copy of the input"
         report.warnings.append(msg)
         warnings.warn(msg, stacklevel=2)
@@ -637,7 +717,7 @@ def finish_report(report: Report, started: float, path: str | None) -> Report:
         rp = Path(path)
         if not rp.parent.is_dir():
             raise OutputError(f"report folder {rp.parent} does not exist")
-        rp.write_text(report.to_json())
+        write_file_atomic(rp, report.to_json().encode())
     return report
 
 
@@ -781,8 +861,14 @@ def _run_stages(
                     pending.append(job)
                     n_crops += len(job.faces)
                 # Flush when a batch is full, at the end, or when frames wait without faces to fill it
-                # (a face-free stretch must not stall the output).
-                if pending and (done or n_crops >= batch or (n_crops == 0 and len(pending) >= batch)):
+                # (a face-free stretch must not stall the output), or when the waiting frames hold a
+                # queue's share of the byte budget (large frames: a batch of 8K frames is 2.6 GB).
+                if pending and (
+                    done
+                    or n_crops >= batch
+                    or (n_crops == 0 and len(pending) >= batch)
+                    or len(pending) >= pending_cap(pending[0].frame.image)
+                ):
                     t = time.perf_counter()
                     render(pending, engine, smoother, opts.blend, need_mattes)
                     timer.add("generate_smooth_blend", time.perf_counter() - t)

@@ -16,14 +16,26 @@ instead of queueing them, and the processing loop never waits for a client.
 
 A control must be POSTed as `application/json`: a page on another origin cannot send that without a CORS
 preflight, which this server does not grant, so other web pages cannot drive the controls.
+
+Hardening:
+- DNS rebinding: every request's `Host` header, and its `Origin` when present, must name a loopback address
+  (127.0.0.0/8, ::1, localhost) or the exact host bound; with a wildcard bind (0.0.0.0, ::) any IP literal
+  is accepted too, since a rebinding attack needs a domain name. Anything else is answered 403.
+- Binding a non-loopback address needs `allow_remote` (the CLI's --preview-public), and warns.
+- Each connection has a socket timeout, and at most `max_connections` are served at once; more are
+  answered 503 by the accepting thread and closed, so idle connections cannot pile up threads.
+- A malformed request (a non-numeric Content-Length) is answered 400.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import json
+import socket
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -56,20 +68,114 @@ class PreviewOptions:
         port: TCP port, 1..65535 (0 picks a free one; see `PreviewServer.url`).
         jpeg_quality: JPEG quality of the stream, 10..100.
         max_clients: most simultaneous MJPEG streams; more are answered 503.
+        max_connections: most connections served at once (streams, page, stats); more are answered 503.
+        timeout_s: seconds a connection may stay silent (or a client not read) before it is closed.
+        allow_remote: allow a non-loopback `host` (e.g. 0.0.0.0: every interface); off, such a host is
+            refused, because the page shows the camera and its controls stop the run.
     """
 
     host: str = "127.0.0.1"
     port: int = 8080
     jpeg_quality: int = 80
     max_clients: int = 8
+    max_connections: int = 32
+    timeout_s: float = 10.0
+    allow_remote: bool = False
 
     def __post_init__(self) -> None:
+        if not is_loopback(self.host) and not self.allow_remote:
+            raise OptionsError(
+                f"preview host {self.host} is reachable from other machines (the page shows the camera and "
+                "can stop the run); use http://127.0.0.1:PORT, or pass --preview-public to serve it there"
+            )
+        if self.max_connections < self.max_clients:
+            raise OptionsError(
+                f"max_connections ({self.max_connections}) must be >= max_clients ({self.max_clients})"
+            )
+        if not 0 < self.timeout_s <= 3600:
+            raise OptionsError(f"timeout_s must be in (0, 3600] seconds, got {self.timeout_s}")
         if not 0 <= self.port <= 65535:
             raise OptionsError(f"preview port must be in 0..65535 (0: any free port), got {self.port}")
         if not 10 <= self.jpeg_quality <= 100:
             raise OptionsError(f"jpeg_quality must be in 10..100, got {self.jpeg_quality}")
         if self.max_clients < 1:
             raise OptionsError(f"max_clients must be >= 1, got {self.max_clients}")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    h = host.strip().strip("[]").lower()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowed(header_host: str, bound: str) -> bool:
+    """Whether a Host header value (or an Origin's host) may reach a server bound to `bound`."""
+    h = header_host.strip().lower()
+    if h.startswith("["):  # [v6]:port
+        h = h[: h.find("]") + 1] if "]" in h else h
+    elif h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    h = h.strip("[]")
+    if not h:
+        return False
+    if is_loopback(h) or h == bound.strip("[]").lower():
+        return True
+    wildcard = bound.strip("[]") in ("0.0.0.0", "::", "")
+    return wildcard and _is_ip(h)
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most `max_connections` at once and answers 503 beyond."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128  # connections the kernel holds until accepted (then served or answered 503)
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: Any) -> None:
+        body = b'{"error": "too many connections to the preview"}'
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            request.settimeout(0.5)  # the accepting thread must never wait on a client
+            request.sendall(head.encode() + body)
+        self.shutdown_request(request)
 
 
 class _LatestJpeg:
@@ -133,7 +239,7 @@ class PreviewServer:
         self.frames_sent = 0
         handler = _make_handler(self)
         try:
-            self._httpd = ThreadingHTTPServer((options.host, options.port), handler)
+            self._httpd = _Server((options.host, options.port), handler, options.max_connections)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise OutputError(
@@ -141,7 +247,13 @@ class PreviewServer:
                     f"Fix: pick a free port, e.g. --output http://{options.host}:{options.port + 1}"
                 ) from e
             raise OutputError(f"cannot serve the preview on {options.host}:{options.port}: {e}") from e
-        self._httpd.daemon_threads = True
+        if not is_loopback(options.host):
+            warnings.warn(
+                f"the preview on {options.host}:{options.port} is reachable from other machines: anyone who "
+                "can reach it sees the camera and can stop the run",
+                UserWarning,
+                stacklevel=2,
+            )
         bound, port = self._httpd.server_address[:2]
         host = bound.decode() if isinstance(bound, bytes) else str(bound)
         shown = f"[{host}]" if ":" in host else host
@@ -188,6 +300,24 @@ def _make_handler(server: PreviewServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "faceage-preview"
+        timeout = server.options.timeout_s  # socket timeout: an idle or stalled client is dropped
+
+        def _trusted(self) -> bool:
+            """Host and Origin name this server (DNS rebinding defence); answers 403 when not."""
+            bound = server.options.host
+            host_ok = host_allowed(self.headers.get("Host", ""), bound)
+            origin = self.headers.get("Origin")
+            origin_ok = origin is None or (
+                urlsplit(origin).scheme == "http" and host_allowed(urlsplit(origin).netloc, bound)
+            )
+            if host_ok and origin_ok:
+                return True
+            with contextlib.suppress(OSError):
+                self._json(
+                    HTTPStatus.FORBIDDEN, {"error": "unknown Host or Origin; open the page by its address"}
+                )
+            self.close_connection = True
+            return False
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the terminal shows the HUD stats
             pass
@@ -208,6 +338,8 @@ def _make_handler(server: PreviewServer) -> type[BaseHTTPRequestHandler]:
             self.do_GET()
 
         def do_GET(self) -> None:
+            if not self._trusted():
+                return
             parts = urlsplit(self.path)
             route = parts.path
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -262,6 +394,8 @@ def _make_handler(server: PreviewServer) -> type[BaseHTTPRequestHandler]:
                     server.clients -= 1
 
         def do_POST(self) -> None:
+            if not self._trusted():
+                return
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 if urlsplit(self.path).path != "/control":
                     self._json(HTTPStatus.NOT_FOUND, {"error": "POST /control only"})
@@ -269,8 +403,12 @@ def _make_handler(server: PreviewServer) -> type[BaseHTTPRequestHandler]:
                 if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
                     self._json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send application/json"})
                     return
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
                 if not 0 < length <= _MAX_BODY:
+                    self.close_connection = True  # the body's end is unknown: the connection cannot be reused
                     self._json(HTTPStatus.BAD_REQUEST, {"error": f"body must be 1..{_MAX_BODY} bytes"})
                     return
                 try:

@@ -12,8 +12,10 @@ Bundled models live beside this file; `resolve_bundle` also accepts any folder p
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,8 @@ class Manifest:
         data: what the model was trained on (dataset, counts, age ranges, licence).
         training: steps, config name, and other provenance.
         metrics: quality numbers measured by independent judges.
+        sha256: hex SHA-256 of each weight file, checked on load; a bundle exported before this field existed
+            has none and loads unchecked.
     """
 
     name: str
@@ -58,6 +62,7 @@ class Manifest:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -71,6 +76,7 @@ class Manifest:
                 "data": self.data,
                 "training": self.training,
                 "metrics": self.metrics,
+                **({"sha256": self.sha256} if self.sha256 else {}),
             },
             indent=2,
         )
@@ -90,6 +96,12 @@ class Manifest:
             missing = [k for k in ("G", "F") if k not in files]
             if missing:
                 raise KeyError(f"files lacks {', '.join(missing)}")
+            for key, name in files.items():
+                _check_weight_name(key, name)
+            sha = {str(k): str(v).lower() for k, v in dict(d.get("sha256", {})).items()}
+            bad = [k for k, v in sha.items() if len(v) != 64 or any(c not in "0123456789abcdef" for c in v)]
+            if bad:
+                raise ValueError(f"sha256 of {', '.join(bad)} is not 64 hex digits")
             return cls(
                 name=str(d["name"]),
                 generator=GeneratorConfig(**d["generator"]),
@@ -99,9 +111,27 @@ class Manifest:
                 data=dict(d.get("data", {})),
                 training=dict(d.get("training", {})),
                 metrics=dict(d.get("metrics", {})),
+                sha256=sha,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"{source} is corrupt ({type(exc).__name__}: {exc}). {_REEXPORT}") from exc
+
+
+def _check_weight_name(key: str, name: str) -> None:
+    """A weight file must be a plain file name inside the bundle: no folder, no `..`, not absolute."""
+    if not name or name in (".", "..") or os.path.isabs(name) or "/" in name or "\\" in name:
+        raise ValueError(
+            f"files.{key} = {name!r} leaves the bundle folder; weight files must be plain names like G.weights.h5"
+        )
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def bundled_names() -> list[str]:
@@ -109,17 +139,25 @@ def bundled_names() -> list[str]:
     return sorted(p.parent.name for p in BUNDLED_DIR.glob("*/manifest.json"))
 
 
+def _is_plain_name(key: str) -> bool:
+    return bool(key) and key not in (".", "..") and os.sep not in key and "/" not in key
+
+
 def resolve_bundle(name_or_path: str | Path | None = None) -> Path:
     """Folder of a bundle: a bundled name, or a path to a bundle folder. None is the default model.
+
+    A bundled name always means the bundled model, even where a folder of that name is in the current
+    directory (pass `./NAME` for the folder). Any other value is a path.
 
     Raises:
         BundleError: naming what was looked for and the bundles available.
     """
     key = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
     p = Path(key)
-    for cand in (p, BUNDLED_DIR / key):
-        if (cand / "manifest.json").is_file():
-            return cand
+    if isinstance(name_or_path, str | None) and _is_plain_name(key) and key in bundled_names():
+        return BUNDLED_DIR / key
+    if (p / "manifest.json").is_file():
+        return p
     if p.is_dir() or p.suffix == ".json":
         raise BundleError(
             f"{p / 'manifest.json'} not found: {p} is not a model bundle. Fix: pass the folder that holds "
@@ -158,6 +196,20 @@ def load_generator(bundle: str | Path | None, which: str) -> tuple[keras.Model, 
             f"weights {wpath} missing from bundle {folder}. "
             f"Fix: re-export it with `python -m training export`."
         )
+    if not wpath.resolve().is_relative_to(folder.resolve()):  # a symlink out of the bundle
+        raise BundleError(
+            f"weights {wpath} lead outside bundle {folder}. Fix: keep the weight files inside the bundle "
+            "folder (re-export it with `python -m training export`)."
+        )
+    want = manifest.sha256.get(which)
+    if want is not None:
+        got = sha256_file(wpath)
+        if got != want:
+            raise BundleError(
+                f"weights {wpath} are corrupt or from another bundle: their sha256 {got[:12]}… is not the "
+                f"{want[:12]}… that {folder / 'manifest.json'} records. Fix: re-export the bundle with "
+                "`python -m training export`, or reinstall faceage-video for the bundled models."
+            )
     model = build_generator(manifest.generator, name=which)
     try:
         model.load_weights(str(wpath))
@@ -175,11 +227,13 @@ def load_generator(bundle: str | Path | None, which: str) -> tuple[keras.Model, 
 def save_bundle(
     folder: str | Path, manifest: Manifest, generators: dict[str, keras.Model], card: str
 ) -> Path:
-    """Write a bundle: manifest, each generator's weights and the card."""
+    """Write a bundle: each generator's weights, the manifest (with each weight file's sha256) and the card."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for key, model in generators.items():
         model.save_weights(str(out / manifest.files[key]))
+    digests = {key: sha256_file(out / manifest.files[key]) for key in generators}
+    manifest = replace(manifest, sha256={**manifest.sha256, **digests})
     (out / "manifest.json").write_text(manifest.to_json() + "\n", encoding="utf-8")
     (out / "CARD.md").write_text(card, encoding="utf-8")
     return out

@@ -12,6 +12,12 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+# Upper bounds of a generator config, so a crafted manifest cannot ask for unbounded memory: the largest
+# (1024 px, ngf 128, 32 blocks) is far beyond any bundle and still builds in a few GB.
+MAX_SIZE = 1024
+MAX_NGF = 128
+MAX_BLOCKS = 32
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -36,10 +42,15 @@ class GeneratorConfig:
     cond: int = 0
 
     def __post_init__(self) -> None:
-        if self.size % 4 or self.size < 16:
-            raise ValueError(f"generator size must be a multiple of 4 and >= 16, got {self.size}")
-        if self.ngf < 4 or self.n_blocks < 0:
-            raise ValueError(f"ngf must be >= 4 and n_blocks >= 0, got {self.ngf}, {self.n_blocks}")
+        for name in ("size", "ngf", "n_blocks"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ValueError(f"generator {name} must be an integer, got {getattr(self, name)!r}")
+        if self.size % 4 or not 16 <= self.size <= MAX_SIZE:
+            raise ValueError(f"generator size must be a multiple of 4 in 16..{MAX_SIZE}, got {self.size}")
+        if not 4 <= self.ngf <= MAX_NGF or not 0 <= self.n_blocks <= MAX_BLOCKS:
+            raise ValueError(
+                f"ngf must be in 4..{MAX_NGF} and n_blocks in 0..{MAX_BLOCKS}, got {self.ngf}, {self.n_blocks}"
+            )
         if self.norm not in ("instance", "group"):
             raise ValueError(f"norm must be 'instance' or 'group', got {self.norm!r}")
         if self.cond not in (0, 2):

@@ -426,7 +426,9 @@ def sample_grid(
 
         def runc(net: keras.Model, a: NDArray[np.float32], age: NDArray[np.float32], t: Any) -> Any:
             tgt = np.broadcast_to(np.asarray(t, np.float32), age.shape)
-            return np.asarray(net(model.generator_input(tf.constant(a), age, tgt), training=False), dtype=np.float32)
+            return np.asarray(
+                net(model.generator_input(tf.constant(a), age, tgt), training=False), dtype=np.float32
+            )
 
         ya, oa = young_age.astype(np.float32), old_age.astype(np.float32)
         g70 = runc(model.G, xs, ya, 70.0)

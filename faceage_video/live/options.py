@@ -133,6 +133,8 @@ class RealtimeOptions:
         warmup_s: seconds after the first output left out of the sustained fps.
         enabled: start with the effect on.
         jpeg_quality: quality of the preview page's MJPEG frames.
+        preview_public: let the preview page listen on a non-loopback address (it warns); off, such an
+            address is refused.
         file_crf: x264 quality of file outputs.
         stream_crf: x264 quality of stream outputs.
         window_title: title of the OpenCV window.
@@ -167,6 +169,7 @@ class RealtimeOptions:
     warmup_s: float = 1.0
     enabled: bool = True
     jpeg_quality: int = 80
+    preview_public: bool = False
     file_crf: int = 20
     stream_crf: int = 23
     window_title: str = "faceage-video"

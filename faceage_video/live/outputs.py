@@ -225,7 +225,12 @@ class PreviewOutput:
     kind: OutputKind = "preview"
 
     def __init__(
-        self, url: str, controls: LiveControls, stats: Callable[[], dict[str, Any]], quality: int
+        self,
+        url: str,
+        controls: LiveControls,
+        stats: Callable[[], dict[str, Any]],
+        quality: int,
+        allow_remote: bool = False,
     ) -> None:
         from faceage_video.preview import PreviewOptions, PreviewServer
 
@@ -233,7 +238,12 @@ class PreviewOutput:
         if not m:
             raise OptionsError(f"preview output must look like http://127.0.0.1:8080, got {url!r}")
         self.server = PreviewServer(
-            PreviewOptions(host=m.group(1).strip("[]"), port=int(m.group(2)), jpeg_quality=quality),
+            PreviewOptions(
+                host=m.group(1).strip("[]"),
+                port=int(m.group(2)),
+                jpeg_quality=quality,
+                allow_remote=allow_remote,
+            ),
             controls.apply,
             stats,
         )
@@ -273,7 +283,7 @@ def open_output(
     if kind == "virtualcam":
         return VirtualCamOutput(w, h, fps)
     if kind == "preview":
-        return PreviewOutput(spec, controls, stats, options.jpeg_quality)
+        return PreviewOutput(spec, controls, stats, options.jpeg_quality, options.preview_public)
     if kind == "stream":
         return StreamOutput(spec, w, h, fps, options.stream_crf, options.io_timeout_s)
     return FileOutput(spec, w, h, fps, options.file_crf, source_name)

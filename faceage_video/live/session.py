@@ -29,7 +29,6 @@ from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine
 from faceage_video.engine.temporal import ResidualSmoother
-from faceage_video.errors import OutputError
 from faceage_video.live.controls import ControlState, LiveControls
 from faceage_video.live.generation import (
     EngineSet,
@@ -42,11 +41,12 @@ from faceage_video.live.generation import (
 )
 from faceage_video.live.handoff import POLL_S, LatestSlot
 from faceage_video.live.hud import draw_hud, hud_lines
-from faceage_video.live.options import RealtimeOptions
+from faceage_video.live.options import RealtimeOptions, output_kind
 from faceage_video.live.outputs import OUT_TIME_BASE, LiveOutput, WindowOutput, open_output
 from faceage_video.live.sources import CaptureThread, LiveFrame, fit, open_source
 from faceage_video.live.stats import EndReason, LiveReport, LiveStats, ModelInfo, PacerState
 from faceage_video.media.reader import DecodedFrame
+from faceage_video.media.writer import check_writable_file, write_file_atomic
 from faceage_video.pipeline import FaceAnalyzer, composite
 from faceage_video.types import Direction, Frame
 
@@ -154,12 +154,11 @@ class RealtimeSession:
         self._stack.close()
 
     def _check_stats_folder(self) -> None:
+        """The stats file is written at the end: refuse now what could not be written then (a missing or
+        read-only folder, the source itself, a file output)."""
         if self.options.stats is not None:
-            folder = Path(self.options.stats).resolve().parent
-            if not folder.is_dir():
-                raise OutputError(
-                    f"{self.options.stats}: stats folder {folder} does not exist; create it first"
-                )
+            files = [("output", o) for o in self.options.outputs if output_kind(o) == "file"]
+            check_writable_file(self.options.stats, "--stats", [("source", self.options.source), *files])
 
     def _close_outputs(self) -> None:
         errors: list[BaseException] = []
@@ -207,10 +206,9 @@ class RealtimeSession:
         """Write the report to `options.stats` (through a temporary file, renamed when complete)."""
         if self.options.stats is None:
             return
-        p = Path(self.options.stats)
-        tmp = p.with_name(f".{p.name}.partial")
-        tmp.write_text(json.dumps(self.report().to_dict(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(p)
+        write_file_atomic(
+            Path(self.options.stats), (json.dumps(self.report().to_dict(), indent=2) + "\n").encode()
+        )
 
     # -- the loop -------------------------------------------------------------------------------------
 

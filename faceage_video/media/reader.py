@@ -9,8 +9,9 @@ Clock: `start_s`, `end_s` and `DecodedFrame.time_s` count seconds from the video
 (`VideoInfo.start_time_s`), so "second 2" means the same thing for an MP4 that starts at 0 and an MPEG-TS
 that starts at 1.4 s. `pts` is always the raw container value.
 
-Only local files are read unless `allow_protocols` is set: URLs are refused and FFmpeg is told to open
-nothing but files and pipes, because playlist demuxers (HLS, concat) follow paths written inside the input.
+Only local files are read unless `allow_protocols` is set: URLs are refused, FFmpeg is told to open nothing
+but files and pipes, and only the local demuxers of `LOCAL_DEMUXERS` may read them, because playlist
+demuxers (HLS, concat) follow paths written inside the input.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ _UNSPECIFIED_TAG = 2
 LOCAL_PROTOCOLS = "file,pipe"
 # Demuxers that open further files named inside the input; refused unless protocols are allowed.
 _INDIRECT_DEMUXERS = frozenset({"hls", "applehttp", "concat", "dash", "imf"})
+# The demuxers a local input may use (FFmpeg's `format_whitelist`): FFmpeg refuses any other format after
+# probing and before reading its header, so a playlist (concat, HLS, DASH) never opens the files it names.
+LOCAL_DEMUXERS = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,flv,h264,hevc,m4v,mjpeg,ogg,asf,"
+    "yuv4mpegpipe,dv,mxf,gif,apng,nut,ivf,obu,av1,image2,png_pipe,jpeg_pipe,webp_pipe,bmp_pipe,"
+    "wav,mp3,aac,flac"
+)
 # "scheme:" or "scheme://" at the start of a path (two or more letters, so "C:" is not a scheme).
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 # Most warnings kept; a broken file can produce one per packet.
@@ -203,10 +211,17 @@ def open_input(path: str | os.PathLike[str], allow_protocols: bool = False) -> A
             raise InputError(f"{name}: no such file; check the path")
         if os.path.isdir(name):
             raise InputError(f"{name}: is a folder, not a video file; pass the path of a video")
-    options = {} if allow_protocols else {"protocol_whitelist": LOCAL_PROTOCOLS}
+    options = (
+        {} if allow_protocols else {"protocol_whitelist": LOCAL_PROTOCOLS, "format_whitelist": LOCAL_DEMUXERS}
+    )
     try:
         container = av.open(name, mode="r", container_options=options)
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        if not allow_protocols and _probed_format(name) in _INDIRECT_DEMUXERS:
+            raise InputError(
+                f"{name}: is a {_probed_format(name)} playlist, which reads other files; convert it to a "
+                "single video file, or allow protocols explicitly (allow_protocols=True)"
+            ) from None
         raise InputError(
             f"{name}: cannot be opened as a video ({type(e).__name__}: {e}); check that it is a video file "
             "FFmpeg can read and that it is not truncated"
@@ -218,6 +233,24 @@ def open_input(path: str | os.PathLike[str], allow_protocols: bool = False) -> A
             "single video file, or allow protocols explicitly (allow_protocols=True)"
         )
     return container
+
+
+def _probed_format(name: str) -> str | None:
+    """The demuxer FFmpeg would pick for a local file, probed from its first bytes without opening it."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    # Playlists are text: the first line names them ("ffconcat version 1.0", "#EXTM3U", an MPD's XML).
+    text = head.lstrip().lower()
+    if text.startswith(b"ffconcat"):
+        return "concat"
+    if text.startswith(b"#extm3u"):
+        return "hls"
+    if b"<mpd" in text:
+        return "dash"
+    return None
 
 
 def _tag(value: int | None, unspecified: int) -> int | None:

@@ -25,6 +25,8 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +83,8 @@ _UNSPECIFIED_RANGE = 0
 _UNSPECIFIED_TAG = 2
 # MPEG-4 Part 2 stores the time base denominator in 16 bits.
 _MPEG4_MAX_TB_DEN = 65535
+# Coarsest tick a coarsened time base may have: keeps frames of any real rate apart.
+_MAX_COARSE_TICK_S = Fraction(1, 1000)
 # Constant rate factor of grey H.264 mattes: visually lossless edges.
 _MATTE_H264_CRF = 12
 # Audio is read this far before start_s after a seek, so no packet at the cut is missed.
@@ -154,6 +158,87 @@ def _check_target(path: str | os.PathLike[str], protected: list[str]) -> Path:
     return target
 
 
+def check_writable_file(path: str | os.PathLike[str], what: str, protected: list[tuple[str, str]]) -> Path:
+    """Refuse, before any work, a small output file (a report, stats) that could not be written at the end.
+
+    Args:
+        path: the file to be written later (atomically, beside itself).
+        what: how the user named it, e.g. "--report".
+        protected: (name, path) pairs it must not be: the input and every other output.
+
+    Raises:
+        OutputError: it is one of `protected`, a folder, in a missing folder, or in a folder that refuses a
+            new file (read-only, full, no permission); the message names the fix.
+    """
+    target = Path(os.fspath(path))
+    for name, other in protected:
+        if other and _same_file(target, other):
+            raise OutputError(f"{target}: {what} is the same file as the {name}; give it its own path")
+    if target.is_dir():
+        raise OutputError(f"{target}: {what} is a folder; give a file name such as {target / 'out.json'}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise OutputError(f"{target}: {what} folder {folder} does not exist; create it first")
+    # os.access says yes to root on a read-only mount: creating a file is the only sure test.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+    except OSError as e:
+        raise OutputError(
+            f"{target}: {what} folder {folder} is not writable ({e.strerror}); pick another folder"
+        ) from None
+    os.close(fd)
+    _remove(Path(probe))
+    return target
+
+
+def write_file_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to a randomly named, exclusively created file beside `path`, then rename it onto `path`.
+
+    Raises:
+        OutputError: the write or the rename failed (full disk, read-only folder); `path` is untouched.
+    """
+    target = Path(os.fspath(path))
+    temp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        temp = Path(name)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, target)
+    except OSError as e:
+        if temp is not None:
+            _remove(temp)
+        raise OutputError(
+            f"{target}: cannot be written ({type(e).__name__}: {e}); free space or pick another folder"
+        ) from e
+
+
+def copy_file_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Copy `source` to a randomly named, exclusively created file beside `path`, then rename it onto `path`.
+
+    The temporary name is unpredictable and created with O_EXCL (`tempfile.mkstemp`), so a symlink planted
+    beside the output is never followed.
+
+    Raises:
+        OutputError: the copy or the rename failed (full disk, read-only folder); `path` is untouched.
+    """
+    target = Path(os.fspath(path))
+    temp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".copy", dir=target.parent)
+        temp = Path(name)
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        shutil.copymode(source, temp)
+        os.replace(temp, target)
+    except OSError as e:
+        if temp is not None:
+            _remove(temp)
+        raise OutputError(
+            f"{target}: copying the input failed ({type(e).__name__}: {e}); free space or pick another folder"
+        ) from e
+
+
 def _temp_path(target: Path) -> Path:
     """Hidden sibling with the same extension, so FFmpeg picks the same muxer."""
     return target.with_name(f".{target.stem}.{secrets.token_hex(4)}.partial{target.suffix}")
@@ -179,13 +264,21 @@ def _mpeg4_qscale(crf: int) -> int:
 
 
 def _encoder_time_base(codec: Codec, time_base: Fraction) -> Fraction:
-    """The input's time base, coarsened by the smallest integer factor when the codec cannot store it."""
+    """The input's time base, coarsened by the smallest integer factor when the codec cannot store it.
+
+    At most `_MPEG4_MAX_TB_DEN` divisions: the divisors are tried from the largest usable denominator down,
+    so a huge prime denominator (1/2147483647) costs milliseconds, not minutes. When no divisor keeps a tick
+    of a millisecond or finer, the finest clock the codec stores (1/65535 s) is used and timestamps round.
+    """
     if codec != "mpeg4" or time_base.denominator <= _MPEG4_MAX_TB_DEN:
         return time_base
     den = time_base.denominator
-    for k in range(2, den + 1):
-        if den % k == 0 and den // k <= _MPEG4_MAX_TB_DEN:
-            return Fraction(time_base.numerator, den // k)
+    for d in range(_MPEG4_MAX_TB_DEN, 0, -1):
+        if den % d == 0:
+            coarse = Fraction(time_base.numerator, d)
+            if coarse <= _MAX_COARSE_TICK_S:
+                return coarse
+            break
     return Fraction(1, _MPEG4_MAX_TB_DEN)
 
 
@@ -584,6 +677,7 @@ class VideoWriter(_AtomicOutput):
         )
         self._sws_range = info.color_range if pix_fmt.startswith("yuv") else None
         self._start_s = start_s
+        self._copy_source: str | None = None
 
     @staticmethod
     def _encoding(
@@ -704,9 +798,22 @@ class VideoWriter(_AtomicOutput):
         """
         if self._done:
             return
+        if self._copy_source is not None:
+            self.abort()  # drop the encoded frames: the copy takes their place under the same atomic rename
+            copy_file_atomic(self._copy_source, self.path)
+            return
         _commit(self.path, self._temp, self._container, self._sink, self.abort, self._finish_audio)
         self._done = True
         self._finalizer.detach()
+
+    def commit_copy_of(self, source: str) -> None:
+        """Make `close()` commit a byte copy of `source` instead of the frames written (nothing was changed).
+
+        The copy goes to a random, exclusively created temporary file and is renamed onto `path`, so it is
+        as atomic as an encoded output; a failure (full disk) raises `OutputError` from `close()` and leaves
+        nothing under `path` and no temporary file.
+        """
+        self._copy_source = source
 
     def _finish_audio(self) -> None:
         """Mux the audio packets after the last video frame."""
@@ -737,6 +844,26 @@ _PNG_PATTERN_RE = re.compile(r"%0?\d*d")
 DEFAULT_MATTE_PATTERN = "matte_%06d.png"
 
 
+def check_png_pattern(pattern: str) -> None:
+    """Refuse a PNG file-name pattern that is not exactly one integer field (`%d`, `%06d`) plus `%%`.
+
+    Raises:
+        OutputError: another conversion (`%s`), two fields, or a malformed one, naming the fix.
+    """
+    fields = re.findall(r"%(%|[^%]*?[a-zA-Z])", pattern)
+    ints = [f for f in fields if _PNG_PATTERN_RE.fullmatch("%" + f)]
+    others = [f for f in fields if f != "%" and f not in ints]
+    if len(ints) != 1 or others:
+        raise OutputError(
+            f"{pattern}: a PNG pattern needs exactly one frame-number field such as %06d (write % as %%), "
+            f"found {', '.join('%' + f for f in fields if f != '%') or 'none'}; e.g. matte_%06d.png"
+        )
+    try:
+        pattern % 0
+    except (TypeError, ValueError) as e:
+        raise OutputError(f"{pattern}: not a valid PNG pattern ({e}); use one like matte_%06d.png") from None
+
+
 def matte_format(path: str | os.PathLike[str]) -> MatteFormat:
     """How `MatteWriter` stores mattes at `path`.
 
@@ -751,6 +878,7 @@ def matte_format(path: str | os.PathLike[str]) -> MatteFormat:
     if p.is_dir() or name.endswith(("/", os.sep)):
         return "png"
     if _PNG_PATTERN_RE.search(p.name) and p.suffix.lower() == ".png":
+        check_png_pattern(p.name)
         return "png"
     suffix = p.suffix.lower()
     if suffix in (".mkv", ".avi"):

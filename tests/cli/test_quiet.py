@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from faceage_video.quiet import is_native_log_line, wants_verbose
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 NATIVE_SAMPLES = [
     b"I0000 00:00:1796193491.359574    8044 port.cc:153] oneDNN custom operations are on.\n",

@@ -12,7 +12,7 @@ import pytest
 
 from faceage_video.face import landmarks
 from faceage_video.face.landmarks import ENV_VAR, MODEL_NAME, PACKAGED_MODEL, resolve_landmarker_model
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _cv2_distributions() -> list[str]:
