@@ -216,3 +216,46 @@ def temporal_change(
         "out_change": round(c_out, 4),
         "out_minus_in": round(c_out - c_in, 4),
     }
+
+
+def added_change_by_flow(
+    frames_in: Sequence[Frame], frames_out: Sequence[Frame], masks: Sequence[NDArray[np.bool_] | None]
+) -> dict[str, float | None]:
+    """The change a tool adds between frames of footage whose motion is unknown, compensated by the input's flow.
+
+    With D_t = out_t − in_t, the mean |D_t − warp(D_{t−1})| inside the face, where `warp` follows the dense
+    flow of the *input* (DIS, as `faceage_video.metrics`). On known motion use `temporal_change` instead:
+    flow is imprecise on skin, so this reads high wherever D has detail (a fixed wrinkle moved by a wrong
+    flow counts as change). It is an upper bound, comparable between tools on the same footage.
+
+    Args:
+        frames_in: (H, W, 3) uint8 input frames.
+        frames_out: the output frames, pixel for pixel.
+        masks: per frame, the (H, W) bool face region, or None where no face was found (pairs skipped).
+
+    Returns:
+        `added_change_flow` (levels per frame) and `pairs` (frame pairs measured); None without a pair.
+    """
+    from faceage_video.metrics import input_flow
+
+    total, pairs = 0.0, 0
+    for t in range(1, len(frames_in)):
+        mask = masks[t]
+        if mask is None or masks[t - 1] is None or not mask.any():
+            continue
+        ys, xs = np.nonzero(mask)
+        pad = 16
+        h, w = mask.shape
+        y0, y1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1)
+        x0, x1 = max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
+        roi = (slice(y0, y1), slice(x0, x1))
+        flow = input_flow(frames_in[t - 1][roi], frames_in[t][roi])
+        gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+        d_prev = frames_out[t - 1][roi].astype(np.float32) - frames_in[t - 1][roi].astype(np.float32)
+        d_cur = frames_out[t][roi].astype(np.float32) - frames_in[t][roi].astype(np.float32)
+        warped = cv2.remap(
+            d_prev, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        total += float(np.abs(d_cur - warped)[mask[roi]].mean())
+        pairs += 1
+    return {"added_change_flow": round(total / pairs, 4) if pairs else None, "pairs": pairs}
