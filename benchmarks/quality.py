@@ -59,7 +59,6 @@ from rich.table import Table
 from benchmarks.gates import direction_gates
 from benchmarks.judges import SAME_PERSON_DISTANCE, AgeJudge, IdentityJudge, descriptor_distances
 from benchmarks.measures.colour import colour_change, summarize_colour
-from benchmarks.measures.realism import cv_auc
 from benchmarks.measures.regions import FaceFrame, largest_face
 from benchmarks.measures.stability import MotionOptions
 from benchmarks.motion import TransformEngine, run_motion, write_jpeg
@@ -75,6 +74,7 @@ from benchmarks.stills import (
     open_landmarker,
     prototype_deltas,
     realism_references,
+    safe_auc,
     unchanged,
 )
 from faceage_video.face.align import AlignTemplate
@@ -770,9 +770,7 @@ def judge_row(
     changes = colour_of([f.image for f in faces], [*outputs, *bw_out], [f.frame for f in faces])
     row["colour"] = summarize_colour(changes)
     row["realism_n"] = len(src)
-    row["realism_auc"] = round(
-        cv_auc(target_features, features_of(outputs, [f.frame for f in src]), seed=seed), 3
-    )
+    row["realism_auc"] = safe_auc(target_features, features_of(outputs, [f.frame for f in src]), seed)
     row["seconds_transform"] = round(seconds, 2)
     return row, outputs, bw_out
 
@@ -935,7 +933,10 @@ def run_quality(
                     report["pictures"].append(str(path))
                 progress.advance(task)
         if options.motion_faces:
-            report["motion"] = {"options": asdict(options.motion), "rows": []}
+            report["motion"] = {
+                "options": {**asdict(options.motion), "size": list(options.motion.size)},
+                "rows": [],
+            }
             mtask = progress.add_task("known motion", total=len(DIRECTIONS) * 2)
             for d in DIRECTIONS:
                 faces = sets[d].sources[: options.motion_faces]
