@@ -19,3 +19,9 @@ class ConfigError(TrainingError):
     """A config file is missing, malformed, or holds an out-of-range value."""
 
     exit_code = 2
+
+
+class GateError(TrainingError):
+    """A model fails a quality gate of `benchmarks.quality` (or was not judged by it); `--force` overrides."""
+
+    exit_code = 4
