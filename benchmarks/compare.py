@@ -27,16 +27,15 @@ from benchmarks.measures import colour, regions, stability
 from benchmarks.quality import compare as judge_pairs
 from benchmarks.quality import judge_images
 from benchmarks.stills import canonical_pair, open_landmarker
+from faceage_video.errors import InputError
 from faceage_video.face.landmarks import FaceLandmarker, detect_padded
 from faceage_video.types import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class CompareError(Exception):
-    """Bad input to `compare`: the message names the cause and the fix."""
-
-    exit_code = 3
+class CompareError(InputError):
+    """Bad input to `compare` (exit code 3, as the tool's own input errors): names the cause and the fix."""
 
 
 def _read(path: Path) -> Frame:
