@@ -561,12 +561,18 @@ def judge_clips(
     seconds: float,
     samples: int,
     progress: Progress | None = None,
+    sheets: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run the pipeline on the start of each clip, both directions, smoothing on and off, and judge it.
 
+    Args:
+        sheets: folder for one contact sheet per clip (every 10th frame; rows input, older, younger, with
+            smoothing on), `clip_<name>.jpg`; None writes none.
+
     Returns:
         One dict per (clip, direction, smoothing): the `compare` numbers over `samples` evenly spaced frames,
-        and flicker (input, output, ratio) around the face over every frame; or an `error`.
+        the judged-age spread and identity drift over them (`_clip_drift`), `colour` on them, and flicker
+        (input, output, ratio) around the face over every frame; or an `error`.
     """
     flicker: Callable[..., tuple[float, float, float]] | None = None
     flicker_skip = ""
@@ -587,6 +593,7 @@ def judge_clips(
             with open_landmarker() as landmarker:
                 found = [largest_face(landmarker.detect(frames_in[i])) for i in picks]
             face_frames = [None if lm is None else FaceFrame.from_landmarks(lm) for lm in found]
+            sheet_rows: list[list[NDArray[np.uint8]]] = [frames_in[::10]]
             for direction in DIRECTIONS:
                 for smoothing in (True, False):
                     row: dict[str, Any] = {
@@ -602,6 +609,8 @@ def judge_clips(
                         row["pipeline"] = run(trimmed, out_path, direction, smoothing)
                         row["seconds_pipeline"] = round(time.perf_counter() - t0, 2)
                         frames_out = _read_frames(out_path)
+                        if smoothing and len(frames_out) == len(frames_in):
+                            sheet_rows.append(frames_out[::10])
                         if len(frames_out) != len(frames_in):
                             row["frames_out"] = len(frames_out)
                         n = min(len(frames_in), len(frames_out))
@@ -632,6 +641,11 @@ def judge_clips(
                     rows.append(row)
                     if progress is not None and task is not None:
                         progress.advance(task)
+            if sheets is not None and len(sheet_rows) == 3:
+                write_jpeg(
+                    sheets / f"clip_{clip.stem}.jpg",
+                    np.concatenate([np.concatenate(r, axis=1) for r in sheet_rows]),
+                )
     return rows
 
 
@@ -1010,7 +1024,16 @@ def _clips(
         note = f"no clips of {list(options.clip_names)} in {options.videos}; clips skipped"
         progress.console.print(f"[yellow]{note}[/]")
         return {"skipped": note}
-    rows = judge_clips(run, clips, age_judge, id_judge, options.clip_seconds, options.clip_samples, progress)
+    rows = judge_clips(
+        run,
+        clips,
+        age_judge,
+        id_judge,
+        options.clip_seconds,
+        options.clip_samples,
+        progress,
+        options.out.parent,
+    )
     return {
         "pipeline": note,
         "seconds_per_clip": options.clip_seconds,

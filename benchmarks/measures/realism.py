@@ -13,7 +13,8 @@ Identity descriptors are left out on purpose: an aging that keeps identity keeps
 descriptor, so they tell aged from real old faces whatever the realism (AGING.md).
 
 The classifier is an L2-regularised logistic regression (Newton's method, numpy), fitted on standardised
-features; the score is the 5-fold cross-validated ROC AUC, folds stratified and fixed by a seed. 0.5 means
+features; the score is the 5-fold cross-validated ROC AUC, folds stratified and fixed by a seed, averaged
+over 5 fold draws. 0.5 means
 the two sets cannot be told apart; 1.0 means every face is told. The caller balances gender and race (see
 `balanced_pairs`), so the classifier cannot win on demographics.
 """
@@ -37,6 +38,7 @@ _ORIENT_BINS = 8
 # Ridge strength on the mean log-loss; fixed, not tuned per run, so every row is judged by the same test.
 RIDGE = 0.05
 FOLDS = 5
+REPEATS = 5
 
 Features = NDArray[np.float64]  # (N, F)
 K = TypeVar("K", bound=Hashable)
@@ -117,17 +119,21 @@ def auc(scores: NDArray[np.float64], labels: NDArray[np.int_]) -> float:
     return float(u / (len(pos) * len(neg)))
 
 
-def cv_auc(a: Features, b: Features, folds: int = FOLDS, seed: int = 0) -> float:
-    """Cross-validated AUC of telling set `b` (label 1) from set `a` (label 0).
+def cv_auc(a: Features, b: Features, folds: int = FOLDS, seed: int = 0, repeats: int = REPEATS) -> float:
+    """Cross-validated AUC of telling set `b` (label 1) from set `a` (label 0), averaged over fold draws.
 
-    Folds are stratified and fixed by `seed`; features are standardised on each training fold; the AUC is
-    computed once over all held-out scores.
+    Folds are stratified and fixed by the seed; features are standardised on each training fold; each repeat's
+    AUC is computed once over all its held-out scores, and the repeats (seeds `seed` … `seed + repeats − 1`)
+    are averaged, which removes most of the fold-draw noise (sd 0.02–0.03 for one draw at 105 faces a side).
+    What remains is the sampling noise of the faces themselves: two random halves of 105 real old faces
+    (52 a side) read 0.49 ± 0.10 over 20 splits.
 
     Args:
         a: (Na, F) features of one set, e.g. real old faces.
         b: (Nb, F) features of the other, e.g. aged young faces.
         folds: number of folds; each class needs at least that many faces.
-        seed: fixes the fold assignment.
+        seed: fixes the fold assignment of the first repeat.
+        repeats: fold draws averaged.
 
     Returns:
         AUC in [0, 1]; about 0.5 when the sets cannot be told apart.
@@ -141,6 +147,10 @@ def cv_auc(a: Features, b: Features, folds: int = FOLDS, seed: int = 0) -> float
         raise ValueError(f"each set needs at least {folds} faces for {folds}-fold CV, got {len(a)}, {len(b)}")
     x = np.vstack([a, b])
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
+    return float(np.mean([_one_cv_auc(x, y, folds, seed + r) for r in range(max(1, repeats))]))
+
+
+def _one_cv_auc(x: Features, y: NDArray[np.float64], folds: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
     fold = np.empty(len(x), int)
     for label in (0, 1):
