@@ -119,6 +119,50 @@ def _table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
     ]
 
 
+def quality_lines(name: str, metrics: dict[str, Any], forced: list[str] | None = None) -> list[str]:
+    """The card's quality section (markdown lines): every gate, pass or fail, then the judged numbers.
+
+    Args:
+        name: the bundle's name, for the command that measures it.
+        metrics: `summarize_metrics` of a quality report; empty when not measured.
+        forced: the gate failures a `--force` export overrode, said in bold.
+    """
+    lines: list[str] = []
+    if metrics:
+        lines += [f"Measured {metrics.get('date', '')} with `{metrics.get('command', '')}`.", ""]
+        lines += ["Gates (`benchmarks.gates`), every one, pass or fail:", ""]
+        lines += (
+            _table(metrics.get("gates", []), _GATE_KEYS) if metrics.get("gates") else ["No gates measured."]
+        )
+        if forced:
+            lines += ["", f"**Exported with `--force` despite: {'; '.join(forced)}.**"]
+        refs = metrics.get("references") or {}
+        lines += [
+            "",
+            "Validation faces at native resolution (shift in judged years; identity: dlib distance, same = share "
+            "< 0.6; cast and blotches: CIELAB ΔE in the inner face; realism: 5-fold CV AUC against real faces of "
+            "the target group, 0.5 = indistinguishable"
+            + "".join(
+                f"; {d}: real vs real {r.get('real_vs_real')}, unchanged input {r.get('unchanged')}"
+                for d, r in refs.items()
+            )
+            + "):",
+            "",
+        ]
+        lines += _table(metrics.get("faces", []), _ROW_KEYS)
+        if metrics.get("motion"):
+            lines += ["", "Known motion (levels of 0..255 per frame added inside the face; AGING.md):", ""]
+            lines += _table(metrics["motion"], _MOTION_KEYS)
+        if metrics.get("clips"):
+            lines += ["", "Real clips, 2 s each (flicker ratio: flow-warped, biased up by added detail):", ""]
+            lines += _table(metrics["clips"], _CLIP_KEYS)
+    else:
+        lines.append("Not measured yet: run `python -m benchmarks.quality --model " + name + "`.")
+        if forced:
+            lines += ["", f"**Exported with `--force` despite: {'; '.join(forced)}.**"]
+    return lines
+
+
 def _card(
     manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None = None
 ) -> str:
@@ -154,38 +198,7 @@ def _card(
         "## Quality (independent judges, validation faces never trained on)",
         "",
     ]
-    if metrics:
-        lines += [f"Measured {metrics.get('date', '')} with `{metrics.get('command', '')}`.", ""]
-        lines += ["Gates (`benchmarks.gates`), every one, pass or fail:", ""]
-        lines += (
-            _table(metrics.get("gates", []), _GATE_KEYS) if metrics.get("gates") else ["No gates measured."]
-        )
-        if forced:
-            lines += ["", f"**Exported with `--force` despite: {'; '.join(forced)}.**"]
-        refs = metrics.get("references") or {}
-        lines += [
-            "",
-            "Validation faces at native resolution (shift in judged years; identity: dlib distance, same = share "
-            "< 0.6; cast and blotches: CIELAB ΔE in the inner face; realism: 5-fold CV AUC against real faces of "
-            "the target group, 0.5 = indistinguishable"
-            + "".join(
-                f"; {d}: real vs real {r.get('real_vs_real')}, unchanged input {r.get('unchanged')}"
-                for d, r in refs.items()
-            )
-            + "):",
-            "",
-        ]
-        lines += _table(metrics.get("faces", []), _ROW_KEYS)
-        if metrics.get("motion"):
-            lines += ["", "Known motion (levels of 0..255 per frame added inside the face; AGING.md):", ""]
-            lines += _table(metrics["motion"], _MOTION_KEYS)
-        if metrics.get("clips"):
-            lines += ["", "Real clips, 2 s each (flicker ratio: flow-warped, biased up by added detail):", ""]
-            lines += _table(metrics["clips"], _CLIP_KEYS)
-    else:
-        lines.append("Not measured yet: run `python -m benchmarks.quality --model " + manifest.name + "`.")
-        if forced:
-            lines += ["", f"**Exported with `--force` despite: {'; '.join(forced)}.**"]
+    lines += quality_lines(manifest.name, metrics, forced)
     lines += ["", "![samples](samples.png)", ""]
     return "\n".join(lines)
 
