@@ -1034,10 +1034,12 @@ def _clips(
         progress,
         options.out.parent,
     )
+    sheets = [options.out.parent / f"clip_{c.stem}.jpg" for c in clips]
     return {
         "pipeline": note,
         "seconds_per_clip": options.clip_seconds,
         "flicker_bias": FLICKER_BIAS,
+        "sheets": [str(p) for p in sheets if p.is_file()],
         "rows": rows,
     }
 
