@@ -256,3 +256,32 @@ def test_clips_skip_with_a_reason_without_the_pipeline(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "faceage_video.pipeline", None)  # makes the import fail
     run, reason = pipeline_runner(None, 1.0)
     assert run is None and "faceage_video.pipeline" in reason
+
+
+def test_select_checkpoint_ranks_only_checkpoints_that_pass_every_gate(
+    utkface_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A red-cast checkpoint with the bigger 'age shift' loses to a clean one; all red: nothing is picked."""
+    import benchmarks.select_checkpoint as sc
+    import training.export
+
+    def fake_export(ck: Path, name: str, out_dir: Path) -> Path:
+        return Path(str(ck))  # the "bundle" is the checkpoint's own name: red-* or clean-*
+
+    def fake_factory(model: str, strength: float, batch: int, xla: object):
+        red = Path(model).name.startswith("red")
+        delta = np.array([14.0, -4.0, -4.0] if red else [0.0, 0.0, 0.0], np.float32)
+        return lambda direction: lambda crops: np.clip(crops.astype(np.float32) + delta, 0, 255)
+
+    monkeypatch.setattr(training.export, "export_bundle", fake_export)
+    monkeypatch.setattr(sc, "engine_factory", fake_factory)
+    common = ["--data", str(utkface_dir), "--n", "2", "--limit", "30", "--bw", "1"]
+    out = tmp_path / "sel.json"
+    assert sc.main(["red-1000.npz", "clean-2000.npz", *common, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["best"] == "clean-2000.npz"
+    red = next(r for r in report["rows"] if r["checkpoint"] == "red-1000.npz")
+    assert any("cast" in f for f in red["failed"])
+    assert "FAILS" in capsys.readouterr().out
+    assert sc.main(["red-1000.npz", *common]) == 1
+    assert "no checkpoint passes every gate" in capsys.readouterr().err
