@@ -19,9 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.measures import regions, stability
-from benchmarks.stills import Direction, Face, Transform
+from benchmarks.stills import Direction, Face, Space, Transform
 from faceage_video.engine.generator import EngineOptions
-from faceage_video.face.align import AlignTemplate
 from faceage_video.types import Frame
 
 
@@ -34,9 +33,7 @@ class _Manifest:
 class TransformEngine:
     """Wraps any crop transform (a baseline, a stand-in) in the interface `age_video` uses of `AgingEngine`."""
 
-    def __init__(
-        self, transform: Transform, template: AlignTemplate, direction: Direction, name: str
-    ) -> None:
+    def __init__(self, transform: Transform, template: Space, direction: Direction, name: str) -> None:
         self._transform = transform
         self.template = template
         self.size = template.size

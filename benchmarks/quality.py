@@ -66,6 +66,7 @@ from benchmarks.stills import (
     DEFAULT_DATA,
     Face,
     FaceSets,
+    Space,
     age_stills,
     canonical_pair,
     colour_of,
@@ -78,6 +79,7 @@ from benchmarks.stills import (
     unchanged,
 )
 from faceage_video.face.align import AlignTemplate
+from faceage_video.face.mesh import CanonicalMesh
 
 Direction = Literal["older", "younger"]
 DIRECTIONS: tuple[Direction, ...] = ("older", "younger")
@@ -735,17 +737,17 @@ def _progress(console: Console) -> Iterator[Progress]:
         yield progress
 
 
-def template_of(transform: Transform | None) -> AlignTemplate:
-    """The alignment template of an engine's bound `generate`, or the default 128 px one for a stand-in."""
+def template_of(transform: Transform | None) -> Space:
+    """The face space of an engine's bound `generate` (five-point or mesh), or a 128 px five-point one."""
     template = getattr(getattr(transform, "__self__", None), "template", None)
-    return template if isinstance(template, AlignTemplate) else AlignTemplate(128)
+    return template if isinstance(template, AlignTemplate | CanonicalMesh) else AlignTemplate(128)
 
 
 def judge_row(
     name: str,
     direction: Direction,
     transform: Transform,
-    template: AlignTemplate,
+    template: Space,
     sets: FaceSets,
     judged_in: JudgedCrops,
     target_features: NDArray[np.float64],
@@ -816,7 +818,7 @@ def picture(
     write_jpeg(path, np.concatenate(bands, axis=0))
 
 
-def _engine_for_clips(transform: Transform, template: AlignTemplate, direction: Direction, name: str) -> Any:
+def _engine_for_clips(transform: Transform, template: Space, direction: Direction, name: str) -> Any:
     engine = getattr(transform, "__self__", None)
     if engine is not None and hasattr(engine, "residual") and hasattr(engine, "manifest"):
         return engine

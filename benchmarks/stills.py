@@ -8,8 +8,8 @@ trained on), at their own 200 px, not aligned crops:
   over the cells, so the first n faces of a list already mix both genders and every race group;
 - **black-and-white faces** are greyscale copies (Rec. 601 luma) of the first `bw` faces of each list.
 
-`age_stills` is the one place a still face is aged, through the runtime's own path (five-point align →
-transform → feathered paste-back); switch it when the runtime's face space changes.
+`age_stills` is the one place a still face is aged, through the runtime's own path for the bundle's face
+space (five-point align or canonical mesh → transform → paste-back); change it when the runtime's path does.
 """
 
 from __future__ import annotations
@@ -27,14 +27,17 @@ from numpy.typing import NDArray
 
 from benchmarks.measures import colour, realism, regions
 from faceage_video.face.align import AlignTemplate, align_face, apply_affine
-from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
+from faceage_video.face.blend import BlendOptions, crop_mask, paste_back, paste_back_mesh
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, detect_padded, oval_polygon
-from faceage_video.types import Frame, Landmarks
+from faceage_video.face.mesh import CanonicalMesh
+from faceage_video.pipeline import FRONTAL_FULL, FRONTAL_NONE
+from faceage_video.types import Crop, Frame, Landmarks
 
 Direction = Literal["older", "younger"]
 DIRECTIONS: tuple[Direction, ...] = ("older", "younger")
 Crops = NDArray[np.uint8]  # (N, S, S, 3) RGB aligned crops
 Transform = Callable[[Crops], NDArray[Any]]  # crops -> (N, S, S, 3) in levels 0..255
+Space = AlignTemplate | CanonicalMesh  # a bundle's face space
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "utkface"
@@ -188,24 +191,38 @@ def open_landmarker() -> FaceLandmarker:
     return FaceLandmarker(LandmarkerOptions(mode="image", max_faces=2))
 
 
+def cut_face(image: Frame, landmarks: Landmarks, template: Space) -> tuple[Crop, Any]:
+    """The face as the runtime cuts it for a generator: (S, S, 3) uint8 crop and its frame → crop geometry.
+
+    Five-point space: `align_face` (a (2, 3) similarity). Canonical mesh space: `CanonicalMesh.fit` then
+    `to_canonical` (a `MeshFit`).
+    """
+    if isinstance(template, CanonicalMesh):
+        fit = template.fit(landmarks, image.shape)
+        return template.to_canonical(image, fit), fit
+    return align_face(image, landmarks, template)
+
+
 def age_stills(
     images: Sequence[Frame],
     landmarks: Sequence[Landmarks],
     transform: Transform,
-    template: AlignTemplate,
+    template: Space,
     blend: BlendOptions | None = None,
 ) -> list[Frame]:
-    """Age (or de-age) still faces through the runtime's path: align → transform → paste back.
+    """Age (or de-age) still faces through the runtime's path: cut the face → transform → paste back.
 
-    This is the one function to change when the runtime's face space changes.
+    This is the one function to change when the runtime's face path changes. It follows the bundle's face
+    space as `faceage_video.pipeline` does: five-point crops with the feathered oval mask and colour match, or
+    the canonical mesh with its mask, the profile fade and the change warped back through the mesh.
 
     Args:
         images: (H, W, 3) uint8 RGB pictures, one face each.
         landmarks: (478, 2) landmarks of that face in each picture.
-        transform: (N, S, S, 3) uint8 aligned crops → (N, S, S, 3) in levels 0..255, e.g.
-            `AgingEngine.generate` at full strength, or a baseline.
-        template: the alignment template of the transform (the bundle's).
-        blend: paste-back options; the runtime's defaults (face mask, colour match) when None.
+        transform: (N, S, S, 3) uint8 crops → (N, S, S, 3) in levels 0..255, e.g. `AgingEngine.generate`
+            at full strength, or a baseline.
+        template: the transform's face space (the bundle's `AgingEngine.template`).
+        blend: paste-back options; the runtime's defaults when None.
 
     Returns:
         The pictures with the face replaced, uint8, same sizes.
@@ -213,13 +230,19 @@ def age_stills(
     blend = blend or BlendOptions()
     if not images:
         return []
-    aligned = [align_face(img, lm, template) for img, lm in zip(images, landmarks, strict=True)]
-    generated = np.asarray(transform(np.stack([c for c, _ in aligned])), np.float32)
+    cut = [cut_face(img, lm, template) for img, lm in zip(images, landmarks, strict=True)]
+    generated = np.asarray(transform(np.stack([c for c, _ in cut])), np.float32)
     out: list[Frame] = []
-    for img, lm, (crop, m), gen in zip(images, landmarks, aligned, generated, strict=True):
-        oval = apply_affine(m, oval_polygon(lm)) if blend.mask == "face" else None
+    for img, lm, (crop, geometry), gen in zip(images, landmarks, cut, generated, strict=True):
+        if isinstance(template, CanonicalMesh):
+            fade = float(np.clip((geometry.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
+            mask = (template.mask(blend.mask) * fade).astype(np.float32)
+            residual = gen - crop.astype(np.float32)
+            out.append(paste_back_mesh(img, residual, mask, geometry, template, blend)[0])
+            continue
+        oval = apply_affine(geometry, oval_polygon(lm)) if blend.mask == "face" else None
         mask = crop_mask(blend.mask, template.size, oval, blend.feather)
-        out.append(paste_back(img, gen, crop, m, mask, blend)[0])
+        out.append(paste_back(img, gen, crop, geometry, mask, blend)[0])
     return out
 
 
@@ -229,7 +252,7 @@ def unchanged(crops: Crops) -> NDArray[np.uint8]:
 
 
 def prototype_deltas(
-    data: Path, landmarker: FaceLandmarker, template: AlignTemplate, per_side: int = 300
+    data: Path, landmarker: FaceLandmarker, template: Space, per_side: int = 300
 ) -> dict[Direction, NDArray[np.float32]]:
     """Mean aligned old train face − mean aligned young train face (Burt & Perrett 1995), per direction.
 
@@ -249,7 +272,7 @@ def prototype_deltas(
             lm = regions.largest_face(detect_padded(landmarker, image)) if image is not None else None
             if image is None or lm is None:
                 continue
-            total += align_face(image, lm, template)[0]
+            total += cut_face(image, lm, template)[0]
             count += 1
         means[side] = (total / max(count, 1)).astype(np.float32)
     return {"older": means["old"] - means["young"], "younger": means["young"] - means["old"]}

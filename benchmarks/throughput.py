@@ -702,6 +702,10 @@ def run_e2e(
             "batch": engine.options.batch_size,
             "xla": engine.xla,
             "stage_busy_s": rep.stage_s,
+            # Start-up of this run (engine warm, so mostly the landmarker) and the rate without it.
+            "startup_s": rep.startup_s,
+            "startup": rep.startup,
+            "processing_fps": round(rep.processing_fps, 3),
         }
     )
     return r
@@ -903,6 +907,10 @@ def run_throughput(opts: ThroughputOptions, log: Log = _log_to_stderr) -> dict[s
         stages["serial_ms_per_frame"] = round(serial_ms, 3)
         stages["serial_fps"] = round(1000.0 / serial_ms, 3)
         stages["slowest"] = max(order, key=lambda k: stages[k]["ms_per_frame"])
+        # The canonical-mesh warps against the five-point ones, per face, at 512² and 4K (benchmarks.mesh_cost).
+        from benchmarks.mesh_cost import measure as measure_mesh
+
+        stages["mesh_warp"] = measure_mesh(repeats=5)
         res["stages"] = stages
         marks["stages"] = peak_rss_mb()
         _checkpoint(res, opts.out)

@@ -64,6 +64,8 @@ def _to_faces(v: Any) -> str:
 SHOT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "direction": str,
     "strength": float,
+    "target_age": float,
+    "input_age": float,
     "model": str,
     "batch_size": int,
     "xla": _to_bool,

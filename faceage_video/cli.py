@@ -7,36 +7,18 @@ exits with its code; Ctrl-C exits 130 with nothing left under the output name.
 from __future__ import annotations
 
 import json
-import os
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import typer.exceptions
 
+from faceage_video.entry import run_app
 from faceage_video.errors import FaceAgeError, OptionsError
 from faceage_video.media.writer import Codec, Preset
+from faceage_video.quiet import quiet_native_logs, wants_verbose
 from faceage_video.types import Direction, FaceSelection, MaskKind
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("GLOG_minloglevel", "2")
-
-# Typer >= 0.23 vendors click and raises its own exception types (usage errors derive from
-# `typer.exceptions.TyperException`); older Typer raises click's. Catch both, and need click only if present.
-try:
-    import click
-
-    _CLICK_USAGE: tuple[type[BaseException], ...] = (click.ClickException,)
-    _CLICK_ABORT: tuple[type[BaseException], ...] = (click.exceptions.Abort,)
-    _CLICK_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit,)
-except ImportError:  # pragma: no cover - click is optional with a vendoring Typer
-    _CLICK_USAGE = _CLICK_ABORT = _CLICK_EXIT = ()
-_USAGE_ERRORS: tuple[type[BaseException], ...] = (*_CLICK_USAGE, typer.exceptions.TyperException)
-_ABORTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, *_CLICK_ABORT, typer.Abort)
-_EXITS: tuple[type[BaseException], ...] = (*_CLICK_EXIT, typer.Exit)
-# Exit code of an interrupted run (128 + SIGINT), as shells report Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     add_completion=False,
@@ -69,6 +51,7 @@ def build_age_options(**kw: Any) -> Any:
     from faceage_video.face.blend import BlendOptions
     from faceage_video.face.landmarks import LandmarkerOptions
     from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.media.sequence import SequenceOptions
     from faceage_video.media.writer import WriterOptions
     from faceage_video.pipeline import AgeOptions
 
@@ -79,6 +62,8 @@ def build_age_options(**kw: Any) -> Any:
             strength=kw["strength"],
             batch_size=kw["batch_size"],
             xla=kw["xla"],
+            target_age=kw.get("target_age"),
+            input_age=kw.get("input_age"),
         ),
         landmarks=LandmarkerOptions(
             max_faces=kw["max_faces"], model_path=kw["landmarker"], detect_width=kw["detect_width"]
@@ -94,23 +79,63 @@ def build_age_options(**kw: Any) -> Any:
         side_by_side=kw["side_by_side"],
         report=kw["report"],
         allow_protocols=kw["allow_protocols"],
+        sequence=SequenceOptions(
+            fps=parse_fps(kw.get("fps") or "24"),
+            allow_gaps=kw.get("allow_gaps", False),
+            ocio=kw.get("ocio"),
+            colorspace=kw.get("colorspace"),
+        ),
+        matte_alpha=kw.get("matte_alpha", False),
         progress=kw.get("progress", True),
     )
 
 
+def parse_fps(value: str) -> Fraction:
+    """A frame rate such as 24, 23.976 or 24000/1001."""
+    try:
+        fps = Fraction(value.strip())
+    except (ValueError, ZeroDivisionError):
+        raise OptionsError(
+            f"--fps must be a rate such as 24, 25, 23.976 or 24000/1001; got {value!r}"
+        ) from None
+    if fps <= 0:
+        raise OptionsError(f"--fps must be positive; got {value!r}")
+    return fps.limit_denominator(1001)
+
+
 DirectionOpt = Annotated[Direction, typer.Option("--direction", "-d", help="older (G) or younger (F)")]
 Strength = Annotated[float, typer.Option(min=0.0, max=1.0, help="share of the generated change, 0..1")]
-Model = Annotated[str | None, typer.Option(help="bundled model name or bundle folder (default: utkface-128)")]
+Model = Annotated[
+    str | None, typer.Option(help="bundled model name or bundle folder (default: the bundled default)")
+]
+TargetAge = Annotated[
+    float | None,
+    typer.Option(
+        min=10,
+        max=100,
+        help="age in years to move every face to (age-conditioned models): above the input age ages it, "
+        "below de-ages it, whatever --direction says",
+    ),
+]
+InputAge = Annotated[
+    float | None,
+    typer.Option(min=10, max=100, help="the faces' age in years [default: 25 when aging, 62 when de-aging]"),
+]
 
 
 @app.command()
 def age(
-    input: Annotated[str, typer.Argument(help="input video")],
+    input: Annotated[str, typer.Argument(help="input video, or image sequence: pattern or folder")],
     output: Annotated[
-        str, typer.Option("--output", "-o", help="output video (extension picks the container)")
+        str,
+        typer.Option(
+            "--output", "-o", help="output video (extension picks the container), or sequence pattern/folder"
+        ),
     ],
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
+    target_age: TargetAge = None,
+    input_age: InputAge = None,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
     xla: Annotated[
@@ -145,11 +170,30 @@ def age(
         typer.Option(help="run on a Ray cluster: address, or 'local' to start one", show_default=False),
     ] = None,
     segment_seconds: Annotated[float, typer.Option(help="segment length for --ray")] = 4.0,
+    fps: Annotated[
+        str, typer.Option(help="frame rate of an image-sequence input, e.g. 24 or 24000/1001")
+    ] = "24",
+    allow_gaps: Annotated[
+        bool, typer.Option(help="fill missing sequence frames with the previous one (reported)")
+    ] = False,
+    ocio: Annotated[
+        str | None, typer.Option(help="OpenColorIO config for float (EXR) plates; default: sRGB transfer")
+    ] = None,
+    colorspace: Annotated[
+        str | None, typer.Option(help="the plates' colour space in --ocio (default: its scene_linear)")
+    ] = None,
+    matte_alpha: Annotated[
+        bool, typer.Option(help="write the matte as the alpha channel of an RGB sequence output")
+    ] = False,
 ) -> None:
-    """Age or de-age the faces of one video."""
+    """Age or de-age the faces of one video or image sequence (plate.%04d.exr, plate.####.dpx, a folder)."""
     kw = locals().copy()
     opts = build_age_options(**kw)
     if ray is not None:
+        from faceage_video.media.sequence import is_sequence_path
+
+        if is_sequence_path(input):
+            raise OptionsError(f"{input}: --ray splits videos only; run image sequences without --ray")
         from faceage_video.distributed import age_video_ray
 
         rep = age_video_ray(input, output, opts, address=ray, segment_seconds=segment_seconds)
@@ -160,7 +204,8 @@ def age(
     for w in rep.warnings:
         typer.secho(f"warning: {w}", fg="yellow", err=True)
     typer.echo(
-        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, {rep.fps:.1f} fps"
+        f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, "
+        f"{rep.processing_fps:.1f} fps processing, {rep.startup_s:.1f} s start-up"
     )
 
 
@@ -246,6 +291,8 @@ def webcam(
     fps: Annotated[float | None, typer.Option(help="frame rate asked of the camera")] = None,
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
+    target_age: TargetAge = None,
+    input_age: InputAge = None,
     model: Model = None,
     xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator (GPU)")] = False,
     generator: Annotated[
@@ -276,7 +323,7 @@ def webcam(
     from faceage_video.face.blend import BlendOptions
     from faceage_video.face.landmarks import LandmarkerOptions
     from faceage_video.face.tracker import TrackerOptions
-    from faceage_video.realtime import (
+    from faceage_video.live import (
         GENERATOR_MODES,
         LIVE_ONE_EURO,
         RealtimeOptions,
@@ -295,7 +342,15 @@ def webcam(
         fps=fps,
         allow_protocols=allow_protocols,
         reconnect_tries=reconnect,
-        engine=EngineOptions(model=model, direction=direction, strength=strength, batch_size=1, xla=xla),
+        engine=EngineOptions(
+            model=model,
+            direction=direction,
+            strength=strength,
+            batch_size=1,
+            xla=xla,
+            target_age=target_age,
+            input_age=input_age,
+        ),
         landmarks=LandmarkerOptions(max_faces=max_faces, model_path=landmarker, detect_width=detect_width),
         tracker=TrackerOptions(max_faces=max_faces, max_missed=3, one_euro=LIVE_ONE_EURO),
         temporal=TemporalOptions(strength=temporal),
@@ -310,13 +365,13 @@ def webcam(
         enabled=effect,
     )
     res = run_realtime(opts)
-    lat, fr = res["latency_ms"], res["frames"]
+    lat, fr = res.latency_ms, res.frames
     typer.echo(
-        f"{res['ended']}: {fr['processed']} frames out, {fr['dropped']} dropped "
-        f"({100 * res['drop_rate']:.1f} %), sustained {res['fps']['sustained']} fps, "
-        f"latency p50 {lat['p50']} / p95 {lat['p95']} / p99 {lat['p99']} ms"
+        f"{res.ended}: {fr.processed} frames out, {fr.dropped} dropped "
+        f"({100 * res.drop_rate:.1f} %), sustained {res.fps.sustained} fps, "
+        f"latency p50 {lat.p50} / p95 {lat.p95} / p99 {lat.p99} ms"
     )
-    if res["ended"] == "interrupted":  # Ctrl-C is how a live run is normally stopped: not an error
+    if res.ended == "interrupted":  # Ctrl-C is how a live run is normally stopped: not an error
         typer.secho("stopped by Ctrl-C: devices and outputs closed", fg="yellow", err=True)
 
 
@@ -378,6 +433,8 @@ def batch(
     force: Annotated[bool, typer.Option("--force", help="run shots already done too")] = False,
     direction: DirectionOpt = "older",
     strength: Strength = 1.0,
+    target_age: TargetAge = None,
+    input_age: InputAge = None,
     model: Model = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
     xla: Annotated[
@@ -431,34 +488,31 @@ def batch(
         raise FaceAgeError(f"{len(res.failed)} of {len(res.outcomes)} shots failed (see above); the rest ran")
 
 
-def main(argv: list[str] | None = None) -> int:
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show TensorFlow's and MediaPipe's native log lines")
+    ] = False,
+) -> None:
+    """Age or de-age the faces in a video, offline or live."""
+    # `main` takes -v/--verbose off the command line before Typer parses it; declared here for --help.
+
+
+def main(argv: list[str] | None = None, quiet: bool | None = None) -> int:
     """Run the CLI; return the exit code.
 
     A `FaceAgeError` prints "error: <message>" and returns its code; a usage error prints click's message and
     returns 2; Ctrl-C prints a note and returns 130. None of them prints a traceback.
+
+    Args:
+        argv: the arguments; None reads `sys.argv`.
+        quiet: hide the native libraries' log lines (`faceage_video.quiet`) unless -v/--verbose is given.
+            None: only for a real process start (`argv` None), so an in-process caller's stderr is left alone.
     """
-    try:
-        rv = app(args=argv, standalone_mode=False)
-    except FaceAgeError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        return exc.exit_code
-    except _ABORTS:
-        typer.secho("interrupted: no output was written", fg="yellow", err=True)
-        return EXIT_INTERRUPTED
-    except _USAGE_ERRORS as exc:
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:  # pragma: no cover - every usage error of click and Typer has show()
-            typer.secho(f"error: {exc}", fg="red", err=True)
-        return int(getattr(exc, "exit_code", 2))
-    except _EXITS as exc:
-        return int(getattr(exc, "exit_code", 0) or 0)
-    # Without standalone mode Typer returns an Exit's code instead of raising it; Ctrl-C arrives as Exit(130).
-    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-    if code == EXIT_INTERRUPTED:
-        typer.secho("interrupted: no output was written", fg="yellow", err=True)
-    return code
+    verbose, args = wants_verbose(list(sys.argv[1:] if argv is None else argv))
+    if (argv is None if quiet is None else quiet) and not verbose:
+        quiet_native_logs()
+    return run_app(app, args, interrupted="interrupted: no output was written")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,25 @@
-"""Errors the library raises on bad input. Only the CLI turns them into exit codes."""
+"""Errors the library (and `training`) raise on bad input, and the exit code of each.
+
+Only the command lines turn them into exit codes, all through `faceage_video.entry.run_app`. `EXIT_CODES`
+lists every code either command line can return; the README's table is written from it.
+"""
 
 from __future__ import annotations
+
+# Exit code of an interrupted run (128 + SIGINT), as shells report Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+# Every exit code of `faceage-video` and `python -m training`, and what it means.
+EXIT_CODES: dict[int, str] = {
+    1: "failure: some batch shots failed, or a checkpoint does not match its run",
+    2: "options: a bad flag, option or training config",
+    3: "input: a missing or unreadable video, or a dataset in the wrong layout",
+    4: "output: an output that cannot be written or opened",
+    5: "model: a missing or corrupt model bundle or landmarker",
+    6: "live source: a camera or stream that cannot be opened or dropped for good",
+    7: "cluster: Ray missing or unreachable, or a segment that failed on every retry",
+    EXIT_INTERRUPTED: "Ctrl-C (or SIGTERM for a live run)",
+}
 
 
 class FaceAgeError(Exception):

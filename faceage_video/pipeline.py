@@ -30,14 +30,39 @@ from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
 from faceage_video.errors import OptionsError, OutputError
 from faceage_video.face.align import align_face, apply_affine
-from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
+from faceage_video.face.blend import (
+    BlendOptions,
+    apply_change,
+    crop_mask,
+    paste_back,
+    paste_back_mesh,
+    warp_change,
+)
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
+from faceage_video.face.mesh import CanonicalMesh, MeshFit
+from faceage_video.face.stabilize import MeshStabilizer, StabilizerOptions
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
+from faceage_video.media.sequence import (
+    IntegerTransfer,
+    Plate,
+    PlateFrame,
+    SequenceOptions,
+    SequenceReader,
+    SequenceWriter,
+    apply_plate_change,
+    is_sequence_path,
+    matte_plate,
+    matte_spec,
+    output_pattern,
+    with_matte_alpha,
+)
 from faceage_video.media.writer import MatteWriter, VideoWriter, WriterOptions
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 T = TypeVar("T")
+# Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
+_DEEP_VIDEO = IntegerTransfer(65535.0)
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,8 @@ class AgeOptions:
         side_by_side: also write an input | output preview video here.
         report: also write a JSON report here.
         allow_protocols: let FFmpeg read URLs and indirect demuxers (off: local files and pipes only).
+        sequence: frame rate, gap policy and colour management of an image-sequence input.
+        matte_alpha: write the matte as the alpha channel of an RGB sequence output.
         queue_size: frames each inter-stage queue holds.
         progress: show a progress bar on the terminal.
     """
@@ -75,6 +102,8 @@ class AgeOptions:
     side_by_side: str | None = None
     report: str | None = None
     allow_protocols: bool = False
+    sequence: SequenceOptions = field(default_factory=SequenceOptions)
+    matte_alpha: bool = False
     queue_size: int = 8
     progress: bool = True
 
@@ -99,7 +128,10 @@ class Report:
         input, output: paths.
         frames: frames written. frames_with_faces: frames where at least one face was aged.
         faces: aged face crops in total. tracks: frames per track id.
-        fps: frames per wall-clock second. wall_s: total seconds.
+        fps: frames per wall-clock second, start-up included. wall_s: total seconds.
+        processing_fps: frames per second once the stages run, start-up excluded (what the bar shows).
+        startup_s: seconds from the call until the first frame could enter the stages: TensorFlow import,
+            model build, landmarker, opening the files. startup: those parts by name, in seconds.
         stage_s: seconds spent inside each stage (stages overlap, so these add up to more than wall_s).
         warnings: decode problems and other things the user should know.
         model: the bundle's name and training steps.
@@ -113,6 +145,9 @@ class Report:
     tracks: dict[int, int] = field(default_factory=dict)
     fps: float = 0.0
     wall_s: float = 0.0
+    processing_fps: float = 0.0
+    startup_s: float = 0.0
+    startup: dict[str, float] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
@@ -124,12 +159,18 @@ class Report:
         return json.dumps(d, indent=2, default=str)
 
 
+# Below this share of the face's mesh area turned towards the camera (a profile view, where the far side
+# of the mesh folds over), the change fades out; at and above FRONTAL_FULL it is applied in full.
+FRONTAL_NONE, FRONTAL_FULL = 0.80, 0.93
+
+
 @dataclass
 class _FaceJob:
     track_id: int
-    m: Affine  # frame → crop
+    m: Affine | MeshFit  # frame → crop similarity (five-point space), or the mesh registration
     crop: Crop  # (S, S, 3) uint8
-    mask: Mask  # (S, S) in crop coordinates
+    mask: Mask  # (S, S) in crop (canonical) coordinates
+    mesh: CanonicalMesh | None = None  # set in canonical mesh space
 
 
 @dataclass
@@ -140,6 +181,7 @@ class _FrameJob:
     cut: bool  # a scene cut starts at this frame
     image: Frame | None = None  # the output picture once blended
     matte: Mask | None = None
+    plate: Plate | None = None  # the output plate at full precision, for a sequence input
 
 
 class _Stop:
@@ -191,14 +233,24 @@ class FaceAnalyzer:
         template_size: int,
         template: Any,
         selection: FaceSelection | tuple[int, ...] = "all",
+        stabilizer: StabilizerOptions | None = None,
     ) -> None:
         self.landmarker = FaceLandmarker(landmarks)
+        # In canonical mesh space the change rides on every landmark, so the mesh follows the skin: the raw
+        # detections carried along the optical flow (`face.stabilize`). On known motion this cut the jitter
+        # from 1.8 % to 0.4 % of the inter-ocular distance per frame, where One Euro smoothing, which lags
+        # behind real motion, made it 4.3 % (`python -m benchmarks.geometry`, benchmarks/README.md).
+        self.mesh_mode = isinstance(template, CanonicalMesh)
+        if stabilizer is None:
+            stabilizer = StabilizerOptions() if self.mesh_mode else StabilizerOptions(weight=0.0)
+        self.stabilizer = MeshStabilizer(stabilizer)
         self.tracker = FaceTracker(tracker)
         self.cuts = SceneCutDetector(temporal.scene_cut_threshold)
         self.blend = blend
         self.template = template
         self.size = template_size
         self.selection = selection
+        self._mesh_mask: Mask | None = None
 
     def analyze(self, frame: DecodedFrame) -> _FrameJob:
         """Detect, track and align the faces of one frame."""
@@ -207,37 +259,65 @@ class FaceAnalyzer:
         if cut:
             ended = [t.track_id for t in self.tracker.tracks]
             self.tracker.reset()
+            self.stabilizer.reset()
         detections = self.landmarker.detect(frame.image, round(frame.time_s * 1000))
         tracked = self.tracker.update(detections, frame.time_s)
         ended += self.tracker.ended
+        for tid in self.tracker.ended:
+            self.stabilizer.reset(tid)
+        if self.mesh_mode:
+            tracked = [replace(f, landmarks=self.stabilizer(frame.image, f.track_id, f.raw)) for f in tracked]
         jobs: list[_FaceJob] = []
         for face in select_faces(tracked, self.selection):
+            if isinstance(self.template, CanonicalMesh):
+                jobs.append(self._mesh_job(frame.image, face))
+                continue
             crop, m = align_face(frame.image, face.landmarks, self.template)
             oval = apply_affine(m, oval_polygon(face.landmarks)) if self.blend.mask == "face" else None
             mask = crop_mask(self.blend.mask, self.size, oval, self.blend.feather)
             jobs.append(_FaceJob(face.track_id, m, crop, mask))
         return _FrameJob(frame, jobs, ended, cut)
 
+    def _mesh_job(self, image: Frame, face: TrackedFace) -> _FaceJob:
+        mesh = self.template
+        assert isinstance(mesh, CanonicalMesh)
+        fit = mesh.fit(face.landmarks, image.shape)
+        if self._mesh_mask is None:
+            self._mesh_mask = mesh.mask(self.blend.mask)
+        fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
+        mask = self._mesh_mask if fade >= 1.0 else (self._mesh_mask * fade).astype(np.float32)
+        return _FaceJob(face.track_id, fit, mesh.to_canonical(image, fit), mask, mesh)
+
     def close(self) -> None:
         self.landmarker.close()
 
 
 def render(
-    jobs: list[_FrameJob], engine: AgingEngine, smoother: ResidualSmoother, blend: BlendOptions
+    jobs: list[_FrameJob],
+    engine: AgingEngine,
+    smoother: ResidualSmoother,
+    blend: BlendOptions,
+    mattes: bool = True,
 ) -> None:
     """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place)."""
     crops = [f.crop for j in jobs for f in j.faces]
     residuals = engine.residual(np.stack(crops)) if crops else np.zeros((0,), np.float32)
-    composite(jobs, residuals, smoother, blend)
+    composite(jobs, residuals, smoother, blend, mattes)
 
 
 def composite(
-    jobs: list[_FrameJob], residuals: NDArray[np.float32], smoother: ResidualSmoother, blend: BlendOptions
+    jobs: list[_FrameJob],
+    residuals: NDArray[np.float32],
+    smoother: ResidualSmoother,
+    blend: BlendOptions,
+    mattes: bool = True,
 ) -> None:
     """Smooth each face's residual per track and paste it back, frame by frame in order (in place).
 
     Args:
         jobs: consecutive frames; `residuals` holds one (S, S, 3) change per face, in job then face order.
+        mattes: also build each frame's full-frame matte (`job.matte`); off, canonical-space faces keep
+            every per-face buffer to the face's region, so memory does not grow with the frame size.
     """
     k = 0
     for job in jobs:
@@ -247,14 +327,36 @@ def composite(
             smoother.reset()
         img = job.frame.image
         matte: Mask | None = None
+        # A sequence or deep-video frame also takes the change on its full-precision plate.
+        plate = job.frame.plate
+        transfer = job.frame.transfer if isinstance(job.frame, PlateFrame) else _DEEP_VIDEO
         for face in job.faces:
             res = smoother.smooth(face.track_id, residuals[k])
             k += 1
+            if face.mesh is not None and isinstance(face.m, MeshFit):
+                img, warped = paste_back_mesh(img, res, face.mask, face.m, face.mesh, blend)
+                if plate is not None:
+                    plate = apply_plate_change(plate, warped, transfer)
+                if not mattes:
+                    continue
+                if matte is None:
+                    matte = np.zeros(img.shape[:2], np.float32)
+                if not warped.empty:
+                    x0, y0, x1, y1 = warped.box
+                    np.maximum(matte[y0:y1, x0:x1], warped.alpha, out=matte[y0:y1, x0:x1])
+                continue
+            assert not isinstance(face.m, MeshFit)
             generated = face.crop.astype(np.float32) + res
-            img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            if plate is None:
+                img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            else:
+                warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
+                img, alpha = apply_change(img, warped)
+                plate = apply_plate_change(plate, warped, transfer)
             matte = alpha if matte is None else np.maximum(matte, alpha)
         job.image = img
         job.matte = matte
+        job.plate = plate
 
 
 def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -378,27 +480,45 @@ def age_video(
     src, dst = str(input), str(output)
     t0 = time.perf_counter()
     _check_outputs(src, dst, opts)
-    reader = VideoReader(
-        src, ReaderOptions(start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols)
-    )
+    seq = _sequence_io(src, dst, opts)
+    reader: VideoReader | SequenceReader
+    if seq:
+        reader = SequenceReader(src, opts.sequence, opts.start_s, opts.end_s)
+        if opts.matte_alpha and "A" in reader.info.channels:
+            raise OptionsError(
+                f"{src}: has an alpha channel already; write the matte as its own sequence (--matte PATTERN)"
+            )
+    else:
+        # deep=None: a 10/12-bit video is decoded at 16 bits too, and the change applied at that precision.
+        reader = VideoReader(
+            src,
+            ReaderOptions(
+                start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols, deep=None
+            ),
+        )
     timer = _Timer()
     with reader:
-        info = reader.info
+        info = reader.info.video if isinstance(reader, SequenceReader) else reader.info
         if opts.start_s is not None and info.duration_s is not None and opts.start_s >= info.duration_s:
             raise OptionsError(
                 f"start ({opts.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
                 "pick a start inside the clip"
             )
-        writer_cm = VideoWriter(
-            dst,
-            info,
-            opts.writer,
-            audio_source=src if opts.writer.audio else None,
-            start_s=opts.start_s,
-            end_s=opts.end_s,
-        )
+        writer_cm: VideoWriter | SequenceWriter
+        if isinstance(reader, SequenceReader) and is_sequence_path(dst):
+            writer_cm = SequenceWriter(output_pattern(dst, reader.info.pattern))
+        else:
+            writer_cm = VideoWriter(
+                dst,
+                info,
+                opts.writer,
+                audio_source=src if opts.writer.audio and not seq else None,
+                start_s=opts.start_s,
+                end_s=opts.end_s,
+            )
         with writer_cm as writer:
-            eng = engine or AgingEngine(opts.engine)
+            startup: dict[str, float] = {}
+            eng = engine or load_engine(opts.engine, startup)
             report = Report(
                 input=src,
                 output=dst,
@@ -417,7 +537,11 @@ def age_video(
                     "xla": eng.xla,
                 },
             )
-            matte = MatteWriter(opts.matte, info, opts.start_s) if opts.matte else None
+            matte: MatteWriter | SequenceWriter | None = None
+            if opts.matte and isinstance(reader, SequenceReader) and is_sequence_path(opts.matte):
+                matte = SequenceWriter(output_pattern(opts.matte, reader.info.pattern))
+            elif opts.matte:
+                matte = MatteWriter(opts.matte, info, opts.start_s)
             sbs = None
             if opts.side_by_side:
                 sbs_info = replace(info, width=info.width * 2)
@@ -439,7 +563,9 @@ def age_video(
                     timer,
                     report,
                     _expected_frames(info, opts.start_s, opts.end_s),
+                    started=t0,
                 )
+                report.startup = {**startup, **report.startup}
             except BaseException:
                 for w in (matte, sbs):
                     if w is not None:
@@ -452,7 +578,8 @@ def age_video(
     if report.frames_with_faces == 0:
         msg = "no face found in the whole clip: the output frames equal the input's"
         if (
-            opts.start_s is None
+            not seq
+            and opts.start_s is None
             and opts.end_s is None
             and Path(src).suffix.lower() == Path(dst).suffix.lower()
             and opts.writer.audio
@@ -468,10 +595,44 @@ def age_video(
     return finish_report(report, t0, opts.report)
 
 
+def _sequence_io(src: str, dst: str, opts: AgeOptions) -> bool:
+    """Whether the input is an image sequence; refuses output forms that do not fit the input.
+
+    Raises:
+        OutputError: a sequence output (or `matte_alpha`) without a sequence input.
+    """
+    seq_in, seq_out = is_sequence_path(src), is_sequence_path(dst)
+    if seq_out and not seq_in:
+        raise OutputError(
+            f"{dst}: an image-sequence output needs an image-sequence input; write a video file instead"
+        )
+    if opts.matte_alpha and not seq_out:
+        raise OutputError(f"{dst}: --matte-alpha needs an image-sequence output, e.g. out.%04d.exr")
+    return seq_in
+
+
+def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngine:
+    """Build the engine, adding to `startup` the seconds of the TensorFlow import and of the model build."""
+    t = time.perf_counter()
+    import tensorflow  # noqa: F401  # imported by the engine anyway; timed on its own
+
+    startup["import_tensorflow"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    eng = AgingEngine(options)
+    startup["model"] = round(time.perf_counter() - t, 3)
+    return eng
+
+
 def finish_report(report: Report, started: float, path: str | None) -> Report:
-    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked."""
+    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked.
+
+    `processing_fps` leaves out `report.startup_s` (set by the stages; 0 when they did not run).
+    """
     report.wall_s = time.perf_counter() - started
     report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
+    busy = report.wall_s - report.startup_s
+    report.processing_fps = report.frames / busy if busy > 0 else 0.0
+    report.startup_s = round(report.startup_s, 3)
     if path:
         rp = Path(path)
         if not rp.parent.is_dir():
@@ -513,10 +674,19 @@ def run_stages(
     return dict(timer.seconds)
 
 
+def _write_plate(writer: SequenceWriter, fr: PlateFrame, plate: Plate, matte: Mask, opts: AgeOptions) -> None:
+    """One sequence frame under its own number; with `matte_alpha` the matte becomes its alpha channel."""
+    if opts.matte_alpha:
+        plate, spec = with_matte_alpha(fr, plate, matte)
+        writer.write_plate(fr.number, plate, spec)
+    else:
+        writer.write_plate(fr.number, plate, fr.spec)
+
+
 def _run_stages(
     frames: Iterable[DecodedFrame],
-    writer: VideoWriter,
-    matte: MatteWriter | None,
+    writer: VideoWriter | SequenceWriter,
+    matte: MatteWriter | SequenceWriter | None,
     sbs: VideoWriter | None,
     engine: AgingEngine,
     opts: AgeOptions,
@@ -525,15 +695,21 @@ def _run_stages(
     expected: int | None,
     warmup: Callable[[DecodedFrame], bool] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    started: float | None = None,
 ) -> None:
+    """The stages; with `started` (the run's `perf_counter()` start) it stamps `report.startup_s`."""
+    # Full-frame mattes only where something writes them: a matte output, or a sequence (matte as alpha).
+    need_mattes = matte is not None or isinstance(writer, SequenceWriter) or opts.matte_alpha
     stop = threading.Event()
     errors: list[BaseException] = []
     q_frames: queue.Queue[Any] = queue.Queue(opts.queue_size)
     q_jobs: queue.Queue[Any] = queue.Queue(opts.queue_size)
     q_out: queue.Queue[Any] = queue.Queue(opts.queue_size)
+    t_landmarker = time.perf_counter()
     analyzer = FaceAnalyzer(
         opts.landmarks, opts.tracker, opts.temporal, opts.blend, engine.size, engine.template, opts.faces
     )
+    report.startup["landmarker"] = round(time.perf_counter() - t_landmarker, 3)
     smoother = ResidualSmoother(opts.temporal)
     batch = engine.options.batch_size
 
@@ -566,9 +742,18 @@ def _run_stages(
                 break
             t = time.perf_counter()
             fr = job.frame
-            writer.write(job.image, fr.pts, fr.time_base)
-            if matte is not None:
-                m = job.matte if job.matte is not None else np.zeros(fr.image.shape[:2], np.float32)
+            m = job.matte
+            if m is None and need_mattes:
+                m = np.zeros(fr.image.shape[:2], np.float32)
+            if isinstance(writer, SequenceWriter):
+                _write_plate(writer, fr, job.plate if job.plate is not None else fr.plate, m, opts)
+            elif writer.deep and fr.plate is not None:
+                writer.write_plate(job.plate if job.plate is not None else fr.plate, fr.pts, fr.time_base)
+            else:
+                writer.write(job.image, fr.pts, fr.time_base)
+            if isinstance(matte, SequenceWriter):
+                matte.write_plate(fr.number, matte_plate(m, fr.plate.dtype), matte_spec(fr))
+            elif matte is not None:
                 matte.write(m, fr.pts, fr.time_base)
             if sbs is not None:
                 sbs.write(_side_by_side(fr.image, job.image), fr.pts, fr.time_base)
@@ -581,6 +766,8 @@ def _run_stages(
     ]
     prog, task = _progress(expected, opts.progress)
     t_start = time.perf_counter()
+    if started is not None:
+        report.startup_s = t_start - started
     try:
         with prog:
             pending: list[_FrameJob] = []
@@ -597,7 +784,7 @@ def _run_stages(
                 # (a face-free stretch must not stall the output).
                 if pending and (done or n_crops >= batch or (n_crops == 0 and len(pending) >= batch)):
                     t = time.perf_counter()
-                    render(pending, engine, smoother, opts.blend)
+                    render(pending, engine, smoother, opts.blend, need_mattes)
                     timer.add("generate_smooth_blend", time.perf_counter() - t)
                     for j in pending:
                         if warmup is not None and warmup(j.frame):

@@ -324,6 +324,9 @@ _PAGE = """<!doctype html>
  </div>
  <label>strength <input id="strength" type="range" min="0" max="1" step="0.05">
   <span id="strength-value"></span></label>
+ <label>target age <input id="target-age" type="range" min="18" max="85" step="1">
+  <span id="target-age-value">off</span></label>
+ <button id="target-off" type="button">target off</button>
  <table>
   <tr><td>effect</td><td id="stat-effect">-</td></tr>
   <tr><td>direction</td><td id="stat-direction">-</td></tr>
@@ -350,6 +353,8 @@ function show(s) {
   $("direction").textContent = "direction: " + s.direction;
   if (document.activeElement !== $("strength")) { $("strength").value = s.strength; }
   $("strength-value").textContent = Number(s.strength).toFixed(2);
+  if (document.activeElement !== $("target-age") && s.target_age !== null) { $("target-age").value = s.target_age; }
+  $("target-age-value").textContent = s.target_age === null ? "off" : String(s.target_age);
   $("stat-effect").textContent = s.enabled ? "on" : "off";
   $("stat-direction").textContent = s.direction;
 }
@@ -381,6 +386,8 @@ $("toggle").onclick = () => control({action: "toggle"});
 $("direction").onclick = () => control({action: "direction"});
 $("quit").onclick = () => control({action: "quit"});
 $("strength").oninput = (e) => control({strength: Number(e.target.value)});
+$("target-age").oninput = (e) => control({target_age: Number(e.target.value)});
+$("target-off").onclick = () => control({target_age: null});
 document.addEventListener("keydown", (e) => {
   if (e.target.tagName === "INPUT") { return; }
   const k = e.key;

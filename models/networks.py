@@ -24,6 +24,8 @@ class GeneratorConfig:
         residual: predict a change added to the input (FRAN-style) instead of the whole image. The last
             convolution starts at zero, so an untrained generator is the identity.
         norm: "instance" (per-sample, per-channel) or "group" (8 groups).
+        cond: conditioning channels after RGB: 0 (none) or 2 (the input age and the target age, each a
+            constant map of years / 100, as in FRAN).
     """
 
     size: int = 128
@@ -31,6 +33,7 @@ class GeneratorConfig:
     n_blocks: int = 6
     residual: bool = True
     norm: str = "instance"
+    cond: int = 0
 
     def __post_init__(self) -> None:
         if self.size % 4 or self.size < 16:
@@ -39,6 +42,8 @@ class GeneratorConfig:
             raise ValueError(f"ngf must be >= 4 and n_blocks >= 0, got {self.ngf}, {self.n_blocks}")
         if self.norm not in ("instance", "group"):
             raise ValueError(f"norm must be 'instance' or 'group', got {self.norm!r}")
+        if self.cond not in (0, 2):
+            raise ValueError(f"cond must be 0 (none) or 2 (input and target age), got {self.cond!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,10 +113,12 @@ def build_generator(config: GeneratorConfig, name: str = "G") -> keras.Model:
         name: model name, "G" (young→old) or "F" (old→young) by convention.
 
     Returns:
-        A Keras model mapping (B, S, S, 3) in [-1, 1] to (B, S, S, 3) in [-1, 1].
+        A Keras model mapping (B, S, S, 3 + cond) in [-1, 1] (RGB, then the conditioning maps) to
+        (B, S, S, 3) in [-1, 1].
     """
     c = config
-    inp = keras.Input((c.size, c.size, 3), name="image")
+    inp = keras.Input((c.size, c.size, 3 + c.cond), name="image")
+    rgb = inp if c.cond == 0 else layers.Lambda(lambda t: t[..., :3], name="rgb")(inp)
     x = _conv_block(inp, c.ngf, 7, 1, c.norm, "enc0")
     x = _conv_block(x, c.ngf * 2, 3, 2, c.norm, "enc1")
     x = _conv_block(x, c.ngf * 4, 3, 2, c.norm, "enc2")
@@ -130,7 +137,7 @@ def build_generator(config: GeneratorConfig, name: str = "G") -> keras.Model:
     x = ReflectionPad2D(3, name="out_pad")(x)
     if c.residual:
         delta = layers.Conv2D(3, 7, kernel_initializer="zeros", name="out_conv")(x)
-        out = layers.Add(name="out_add")([inp, delta])
+        out = layers.Add(name="out_add")([rgb, delta])
         out = layers.Activation(lambda t: ops.clip(t, -1.0, 1.0), name="out_clip")(out)
     else:
         out = layers.Conv2D(3, 7, activation="tanh", name="out_conv")(x)

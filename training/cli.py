@@ -1,14 +1,18 @@
-"""Thin command line of the training package: parse, build a config, call the library, map errors to exit codes."""
+"""Thin command line of the training package: parse, build a config, call the library.
+
+Errors become exit codes in `faceage_video.entry.run_app`, the translation `faceage-video` uses too.
+"""
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from training.errors import TrainingError
+from faceage_video.entry import run_app
+from faceage_video.quiet import quiet_native_logs, wants_verbose
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train and export faceage-video CycleGAN models."
@@ -89,24 +93,24 @@ def export(
     typer.echo(f"bundle written: {folder}")
 
 
-def main() -> int:
-    """Entry point: run the app, turning training errors into a message and an exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        app(standalone_mode=False)
-    except TrainingError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        typer.secho("interrupted (checkpoint saved)", fg="yellow", err=True)
-        return 130
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show TensorFlow's and MediaPipe's native log lines")
+    ] = False,
+) -> None:
+    """Train and export faceage-video CycleGAN models."""
+    # `main` takes -v/--verbose off the command line before Typer parses it; declared here for --help.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app on `argv` (None: `sys.argv[1:]`) and return the exit code.
+
+    Native log lines are hidden (`faceage_video.quiet`) unless -v/--verbose is given. Any `FaceAgeError`
+    (training errors are ones) prints one line and returns its code; Ctrl-C returns 130 after the train loop
+    has saved a checkpoint.
+    """
+    verbose, args = wants_verbose(list(sys.argv[1:] if argv is None else argv))
+    if not verbose:
+        quiet_native_logs()
+    return run_app(app, args, interrupted="interrupted (checkpoint saved)")

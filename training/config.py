@@ -52,6 +52,13 @@ class TrainConfig:
         xla: compile the train step with XLA.
         mixed_precision: "auto" (bfloat16 compute with float32 weights where a GPU is present), "on" or
             "off". bfloat16 needs no loss scaling, and exported weights stay float32 either way.
+        space: "five_point" (similarity crops, the first bundle) or "mesh" (canonical textures registered on
+            the dense mesh, `faceage_video.face.mesh`).
+        landmarks: landmark cache (.npz) the mesh cache is built from; detected once when missing.
+        conditioned: G and F take the input and target ages as extra channels (mesh space only).
+        targets_per_face: teacher pairs per training face, each for another target age (conditioned).
+        teacher_shading, teacher_detail: the registered teacher's low-pass shading and exemplar-detail
+            weights (`training.teacher`); `teacher_shape` is its landmark-displacement weight there.
     """
 
     name: str = "utkface-128"
@@ -89,12 +96,26 @@ class TrainConfig:
     seed: int = 1234
     xla: bool = False
     mixed_precision: str = "auto"
+    space: str = "five_point"
+    landmarks: str = ""
+    conditioned: bool = False
+    targets_per_face: int = 2
+    teacher_shading: float = 2.0
+    teacher_detail: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in ("auto", "on", "off"):
             raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}")
         self._check_types()
+        if self.space not in ("five_point", "mesh"):
+            raise ConfigError(f"space must be five_point or mesh, got {self.space!r}")
+        if self.conditioned and self.space != "mesh":
+            raise ConfigError("conditioned generators need space = 'mesh' (their teacher works there)")
+        if self.space == "mesh" and not self.landmarks:
+            raise ConfigError("space = 'mesh' needs landmarks = PATH (the landmark cache .npz)")
+        if not 1 <= self.targets_per_face <= 16:
+            raise ConfigError(f"targets_per_face must be in 1..16, got {self.targets_per_face}")
         if self.dataset not in ("utkface", "cacd", "folders"):
             raise ConfigError(f"dataset must be utkface, cacd or folders, got {self.dataset!r}")
         if self.size % 4 or self.size < 32:

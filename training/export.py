@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from faceage_video.face.align import AlignTemplate
 from models.bundle import BUNDLED_DIR, Manifest, save_bundle
@@ -229,7 +228,7 @@ def export_bundle(
         GateError: the metrics show a failed gate and `force` is False.
         TrainingError: no checkpoint, or no config.
     """
-    from training.preprocess import load_index, load_part
+    from training.preprocess import load_index
     from training.train import CycleGAN, sample_grid
 
     report = json.loads(Path(metrics_path).read_text()) if metrics_path else None
@@ -249,14 +248,22 @@ def export_bundle(
     metrics = summarize_metrics(report) if report is not None else {}
     if force and failures:
         metrics["forced"] = failures
-    try:
-        counts = load_index(cfg.cache).get("counts", {})
-    except TrainingError:
-        counts = {}
+    template: dict[str, Any]
+    if cfg.space == "mesh":
+        from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+
+        template = CanonicalMesh(MeshOptions(size=cfg.size)).to_dict()
+        counts = {"faces": json.loads((Path(cfg.cache) / "index.json").read_text()).get("count", 0)}
+    else:
+        template = AlignTemplate(cfg.size).to_dict()
+        try:
+            counts = load_index(cfg.cache).get("counts", {})
+        except TrainingError:
+            counts = {}
     manifest = Manifest(
         name=name,
         generator=model.generator_config,
-        template=AlignTemplate(cfg.size).to_dict(),
+        template=template,
         data={
             "dataset": cfg.dataset,
             "young": list(cfg.young),
@@ -279,9 +286,10 @@ def export_bundle(
         _card(manifest, cfg, metrics, failures if force else None),
     )
     try:
-        vx = np.asarray(load_part(cfg.cache, "young_val").crops[:6])
-        vy = np.asarray(load_part(cfg.cache, "old_val").crops[:6])
-        grid = sample_grid(model, vx, vy)
+        from training.run import validation_faces
+
+        vx, vy, ax, ay = validation_faces(cfg)
+        grid = sample_grid(model, vx, vy, ax, ay)
         cv2.imwrite(str(folder / "samples.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     except TrainingError:
         pass  # no cache here: the bundle is complete without its sample grid

@@ -57,6 +57,137 @@ def ensure_cache(cfg: TrainConfig, landmarker: str | None = None) -> dict[str, A
     return build_cache(split, cfg.cache, AlignTemplate(cfg.size), ranges, cfg.dataset, landmarker)
 
 
+def ensure_mesh_cache(cfg: TrainConfig, landmarker: str | None = None) -> dict[str, Any]:
+    """Build the canonical-texture cache (and the landmark cache it needs) if missing; return its index."""
+    from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+    from training.canonical import build_canonical_cache
+    from training.landmarks import detect_landmarks
+
+    index = Path(cfg.cache) / "index.json"
+    if index.exists():
+        data: dict[str, Any] = json.loads(index.read_text())
+        return data
+    # Everyone from 15 up: the age bands of the teacher's prototypes start at 18.
+    records = [r for r in load_records(cfg) if r.age >= 15]
+    lms = detect_landmarks(records, cfg.landmarks, landmarker)
+    return build_canonical_cache(lms, CanonicalMesh(MeshOptions(size=cfg.size)), cfg.cache)
+
+
+def _teacher_targets(age: float, older: bool, rng: np.random.Generator) -> float:
+    """A target age for one teacher pair: at least 15 years away, within 20..80."""
+    if older:
+        return float(rng.uniform(max(age + 15.0, 40.0), 80.0))
+    return float(rng.uniform(20.0, max(min(age - 15.0, 45.0), 21.0)))
+
+
+def prepare_mesh_data(cfg: TrainConfig) -> Any:
+    """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages."""
+    from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+    from training.canonical import load_canonical
+    from training.teacher import Prototypes, RegisteredTeacher
+    from training.teacher import TeacherOptions as RegisteredOptions
+    from training.train import TrainData
+
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    data = load_canonical(cfg.cache)
+    if data.faces.shape[1] != cfg.size:
+        raise DatasetError(f"cache {cfg.cache} holds {data.faces.shape[1]} px faces, config wants {cfg.size}")
+    mesh = CanonicalMesh(MeshOptions(size=cfg.size))
+    proto_path = run / "registered-prototypes.npz"
+    if proto_path.exists():
+        protos = Prototypes.load(proto_path)
+    else:
+        protos = Prototypes.build(data, mesh)
+        protos.save(proto_path)
+    opts = RegisteredOptions(
+        shape=cfg.teacher_shape,
+        shading=cfg.teacher_shading,
+        texture=cfg.teacher_texture,
+        detail=cfg.teacher_detail,
+    )
+    key = f"teacher-mesh-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}.npz"
+    tpath = run / key
+    if tpath.exists():
+        with np.load(tpath) as d:
+            return TrainData(**{k: d[k] for k in d.files})
+    teacher = RegisteredTeacher(protos, mesh, opts)
+    rng = np.random.default_rng(cfg.seed)
+    out: dict[str, Any] = {}
+    for side, older, (lo, hi) in (("x", True, cfg.young), ("y", False, cfg.old)):
+        idx = np.flatnonzero(~data.val & (data.age >= lo) & (data.age <= hi) & (data.gender >= 0))
+        idx = np.repeat(idx, cfg.targets_per_face)
+        src = np.empty((len(idx), cfg.size, cfg.size, 3), np.uint8)
+        tgt = np.empty_like(src)
+        ages = data.age[idx].astype(np.float32)
+        targets = np.empty(len(idx), np.float32)
+        t0 = time.perf_counter()
+        for n, i in enumerate(idx):
+            targets[n] = _teacher_targets(float(ages[n]), older, rng)
+            face = np.asarray(data.faces[i])
+            f = teacher(
+                face.astype(np.float32) / 255.0,
+                float(ages[n]),
+                float(targets[n]),
+                int(data.gender[i]),
+                str(data.paths[i]),
+            )
+            src[n] = face
+            tgt[n] = np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if (n + 1) % 1000 == 0:
+                print(
+                    f"teacher pairs {side}: {n + 1}/{len(idx)}, {(n + 1) / (time.perf_counter() - t0):.0f}/s",
+                    flush=True,
+                )
+        other = "y" if side == "x" else "x"
+        out[side], out[f"t_{other}"] = src, tgt
+        out[f"{side}_age"], out[f"{side}_target"] = ages, targets
+    tmp = tpath.with_name(f".{tpath.name}.tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(tpath)
+    return TrainData(**out)
+
+
+def change_magnitudes(model: Any, young: Any, old: Any, young_age: Any, old_age: Any) -> dict[str, float]:
+    """Mean absolute change, in levels of 0..255, that G makes to the young and F to the old sample faces
+    (conditioned: G to 70, F to 22)."""
+    import tensorflow as tf
+
+    def run(net: Any, faces: Any, ages: Any, target: float) -> float:
+        x = tf.constant(faces.astype(np.float32) / 127.5 - 1.0)
+        if model.generator_config.cond:
+            x = model.generator_input(x, ages, np.full_like(ages, target))
+        y = np.asarray(net(x, training=False))
+        return float(np.abs(y - x[..., :3].numpy()).mean() * 127.5)
+
+    return {
+        "change_G": round(run(model.G, young, young_age, 70.0), 3),
+        "change_F": round(run(model.F, old, old_age, 22.0), 3),
+    }
+
+
+def validation_faces(cfg: TrainConfig, n: int = 6) -> tuple[Any, Any, Any, Any]:
+    """A few validation faces of each domain for the sample grids: (young, old, young ages, old ages)."""
+    if cfg.space == "mesh":
+        from training.canonical import load_canonical
+
+        data = load_canonical(cfg.cache)
+        iy = np.flatnonzero(data.val & (data.age >= cfg.young[0]) & (data.age <= cfg.young[1]))[:n]
+        io = np.flatnonzero(data.val & (data.age >= cfg.old[0]) & (data.age <= cfg.old[1]))[:n]
+        return (
+            np.asarray(data.faces[iy]),
+            np.asarray(data.faces[io]),
+            data.age[iy].astype(np.float32),
+            data.age[io].astype(np.float32),
+        )
+    return (
+        np.asarray(load_part(cfg.cache, "young_val").crops[:n]),
+        np.asarray(load_part(cfg.cache, "old_val").crops[:n]),
+        None,
+        None,
+    )
+
+
 def prepare_data(cfg: TrainConfig) -> tuple[Any, AgePrototypes]:
     """Training arrays with the teacher's pseudo-pairs, cached in the run folder."""
     from training.train import TrainData
@@ -124,8 +255,12 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
 
     from training.train import CycleGAN, sample_grid
 
-    ensure_cache(cfg)
-    data, _ = prepare_data(cfg)
+    if cfg.space == "mesh":
+        ensure_mesh_cache(cfg)
+        data = prepare_mesh_data(cfg)
+    else:
+        ensure_cache(cfg)
+        data, _ = prepare_data(cfg)
     run = Path(cfg.run_dir)
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run / "samples").mkdir(exist_ok=True)
@@ -140,8 +275,7 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
         model.restore(ckpt)
     start = int(model.step.numpy())
     stop = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
-    val_x = np.asarray(load_part(cfg.cache, "young_val").crops[:6])
-    val_y = np.asarray(load_part(cfg.cache, "old_val").crops[:6])
+    val_x, val_y, age_x, age_y = validation_faces(cfg)
     writer = tf.summary.create_file_writer(str(run / "tb"))
     last_ckpt = ckpt or run / "checkpoints" / "ckpt-0.npz"
     running: dict[str, float] = {}
@@ -178,7 +312,7 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
                 losses=" ".join(f"{k}={v:.3f}" for k, v in running.items()),
             )
             if step % cfg.sample_every == 0 or step == stop:
-                grid = sample_grid(model, val_x, val_y)
+                grid = sample_grid(model, val_x, val_y, age_x, age_y)
                 cv2.imwrite(
                     str(run / "samples" / f"step-{step:06d}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)
                 )
@@ -187,9 +321,15 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
                         tf.summary.scalar(f"loss/{k}", v)
                     tf.summary.scalar("lr", float(model.opt_gen.learning_rate.numpy()))
                     tf.summary.image("samples", grid[None], max_outputs=1)
+                # How much G and F still change a validation face, in levels: the adversarial phases of the
+                # first model fell to "change nothing" within 250 steps, and this is where that shows.
+                change = change_magnitudes(model, val_x, val_y, age_x, age_y)
+                with writer.as_default(step=step):
+                    for k, v in change.items():
+                        tf.summary.scalar(f"change/{k}", v)
                 writer.flush()
                 with (run / "log.jsonl").open("a") as log:
-                    log.write(json.dumps({"step": step, "time": time.time(), **running}) + "\n")
+                    log.write(json.dumps({"step": step, "time": time.time(), **running, **change}) + "\n")
             if step % cfg.checkpoint_every == 0 or step == stop:
                 last_ckpt = checkpoint(step)
 

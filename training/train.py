@@ -37,7 +37,9 @@ from models.networks import DiscriminatorConfig, GeneratorConfig, build_discrimi
 from training.config import TrainConfig
 from training.errors import TrainingError
 
-Batch = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]  # x (young), t_y = teacher_old(x), y (old), t_x
+# x (young), t_y = teacher(x), y (old), t_x = teacher(y), then ages (B,) in years: x's, the age t_y shows,
+# y's, the age t_x shows. Unconditioned generators ignore the ages.
+Batch = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class TrainData:
     t_y: NDArray[np.uint8]
     y: NDArray[np.uint8]
     t_x: NDArray[np.uint8]
+    x_age: NDArray[np.float32] | None = None  # (N,) years; None: unconditioned (all 0)
+    x_target: NDArray[np.float32] | None = None  # (N,) the age t_y was made for
+    y_age: NDArray[np.float32] | None = None
+    y_target: NDArray[np.float32] | None = None
 
 
 def _augment(pair: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
@@ -100,6 +106,12 @@ def make_dataset(data: TrainData, cfg: TrainConfig, start: int, stop: int, batch
     x, t_y = tf.constant(data.x), tf.constant(data.t_y)
     y, t_x = tf.constant(data.y), tf.constant(data.t_x)
     nx, ny = len(data.x), len(data.y)
+
+    def ages(a: NDArray[np.float32] | None, n: int) -> tf.Tensor:
+        return tf.constant(np.zeros(n, np.float32) if a is None else np.asarray(a, np.float32))
+
+    xa, xt = ages(data.x_age, nx), ages(data.x_target, nx)
+    ya, yt = ages(data.y_age, ny), ages(data.y_target, ny)
     seed = cfg.seed
     size = cfg.size
 
@@ -113,7 +125,16 @@ def make_dataset(data: TrainData, cfg: TrainConfig, start: int, stop: int, batch
         py = _augment(tf.cast(py, tf.float32) / 255.0, k + 3, size)
         px = tf.clip_by_value(px, 0.0, 1.0) * 2.0 - 1.0
         py = tf.clip_by_value(py, 0.0, 1.0) * 2.0 - 1.0
-        return px[..., :3], px[..., 3:], py[..., :3], py[..., 3:]
+        return (
+            px[..., :3],
+            px[..., 3:],
+            py[..., :3],
+            py[..., 3:],
+            tf.gather(xa, ix),
+            tf.gather(xt, ix),
+            tf.gather(ya, iy),
+            tf.gather(yt, iy),
+        )
 
     ds = tf.data.Dataset.range(start, stop).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(2)
@@ -133,7 +154,9 @@ class CycleGAN:
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
-        gcfg = GeneratorConfig(size=cfg.size, ngf=cfg.ngf, n_blocks=cfg.n_blocks, residual=True)
+        gcfg = GeneratorConfig(
+            size=cfg.size, ngf=cfg.ngf, n_blocks=cfg.n_blocks, residual=True, cond=2 if cfg.conditioned else 0
+        )
         dcfg = DiscriminatorConfig(size=cfg.size, ndf=cfg.ndf)
         self.generator_config = gcfg
         gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -230,10 +253,29 @@ class CycleGAN:
 
     # -- steps -----------------------------------------------------------------------------------------
 
-    def _warm_step(self, x: tf.Tensor, t_y: tf.Tensor, y: tf.Tensor, t_x: tf.Tensor) -> dict[str, tf.Tensor]:
+    def generator_input(self, img: tf.Tensor, age: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        """Generator input: the (B, S, S, 3) image, plus constant age maps (years / 100) when conditioned."""
+        if self.generator_config.cond == 0:
+            return img
+        shape = tf.shape(img)[:3]
+        a = tf.broadcast_to(tf.cast(age, img.dtype)[:, None, None] / 100.0, shape)
+        b = tf.broadcast_to(tf.cast(target, img.dtype)[:, None, None] / 100.0, shape)
+        return tf.concat([img, a[..., None], b[..., None]], axis=-1)
+
+    def _warm_step(
+        self,
+        x: tf.Tensor,
+        t_y: tf.Tensor,
+        y: tf.Tensor,
+        t_x: tf.Tensor,
+        xa: tf.Tensor,
+        xt: tf.Tensor,
+        ya: tf.Tensor,
+        yt: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
-            fake_y = self.G(x, training=True)
-            fake_x = self.F(y, training=True)
+            fake_y = self.G(self.generator_input(x, xa, xt), training=True)
+            fake_x = self.F(self.generator_input(y, ya, yt), training=True)
             loss_g = _l1(fake_y, t_y)
             loss_f = _l1(fake_x, t_x)
             total = loss_g + loss_f
@@ -268,19 +310,31 @@ class CycleGAN:
         return tf.stack(out)
 
     def _gan_step(
-        self, x: tf.Tensor, t_y: tf.Tensor, y: tf.Tensor, t_x: tf.Tensor, lam_teach: tf.Tensor
+        self,
+        x: tf.Tensor,
+        t_y: tf.Tensor,
+        y: tf.Tensor,
+        t_x: tf.Tensor,
+        xa: tf.Tensor,
+        xt: tf.Tensor,
+        ya: tf.Tensor,
+        yt: tf.Tensor,
+        lam_teach: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         cfg = self.cfg
         with tf.GradientTape() as tape:
-            fake_y = self.G(x, training=True)
-            cyc_x = self.F(fake_y, training=True)
-            fake_x = self.F(y, training=True)
-            cyc_y = self.G(fake_x, training=True)
+            fake_y = self.G(self.generator_input(x, xa, xt), training=True)
+            cyc_x = self.F(self.generator_input(fake_y, xt, xa), training=True)
+            fake_x = self.F(self.generator_input(y, ya, yt), training=True)
+            cyc_y = self.G(self.generator_input(fake_x, yt, ya), training=True)
             adv_g = _mse(self.D_Y(fake_y, training=True), 1.0)
             adv_f = _mse(self.D_X(fake_x, training=True), 1.0)
             cycle = _l1(x, cyc_x) + _l1(y, cyc_y)
             if cfg.lambda_identity > 0:
-                ident = _l1(y, self.G(y, training=True)) + _l1(x, self.F(x, training=True))
+                # A conditioned generator asked for the face's own age must change nothing.
+                ident = _l1(y, self.G(self.generator_input(y, ya, ya), training=True)) + _l1(
+                    x, self.F(self.generator_input(x, xa, xa), training=True)
+                )
             else:
                 ident = tf.constant(0.0)
             teach = _l1(fake_y, t_y) + _l1(fake_x, t_x)
@@ -328,33 +382,72 @@ class CycleGAN:
             warm = start < cfg.warm_steps
             end = min(stop, cfg.warm_steps) if warm else stop
             batch = cfg.warm_batch_size if warm else cfg.batch_size
-            for x, t_y, y, t_x in make_dataset(data, cfg, start, end, batch):
+            for b in make_dataset(data, cfg, start, end, batch):
                 s = int(self.step.numpy())
                 self.set_learning_rate(s)
                 if warm:
-                    out = self.warm_step(x, t_y, y, t_x)
+                    out = self.warm_step(*b)
                 else:
-                    out = self.gan_step(x, t_y, y, t_x, tf.constant(self.teacher_weight(s), tf.float32))
+                    out = self.gan_step(*b, tf.constant(self.teacher_weight(s), tf.float32))
                 last = {k: float(v) for k, v in out.items()}
                 if on_step is not None:
                     on_step(s + 1, last)
         return last
 
 
-def sample_grid(model: CycleGAN, young: NDArray[np.uint8], old: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Rows: young | G(young) | F(G(young)) ; old | F(old) | G(F(old)). Returns an RGB uint8 image."""
+def sample_grid(
+    model: CycleGAN,
+    young: NDArray[np.uint8],
+    old: NDArray[np.uint8],
+    young_age: NDArray[np.float32] | None = None,
+    old_age: NDArray[np.float32] | None = None,
+) -> NDArray[np.uint8]:
+    """A sample grid, RGB uint8.
 
-    def run(net: keras.Model, a: NDArray[np.float32]) -> NDArray[np.float32]:
-        return np.asarray(net(a, training=False), dtype=np.float32)
+    Unconditioned rows: young | G(young) | F(G(young)) ; old | F(old) | G(F(old)).
+    Conditioned rows (ages given): young | G(→50) | G(→70) | F(G(→70)→own age) ; old | F(→35) | F(→22) |
+    G(F(→22)→own age).
+    """
 
     def to_u8(a: NDArray[np.float32]) -> NDArray[np.uint8]:
         return np.clip((a + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
     xs = young.astype(np.float32) / 127.5 - 1.0
     ys = old.astype(np.float32) / 127.5 - 1.0
-    gx = run(model.G, xs)
-    fy = run(model.F, ys)
-    rows = [xs, gx, run(model.F, gx), ys, fy, run(model.G, fy)]
+    if young_age is None or old_age is None or model.generator_config.cond == 0:
+
+        def run(net: keras.Model, a: NDArray[np.float32]) -> NDArray[np.float32]:
+            return np.asarray(net(a, training=False), dtype=np.float32)
+
+        gx = run(model.G, xs)
+        fy = run(model.F, ys)
+        rows = [xs, gx, run(model.F, gx), ys, fy, run(model.G, fy)]
+    else:
+
+        def runc(net: keras.Model, a: NDArray[np.float32], age: NDArray[np.float32], t: Any) -> Any:
+            tgt = np.broadcast_to(np.asarray(t, np.float32), age.shape)
+            return np.asarray(net(model.generator_input(tf.constant(a), age, tgt), training=False), dtype=np.float32)
+
+        ya, oa = young_age.astype(np.float32), old_age.astype(np.float32)
+        g70 = runc(model.G, xs, ya, 70.0)
+        f22 = runc(model.F, ys, oa, 22.0)
+        rows = [
+            xs,
+            runc(model.G, xs, ya, 50.0),
+            g70,
+            runc(model.F, g70, np.full_like(ya, 70.0), ya),
+            ys,
+            runc(model.F, ys, oa, 35.0),
+            f22,
+            runc(model.G, f22, np.full_like(oa, 22.0), oa),
+        ]
+        return np.concatenate(
+            [
+                np.concatenate([np.concatenate(list(to_u8(r)), axis=0) for r in rows[:4]], axis=1),
+                np.concatenate([np.concatenate(list(to_u8(r)), axis=0) for r in rows[4:]], axis=1),
+            ],
+            axis=1,
+        )
     return np.concatenate([np.concatenate(list(to_u8(r)), axis=1) for r in rows], axis=0)
 
 

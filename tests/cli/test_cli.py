@@ -4,28 +4,17 @@ how the adapter turns errors and Ctrl-C into exit codes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from faceage_video import cli
-from tests.conftest import ROOT, decode_video
+from tests.helpers import decode_video, run_module
 
 
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.run(
-        [sys.executable, "-m", "faceage_video", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
+    return run_module("faceage_video", *args, timeout=timeout)
 
 
 @pytest.mark.integration

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.helpers import make_bundle
+
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'faceage-video[ray]'")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,24 +38,6 @@ NEAR = 3  # frames each side of a seam compared as "near"
 
 # ----------------------------------------------------------------------------------------------------------
 # Fixtures: a small bundle, the looped clip, the cluster, the two runs
-
-
-def _make_bundle(folder: Path) -> Path:
-    from faceage_video.face.align import AlignTemplate
-    from models.bundle import Manifest, save_bundle
-    from models.networks import GeneratorConfig, build_generator
-
-    cfg = GeneratorConfig(size=128, ngf=8, n_blocks=1)
-    rng = np.random.default_rng(7)
-    gens = {}
-    for key, bias in (("G", 0.25), ("F", -0.25)):
-        model = build_generator(cfg, name=key)
-        conv = model.get_layer("out_conv")
-        kernel, b = conv.get_weights()
-        conv.set_weights([rng.normal(0.0, 0.02, kernel.shape).astype(np.float32), np.full_like(b, bias)])
-        gens[key] = model
-    manifest = Manifest(name="tiny-dist", generator=cfg, template=AlignTemplate(128).to_dict())
-    return save_bundle(folder, manifest, gens, "# tiny-dist\n\nUntrained test bundle.\n")
 
 
 def _loop_clip(src: Path, dst: Path) -> Path:
@@ -113,7 +97,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(work: Path) -> Path:
-    return _make_bundle(work / "bundle")
+    return make_bundle(work / "bundle", "tiny-dist")
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from faceage_video.media.reader import VideoReader
 from faceage_video.media.writer import WriterOptions
 from faceage_video.metrics import flicker, psnr
 from faceage_video.pipeline import AgeOptions, Report, age_video
-from tests.conftest import (
+from tests.helpers import (
     audio_packets,
     decode_video,
     faststart_copy,

@@ -30,8 +30,9 @@ import pytest
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.face.blend import BlendOptions
-from faceage_video.realtime import LiveControls, RealtimeOptions, RealtimeSession
-from tests.integration.test_realtime import CLIP, build_test_bundle
+from faceage_video.live import LiveControls, LiveReport, RealtimeOptions, RealtimeSession
+from tests.helpers import SHORT_CLIP as CLIP
+from tests.helpers import make_live_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +198,7 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
 @pytest.fixture(scope="module")
 def bright_bundle(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A small untrained bundle whose G adds +32 levels: the effect is plain to see in the browser."""
-    return str(build_test_bundle(tmp_path_factory.mktemp("preview") / "bundle", ngf=8, n_blocks=1, bias=0.25))
+    return str(make_live_bundle(tmp_path_factory.mktemp("preview") / "bundle", ngf=8, n_blocks=1, bias=0.25))
 
 
 # Mean brightness of the centre of the picture the browser shows (the clip's face is there).
@@ -236,10 +237,10 @@ def test_preview_page_in_headless_chromium(
         max_seconds=60.0,  # a safety net; the test quits from the page
         stats=str(tmp_path / "stats.json"),
     )
-    result: dict[str, Any] = {}
+    result: list[LiveReport] = []
     with RealtimeSession(opts, engine, controls) as session:
         url = session.outputs[0].name
-        runner = threading.Thread(target=lambda: result.update(session.run()), daemon=True)
+        runner = threading.Thread(target=lambda: result.append(session.run()), daemon=True)
         runner.start()
         try:
             browser.call("Page.enable")
@@ -257,7 +258,7 @@ def test_preview_page_in_headless_chromium(
 
             n0 = wait_for(frames_on_page, 15, "stats on the page")
             wait_for(lambda: frames_on_page() > n0 + 10, 15, "more frames counted on the page")
-            wait_for(lambda: session.live_stats()["frames"]["faces_last"] >= 1, 15, "the face to be aged")
+            wait_for(lambda: session.report().frames.faces_last >= 1, 15, "the face to be aged")
             assert browser.js("document.getElementById('stat-effect').textContent") == "on"
 
             def brightness(n: int = 6) -> float:
@@ -282,7 +283,7 @@ def test_preview_page_in_headless_chromium(
             )
             time.sleep(0.5)
             off = brightness()
-            assert session.live_stats()["frames"]["faces_last"] == 0
+            assert session.report().frames.faces_last == 0
             assert on - off > 10, (
                 f"face brightness on {on:.1f} vs off {off:.1f}: the toggle did not change the output"
             )
@@ -309,7 +310,7 @@ def test_preview_page_in_headless_chromium(
             controls.request_quit()
             runner.join(20)
 
-    assert result["ended"] == "quit"
-    assert result["frames"]["processed"] > 20
+    assert result[0].ended == "quit"
+    assert result[0].frames.processed > 20
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["ended"] == "quit" and stats["controls"]["direction"] == "younger"

@@ -26,45 +26,17 @@ import pytest
 from faceage_video.cli import main
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.errors import OutputError, SourceError
-from faceage_video.realtime import (
-    GenerationPacer,
-    LatestSlot,
-    LiveControls,
+from faceage_video.live import (
     RealtimeOptions,
     RealtimeSession,
-    output_kind,
-    parse_size,
     run_realtime,
-    source_kind,
 )
+from tests.helpers import ROOT, SHORT_CLIP, make_live_bundle
 
 pytestmark = pytest.mark.integration
 
-CLIP = "liveportrait_d12.mp4"  # 512×512, 25 fps, one face
-ROOT = Path(__file__).resolve().parents[2]
+CLIP = SHORT_CLIP  # 512×512, 25 fps, one face (played whole here, not trimmed)
 DEFAULT_BUNDLE = ROOT / "models" / "utkface-128"
-
-
-def build_test_bundle(folder: Path, ngf: int = 16, n_blocks: int = 6, bias: float = 0.25) -> Path:
-    """An untrained bundle of the default model's shape (so it costs what the default model costs) whose G
-    brightens and F darkens the face by `bias` (network range: ±32 levels), so the effect is visible."""
-    from faceage_video.face.align import AlignTemplate
-    from models.bundle import Manifest, save_bundle
-    from models.networks import GeneratorConfig, build_generator
-
-    cfg = GeneratorConfig(size=128, ngf=ngf, n_blocks=n_blocks)
-    rng = np.random.default_rng(7)
-    gens = {}
-    for key, b in (("G", bias), ("F", -bias)):
-        model = build_generator(cfg, name=key)
-        conv = model.get_layer("out_conv")
-        kernel, b0 = conv.get_weights()
-        conv.set_weights([rng.normal(0.0, 0.002, kernel.shape).astype(np.float32), np.full_like(b0, b)])
-        gens[key] = model
-    manifest = Manifest(
-        name="live-test", generator=cfg, template=AlignTemplate(128).to_dict(), training={"steps": 0}
-    )
-    return save_bundle(folder, manifest, gens, "# live-test\n\nUntrained test bundle; not a model.\n")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +44,7 @@ def live_model(tmp_path_factory: pytest.TempPathFactory) -> str | None:
     """The bundled default model when it exists (None selects it), else a test bundle of the same shape."""
     if (DEFAULT_BUNDLE / "manifest.json").is_file():
         return None
-    return str(build_test_bundle(tmp_path_factory.mktemp("live") / "bundle"))
+    return str(make_live_bundle(tmp_path_factory.mktemp("live") / "bundle"))
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +136,10 @@ def test_file_source_at_real_time_pace_to_file_and_udp(
     wall = time.perf_counter() - t0
     rx.join(15)
 
-    assert res["ended"] == "time_limit"
+    assert res.ended == "time_limit"
     d = json.loads(stats.read_text())
     check_stats(d)
-    assert d["frames"] == res["frames"]
+    assert d["frames"] == res.to_dict()["frames"]
     assert d["frames"]["faces_aged"] > 0, "the clip's face was never aged"
     assert d["generator_runs"] > 0
     # Released at the clip's pace: about 25 frames a second were captured, never more.
@@ -207,11 +179,11 @@ def test_latest_frame_policy_with_a_slow_stage(clip: Path, engine: AgingEngine, 
         s.on_frame = slow_stage
         res = s.run()
 
-    check_stats(res)
-    fr = res["frames"]
-    assert max(depths) <= 1 and res["capture_queue_max"] == 1
-    assert fr["dropped"] > fr["processed"], fr  # most frames were stale by the time the loop was free
-    assert res["drop_rate"] > 0.5
+    check_stats(res.to_dict())
+    fr = res.frames
+    assert max(depths) <= 1 and res.capture_queue_max == 1
+    assert fr.dropped > fr.processed, fr  # most frames were stale by the time the loop was free
+    assert res.drop_rate > 0.5
     # Bounded latency: every frame processed is at most about one slow period old when the loop takes it,
     # and the last frames are no older than the first ones (a queue would add 120 ms per frame).
     assert max(latencies) < slow_s + 0.6, latencies
@@ -240,7 +212,7 @@ def test_ctrl_c_and_sigterm_close_the_outputs_cleanly(
     res = run_realtime(
         options(clip, engine, outputs=(str(out),), stats=str(stats)), engine=engine, on_frame=interrupt
     )
-    assert res["ended"] == "interrupted"
+    assert res.ended == "interrupted"
     assert json.loads(stats.read_text())["ended"] == "interrupted"
     with av.open(str(out)) as c:  # finished, playable file: encoder flushed, container closed, renamed
         assert sum(1 for _ in c.decode(video=0)) == 8
@@ -361,82 +333,3 @@ def test_url_source_that_drops_gives_up_after_bounded_reconnects(
         stop.set()
         t.join(5)
     assert (tmp_path / "u.mp4").is_file()  # what was received is kept, closed properly
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Small parts
-
-
-def test_latest_slot_keeps_only_the_newest() -> None:
-    slot: LatestSlot[int] = LatestSlot()
-    got: list[int] = []
-    done = threading.Event()
-
-    def consumer() -> None:
-        while not done.is_set() or len(slot):
-            item = slot.get(0.01)
-            if item is not None:
-                got.append(item)
-                time.sleep(0.005)
-
-    th = threading.Thread(target=consumer)
-    th.start()
-    for i in range(300):
-        slot.put(i)
-        assert len(slot) <= 1
-        time.sleep(0.0005)
-    done.set()
-    th.join()
-    assert slot.max_depth == 1
-    assert got == sorted(got) and got[-1] == 299  # in order, and the newest always arrives
-    assert slot.dropped == 300 - len(got) and slot.dropped > 0
-
-
-def test_controls_keys_and_commands() -> None:
-    c = LiveControls(strength=0.5)
-    for key in (" ", "+", "+", "d"):
-        assert c.handle_key(ord(key))
-    s = c.snapshot()
-    assert (s.enabled, s.strength, s.direction, s.quit) == (False, 0.7, "younger", False)
-    assert not c.handle_key(ord("x"))
-    assert c.apply({"action": "toggle", "strength": 3})["strength"] == 1.0  # clamped
-    assert c.apply({"direction": "older"})["direction"] == "older"
-    with pytest.raises(Exception, match="unknown action"):
-        c.apply({"action": "explode"})
-    c.handle_key(ord("q"))
-    assert c.snapshot().quit
-
-
-def test_source_and_output_kinds() -> None:
-    assert [source_kind(s) for s in ("0", "/dev/video2", "rtsp://x/y", "clip.mp4")] == [
-        "camera",
-        "camera",
-        "url",
-        "file",
-    ]
-    kinds = [
-        output_kind(o)
-        for o in ("window", "virtualcam", "udp://127.0.0.1:5000", "http://127.0.0.1:8080", "o.mp4")
-    ]
-    assert kinds == ["window", "virtualcam", "stream", "preview", "file"]
-    assert parse_size("640x480") == (640, 480)
-    with pytest.raises(Exception, match="WIDTHxHEIGHT"):
-        parse_size("640")
-    with pytest.raises(Exception, match="even sides"):
-        RealtimeOptions(source="clip.mp4", outputs=("o.mp4",), size=(641, 480))
-
-
-def test_generation_pacer_yields_cpu_while_frames_drop() -> None:
-    fixed = GenerationPacer(3)
-    assert [fixed.offer() for _ in range(6)] == [False, False, True, False, False, True]
-    p = GenerationPacer(0)
-    assert p.adaptive and p.k == 1
-    captured = dropped = 0
-    for second in range(12):  # 30 frames a second, half of them dropped: k climbs to its cap
-        captured, dropped = captured + 30, dropped + 15
-        p.update(float(second), captured, dropped)
-    assert p.k == GenerationPacer.MAX_K
-    for second in range(12, 30):  # no drops any more: k comes back to 1
-        captured += 30
-        p.update(float(second), captured, dropped)
-    assert p.k == 1 and p.k_max == GenerationPacer.MAX_K

@@ -20,12 +20,7 @@ from faceage_video.face.align import (
     invert_affine,
     warp_to_crop,
 )
-
-
-def similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
-    a = np.deg2rad(angle_deg)
-    r = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return np.hstack([r, [[tx], [ty]]])
+from tests.helpers import similarity
 
 
 def blob(h: int, w: int, cx: float, cy: float, sigma: float = 2.5) -> np.ndarray:

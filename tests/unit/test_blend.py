@@ -10,6 +10,7 @@ from faceage_video.errors import OptionsError
 from faceage_video.face import blend
 from faceage_video.face.align import crop_roi
 from faceage_video.face.blend import BlendOptions, crop_mask, paste_back
+from tests.helpers import similarity
 
 S = 128
 
@@ -19,13 +20,6 @@ def ellipse_oval(
 ) -> np.ndarray:
     ang = np.linspace(-np.pi / 2, 1.5 * np.pi, 36, endpoint=False)
     return np.stack([cx + rx * np.cos(ang), cy + ry * np.sin(ang)], axis=1).astype(np.float32)
-
-
-def similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
-    """Frame → crop transform: crop = scale · R · frame + t."""
-    a = np.deg2rad(angle_deg)
-    r = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return np.hstack([r, [[tx], [ty]]])
 
 
 def textured_frame(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.errors import OptionsError
-from tests.conftest import TINY_F_BIAS, TINY_G_BIAS
+from tests.helpers import TINY_F_BIAS, TINY_G_BIAS
 
 S = 128
 BATCH = 4

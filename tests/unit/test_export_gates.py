@@ -90,7 +90,7 @@ def test_cli_export_without_metrics_is_refused_with_one_line(tmp_path: Path) -> 
         timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 5, proc.stderr  # GateError is a ModelError
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "--metrics" in lines[0] and "--force" in lines[0]
     assert "Traceback" not in proc.stderr

@@ -7,9 +7,7 @@ cost is the tracing of each CycleGAN instance's step functions, so instances are
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers import run_module
 from training.config import TrainConfig, load_config
 from training.datasets import (
     AgeRanges,
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
     from training.train import CycleGAN, TrainData
 
-ROOT = Path(__file__).resolve().parents[2]
 S = 32
 
 
@@ -412,7 +410,7 @@ def test_gan_steps_change_weights_and_lower_the_cycle_loss(tmp_path: Path) -> No
     for net in (model.G, model.F):
         kernel = net.get_layer("out_conv").kernel
         kernel.assign(0.05 * rng.standard_normal(tuple(kernel.shape)).astype(np.float32))
-    x, t_y, y, t_x = next(iter(make_dataset(_train_data(1), cfg, 0, 1, 2)))
+    batch = next(iter(make_dataset(_train_data(1), cfg, 0, 1, 2)))
     lam = tf.constant(0.0, tf.float32)
 
     def losses(out: dict[str, tf.Tensor]) -> tuple[float, float]:
@@ -421,9 +419,9 @@ def test_gan_steps_change_weights_and_lower_the_cycle_loss(tmp_path: Path) -> No
         return o["cycle"], total + cfg.lambda_identity * o["ident"]
 
     before = _networks(model)
-    history = [losses(model.gan_step(x, t_y, y, t_x, lam))]
+    history = [losses(model.gan_step(*batch, lam))]
     assert all(_changed(a, b) for a, b in zip(before, _networks(model), strict=True))
-    history += [losses(model.gan_step(x, t_y, y, t_x, lam)) for _ in range(24)]
+    history += [losses(model.gan_step(*batch, lam)) for _ in range(24)]
     assert int(model.step.numpy()) == 25
     first, last = np.mean(history[:5], axis=0), np.mean(history[-5:], axis=0)
     assert last[0] < 0.7 * first[0], f"cycle loss did not fall: {first[0]:.3f} -> {last[0]:.3f}"
@@ -518,18 +516,7 @@ def test_missing_config(tmp_path: Path) -> None:
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "training", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("training", *args, cwd=cwd, timeout=120)
 
 
 def test_cli_bad_config_exits_with_a_message(tmp_path: Path) -> None:

@@ -1,0 +1,80 @@
+"""The registered teacher: luminance and geometry only, neutral faces stay neutral, targets interpolate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh, MeshOptions
+from training.canonical import CanonicalSet
+from training.teacher import BAND_EDGES, Prototypes, RegisteredTeacher, band_weights, luma
+
+
+@pytest.fixture(scope="module")
+def teacher() -> RegisteredTeacher:
+    mesh = CanonicalMesh(MeshOptions(size=64))
+    rng = np.random.default_rng(0)
+    n_per = 2
+    ages, genders, faces, shapes = [], [], [], []
+    for g in (0, 1):
+        for lo, hi in BAND_EDGES:
+            for _ in range(n_per):
+                age = min(lo + 5, hi)
+                ages.append(age)
+                genders.append(g)
+                # Older faces: more fine texture and lower lips, so the prototypes differ as aging does.
+                amp = 4.0 + 0.4 * (age - 18)
+                face = 140 + rng.normal(0, amp, (64, 64, 1)) * np.ones((1, 1, 3))
+                faces.append(np.clip(face * [1.0, 0.85, 0.7], 0, 255).astype(np.uint8))
+                shape = mesh.landmark_vertices.copy()
+                shape[:, 1] += 0.02 * (age - 18) * (shape[:, 1] > 40)
+                shapes.append(shape)
+    n = len(ages)
+    data = CanonicalSet(
+        np.stack(faces),
+        np.array(ages, np.int32),
+        np.array(genders, np.int32),
+        np.zeros(n, np.int32),
+        np.zeros(n, bool),
+        np.stack(shapes).astype(np.float32),
+        np.array([f"face{i}.jpg" for i in range(n)]),
+    )
+    return RegisteredTeacher(Prototypes.build(data, mesh), mesh)
+
+
+def colour_face(seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    base = np.stack([0.7 - 0.1 * yy, 0.55 - 0.05 * xx, 0.45 + 0.0 * xx], -1)
+    return np.clip(base + rng.normal(0, 0.01, base.shape), 0, 1).astype(np.float32)
+
+
+def test_a_black_and_white_face_gets_no_chroma(teacher: RegisteredTeacher) -> None:
+    grey = np.repeat(luma(colour_face())[..., None], 3, axis=2)
+    for target in (70.0, 22.0):
+        out = teacher(grey, 45.0, target, gender=0, key="bw")
+        assert np.abs(out[..., 0] - out[..., 1]).max() < 1e-5
+        assert np.abs(out[..., 1] - out[..., 2]).max() < 1e-5
+
+
+def test_aging_changes_luminance_and_leaves_the_mean_colour(teacher: RegisteredTeacher) -> None:
+    face = colour_face()
+    out = teacher(face, 25.0, 75.0, gender=1, key="a")
+    assert np.abs(out - face).mean() > 0.002  # it does something
+    # Any global cast would move the mean chroma; only a slight desaturation is allowed.
+    chroma_in = (face - luma(face)[..., None]).mean(axis=(0, 1))
+    chroma_out = (out - luma(out)[..., None]).mean(axis=(0, 1))
+    assert np.abs(chroma_out - chroma_in).max() < 0.02
+
+
+def test_the_same_age_changes_almost_nothing(teacher: RegisteredTeacher) -> None:
+    face = colour_face()
+    out = teacher(face, 40.0, 40.0, gender=0, key="a")
+    assert np.abs(out - face).max() < 1e-4
+
+
+def test_band_weights_interpolate_between_band_centres() -> None:
+    w = band_weights(40.0)
+    assert w.sum() == pytest.approx(1.0) and np.count_nonzero(w) == 2
+    assert band_weights(10.0)[0] == 1.0 and band_weights(99.0)[-1] == 1.0
+    assert N_LANDMARKS == 468

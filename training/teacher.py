@@ -1,0 +1,279 @@
+"""The registered teacher: classic aging in canonical face space, per gender and age band.
+
+Faces registered on the dense mesh line up eye to eye and fold to fold, so the prototypes (mean faces of an
+age band) stay sharp, and their differences are the folds, not the colour. The transform from age `a` to age
+`b` (any ages: the prototypes are interpolated between band centres) ages on luminance and geometry:
+
+1. shape: the mean landmark displacement between the two ages, applied as a mesh warp;
+2. shading: the low-pass luminance difference of the two prototypes, on the skin only;
+3. texture: each luminance band scaled by the ratio of the two prototypes' band amplitudes (Tiddeman),
+   on the skin only, so eyes, brows and lips keep their detail when de-aging;
+4. made detail: when aging, the band energy the face still lacks is filled with the registered fine bands of
+   one real exemplar of the target band, instead of amplifying the face's own noise;
+5. chroma: only a slight desaturation with age. Every luminance change is added equally to R, G and B, so a
+   black-and-white face stays exactly neutral.
+
+Arrays are float32 RGB in [0, 1], (S, S, 3), in canonical space at the cache's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh, MeshFit
+from training.canonical import CanonicalSet
+
+Array = NDArray[np.float32]
+
+BAND_CENTRES: tuple[float, ...] = (24.0, 35.0, 45.0, 55.0, 65.0, 76.0)
+BAND_EDGES: tuple[tuple[int, int], ...] = ((18, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 200))
+# Band-pass scales in pixels at 128 px (scaled with the texture size): pores, fine lines, wrinkles, folds.
+BAND_SIGMAS_128: tuple[float, ...] = (0.7, 1.4, 2.8, 5.6)
+ENVELOPE_SIGMA_128 = 4.0
+SHADING_SIGMA_128 = 2.0
+EXEMPLARS_PER_GROUP = 24
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+# MediaPipe landmark sets whose detail is kept as it is (FaceLandmarksConnections).
+EYES = (
+    (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
+    (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398),
+)
+BROWS = ((46, 53, 52, 65, 55, 70, 63, 105, 66, 107), (276, 283, 282, 295, 285, 300, 293, 334, 296, 336))
+LIPS = ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),)
+
+
+@dataclass(frozen=True)
+class TeacherOptions:
+    """Strengths of the registered teacher.
+
+    Attributes:
+        shape: weight of the landmark displacement (1 = the mean displacement between the two ages).
+        shading: weight of the low-pass luminance difference.
+        texture: exponent of the band-amplitude ratio.
+        detail: weight of the exemplar detail that fills missing band energy when aging.
+        saturation: chroma change per decade (negative: less saturated when older).
+    """
+
+    shape: float = 1.5
+    shading: float = 2.0
+    texture: float = 1.0
+    detail: float = 1.0
+    saturation: float = -0.02
+
+
+def _sigmas(size: int) -> tuple[list[float], float, float]:
+    k = size / 128.0
+    return [s * k for s in BAND_SIGMAS_128], ENVELOPE_SIGMA_128 * k, SHADING_SIGMA_128 * k
+
+
+def _blur(x: Array, sigma: float) -> Array:
+    return np.asarray(cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101), np.float32)
+
+
+def luma(img: Array) -> Array:
+    """(S, S) luminance of an (S, S, 3) RGB image."""
+    return np.asarray(img @ LUMA, np.float32)
+
+
+def band_split(y: Array, sigmas: list[float]) -> tuple[list[Array], Array]:
+    """Difference-of-Gaussians bands of a (S, S) image: y == sum(bands) + base."""
+    out: list[Array] = []
+    prev = y
+    for s in sigmas:
+        low = _blur(y, s)
+        out.append(prev - low)
+        prev = low
+    return out, prev
+
+
+def skin_mask(mesh: CanonicalMesh) -> Array:
+    """(S, S) weight of the skin: 1 on the face, 0 on the eyes, brows and lips, soft at their edges."""
+    s = mesh.size
+    keep = np.zeros((s, s), np.uint8)
+    v = mesh.vertices
+    for group in (*EYES, *BROWS, *LIPS):
+        pts = np.round(v[list(group)] * 16).astype(np.int32)
+        cv2.fillPoly(keep, [cv2.convexHull(pts)], 1, lineType=cv2.LINE_8, shift=4)
+    grow = max(1, round(s / 64))
+    keep = np.asarray(cv2.dilate(keep, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
+    face = mesh.mask("face")
+    return np.asarray(face * (1.0 - _blur(keep.astype(np.float32), grow)), np.float32)
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """Per gender (0 male, 1 female) and age band: mean texture, band amplitudes, shape, exemplar detail.
+
+    Attributes:
+        mean: (2, K, S, S) mean luminance.
+        env: (2, K, B, S, S) mean local amplitude of each luminance band.
+        shape: (2, K, 468, 2) mean registered landmark positions in canonical pixels.
+        exemplar_bands: (2, K, E, B, S, S) fine luminance bands of E real faces per group.
+        exemplar_env: (2, K, E, B, S, S) their local amplitudes.
+        counts: (2, K) faces per group.
+    """
+
+    mean: Array
+    env: Array
+    shape: Array
+    exemplar_bands: Array
+    exemplar_env: Array
+    counts: NDArray[np.int64]
+
+    @classmethod
+    def build(cls, data: CanonicalSet, mesh: CanonicalMesh, train_only: bool = True) -> Prototypes:
+        """Prototypes from the training split of a canonical cache."""
+        sig, env_sig, _ = _sigmas(mesh.size)
+        s, b, k = mesh.size, len(sig), len(BAND_EDGES)
+        mean = np.zeros((2, k, s, s), np.float64)
+        env = np.zeros((2, k, b, s, s), np.float64)
+        shape = np.zeros((2, k, N_LANDMARKS, 2), np.float64)
+        ex_b = np.zeros((2, k, EXEMPLARS_PER_GROUP, b, s, s), np.float32)
+        ex_e = np.zeros_like(ex_b)
+        counts = np.zeros((2, k), np.int64)
+        for g in (0, 1):
+            for j, (lo, hi) in enumerate(BAND_EDGES):
+                sel = (data.gender == g) & (data.age >= lo) & (data.age <= hi)
+                if train_only:
+                    sel &= ~data.val
+                idx = np.flatnonzero(sel)
+                counts[g, j] = len(idx)
+                pick = set(
+                    idx[np.linspace(0, len(idx) - 1, EXEMPLARS_PER_GROUP).round().astype(int)].tolist()
+                )
+                e = 0
+                for i in idx:
+                    y = luma(data.faces[i].astype(np.float32) / 255.0)
+                    bands, _ = band_split(y, sig)
+                    amps = [_blur(np.abs(x), env_sig) for x in bands]
+                    mean[g, j] += y
+                    env[g, j] += np.stack(amps)
+                    shape[g, j] += data.shape[i]
+                    if int(i) in pick and e < EXEMPLARS_PER_GROUP:
+                        ex_b[g, j, e] = np.stack(bands)
+                        ex_e[g, j, e] = np.stack(amps)
+                        e += 1
+                n = max(len(idx), 1)
+                mean[g, j] /= n
+                env[g, j] /= n
+                shape[g, j] /= n
+        return cls(
+            mean.astype(np.float32), env.astype(np.float32), shape.astype(np.float32), ex_b, ex_e, counts
+        )
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path,
+            mean=self.mean,
+            env=self.env,
+            shape=self.shape,
+            exemplar_bands=self.exemplar_bands,
+            exemplar_env=self.exemplar_env,
+            counts=self.counts,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Prototypes:
+        d = np.load(path)
+        return cls(d["mean"], d["env"], d["shape"], d["exemplar_bands"], d["exemplar_env"], d["counts"])
+
+    def at(self, gender: int, age: float) -> tuple[Array, Array, Array]:
+        """Mean luminance (S, S), band amplitudes (B, S, S) and shape (468, 2) at any age (interpolated)."""
+        w = band_weights(age)
+        g = 1 if gender == 1 else 0
+        mean = np.tensordot(w, self.mean[g], axes=1)
+        env = np.tensordot(w, self.env[g], axes=1)
+        shape = np.tensordot(w, self.shape[g], axes=1)
+        return mean.astype(np.float32), env.astype(np.float32), shape.astype(np.float32)
+
+
+def band_weights(age: float) -> NDArray[np.float64]:
+    """(K,) interpolation weights of the age bands at `age` (linear between centres, clamped at the ends)."""
+    c = np.asarray(BAND_CENTRES)
+    w = np.zeros(len(c))
+    a = float(np.clip(age, c[0], c[-1]))
+    j = int(np.searchsorted(c, a, side="right")) - 1
+    j = min(max(j, 0), len(c) - 2)
+    t = (a - c[j]) / (c[j + 1] - c[j])
+    w[j], w[j + 1] = 1.0 - t, t
+    return w
+
+
+def _band_of(age: float) -> int:
+    return int(np.argmax(band_weights(age)))
+
+
+def warp_shape(img: Array, mesh: CanonicalMesh, displacement: NDArray[np.float32]) -> Array:
+    """Move the canonical landmarks by (468, 2) pixels and warp the texture with them (ring fixed)."""
+    verts = mesh.vertices.copy()
+    verts[:N_LANDMARKS] += displacement
+    s = mesh.size
+    fit = MeshFit(verts, np.array([[1.0, 0, 0], [0, 1.0, 0]]), (0, 0, s, s), 1.0)
+    # The output's vertices sit at the moved positions; each output pixel samples the input where the
+    # unmoved layout has the same point of skin.
+    mx, my = mesh.inverse_map(fit)
+    out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    return np.asarray(out, np.float32)
+
+
+class RegisteredTeacher:
+    """Age any canonical face from its age to a target age: see the module docstring."""
+
+    def __init__(self, protos: Prototypes, mesh: CanonicalMesh, options: TeacherOptions = TeacherOptions()):
+        self.protos = protos
+        self.mesh = mesh
+        self.options = options
+        self.skin = skin_mask(mesh)
+        self.face = mesh.mask("face")
+        self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
+
+    def __call__(self, img: Array, age: float, target: float, gender: int, key: str = "") -> Array:
+        """Aged (or de-aged) copy of one (S, S, 3) canonical face in [0, 1].
+
+        Args:
+            img: the face; its age `age`, its gender (0 male, 1 female).
+            target: the age to move to.
+            key: picks the exemplar deterministically (e.g. the file name).
+        """
+        o = self.options
+        m_a, e_a, s_a = self.protos.at(gender, age)
+        m_b, e_b, s_b = self.protos.at(gender, target)
+        y = luma(img)
+        chroma = img - y[..., None]
+        bands, base = band_split(y, self.sigmas)
+        own = [_blur(np.abs(x), self.env_sigma) for x in bands]
+        out = base.copy()
+        older = target > age
+        ex = None
+        if older and o.detail > 0:
+            g = 1 if gender == 1 else 0
+            j = _band_of(target)
+            n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % EXEMPLARS_PER_GROUP
+            ex = (self.protos.exemplar_bands[g, j, n], self.protos.exemplar_env[g, j, n])
+        for k, band in enumerate(bands):
+            ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
+            # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes
+            # differ the other way (photographic sharpness, make-up), the band is left alone.
+            gain = np.clip(ratio, 1.0, 2.5) if older else np.clip(ratio**1.5, 0.6 if k == 0 else 0.25, 1.0)
+            w = self.skin
+            out += band * (1.0 + (gain - 1.0) * w)
+            if ex is not None and k > 0:
+                # The energy the target age has here that this face, even after the gain, still lacks.
+                missing = np.maximum(e_b[k] - gain * own[k], 0.0)
+                scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
+                out += o.detail * ex[0][k] * scale * w
+        shading = _blur(m_b - m_a, self.shading_sigma) - _blur(m_b - m_a, 8.0 * self.shading_sigma)
+        out += o.shading * np.clip(shading, -0.12, 0.12) * self.skin
+        sat = float(np.clip(1.0 + o.saturation * (target - age) / 10.0, 0.7, 1.2))
+        sat_map = 1.0 + (sat - 1.0) * self.face
+        res = out[..., None] + chroma * sat_map[..., None]
+        if o.shape:
+            res = warp_shape(np.asarray(res, np.float32), self.mesh, o.shape * (s_b - s_a))
+        return np.clip(res, 0.0, 1.0).astype(np.float32)
