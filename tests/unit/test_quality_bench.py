@@ -285,3 +285,33 @@ def test_select_checkpoint_ranks_only_checkpoints_that_pass_every_gate(
     assert "FAILS" in capsys.readouterr().out
     assert sc.main(["red-1000.npz", *common]) == 1
     assert "no checkpoint passes every gate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mesh", [False, True], ids=["five-point", "mesh"])
+def test_age_stills_follows_the_bundle_face_space(utkface_dir: Path, tmp_path: Path, mesh: bool) -> None:
+    """The still path changes the face and nothing far from it, in either face space a bundle may use."""
+    import cv2
+
+    from benchmarks.measures.regions import FaceFrame, canonical, largest_face, region_masks
+    from benchmarks.stills import age_stills, open_landmarker
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.face.landmarks import detect_padded
+    from tests.helpers import make_bundle
+
+    # The chip on a plain 100 px border, so that there are pixels well away from the face.
+    chip = cv2.copyMakeBorder(
+        _chips(utkface_dir, 20, 29, 1)[0], 100, 100, 100, 100, cv2.BORDER_CONSTANT, value=(90, 90, 90)
+    )
+    with open_landmarker() as landmarker:
+        lm = largest_face(detect_padded(landmarker, chip))
+    assert lm is not None
+    folder = make_bundle(tmp_path / "b", "tiny", mesh=mesh, zero_sum=True, seed=1234)
+    engine = AgingEngine(EngineOptions(model=str(folder), direction="older", xla=False, batch_size=1))
+    out = age_stills([chip], [lm], engine.generate, engine.template)[0]
+    assert out.shape == chip.shape and out.dtype == np.uint8
+    frame = FaceFrame.from_landmarks(lm)
+    ci, valid = canonical(chip, frame)
+    co, _ = canonical(out, frame)
+    inner = region_masks(valid)["inner"]
+    assert np.abs(co.astype(np.int16) - ci)[inner].mean() > 3.0  # G's bias brightens the face
+    np.testing.assert_array_equal(out[:20, :20], chip[:20, :20])  # far from the face: bit-identical
