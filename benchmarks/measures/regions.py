@@ -129,9 +129,19 @@ def canonical(image: Frame, frame: FaceFrame) -> tuple[Canonical, NDArray[np.boo
         The (SIZE, SIZE, 3) uint8 face and the (SIZE, SIZE) bool mask of canonical pixels that fall inside the
         image (nothing from beyond its edge is ever measured).
     """
-    # Area-like filtering when shrinking a large face, bilinear otherwise.
-    flags = cv2.INTER_AREA if frame.iod_px > 1.5 * IOD else cv2.INTER_LINEAR
-    face = cv2.warpAffine(image, frame.m, (SIZE, SIZE), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    m = frame.m
+    source = image
+    scale = IOD / frame.iod_px
+    if scale < 1 / 1.5:
+        # warpAffine has no area filter: shrink a large face with INTER_AREA first, so its detail is averaged,
+        # not aliased, and fold that resize (pixel centres kept) into the map.
+        h, w = image.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        source = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        fx, fy = source.shape[1] / w, source.shape[0] / h
+        to_small = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5], [0.0, 0.0, 1.0]])
+        m = (np.vstack([m, [0.0, 0.0, 1.0]]) @ np.linalg.inv(to_small))[:2]
+    face = cv2.warpAffine(source, m, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     ones = np.ones(image.shape[:2], np.uint8)
     valid = cv2.warpAffine(ones, frame.m, (SIZE, SIZE), flags=cv2.INTER_NEAREST, borderValue=0)
     # One pixel in from the edge: bilinear samples there mix in the replicated border.

@@ -241,3 +241,25 @@ def _photo_mask(path: list[np.ndarray]) -> np.ndarray:
     mask = np.zeros((160, 160), bool)
     mask[30:140, 30:130] = True
     return mask & stability.visible(path, (160, 160), (224, 224))
+
+
+def test_a_large_face_is_measured_like_the_same_face_small() -> None:
+    """The canonical frame makes the measures resolution-free: a 4× face reads the cast and blotches of the 1× one."""
+    small = cv2.resize(_face(4), (200, 200), interpolation=cv2.INTER_AREA)
+    red = small.astype(np.int16)
+    red[60:140, 50:150] += np.array([18, -5, -5], np.int16)
+    red = np.clip(red, 0, 255).astype(np.uint8)
+    big, big_red = (cv2.resize(x, (800, 800), interpolation=cv2.INTER_CUBIC) for x in (small, red))
+    f_small = regions.FaceFrame.from_eyes(np.array([60.0, 80.0]), np.array([140.0, 80.0]))
+    f_big = regions.FaceFrame.from_eyes(
+        np.array([241.5, 321.5]), np.array([561.5, 321.5])
+    )  # the same eyes, 4×
+
+    def measure(a: np.ndarray, b: np.ndarray, f: regions.FaceFrame) -> colour.ColourChange:
+        ca, valid = regions.canonical(a, f)
+        cb, _ = regions.canonical(b, f)
+        return colour.colour_change(ca, cb, regions.region_masks(valid)["inner"])
+
+    s, b = measure(small, red, f_small), measure(big, big_red, f_big)
+    assert s.cast > 1.0 and s.blotches > 3.0
+    assert b.cast == pytest.approx(s.cast, rel=0.1) and b.blotches == pytest.approx(s.blotches, rel=0.15)
