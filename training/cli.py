@@ -67,13 +67,29 @@ def export(
         Path | None, typer.Option(help="parent folder of the bundle; default: models/")
     ] = None,
     metrics: Annotated[
-        Path | None, typer.Option(help="quality JSON from benchmarks.quality to put in the card")
+        Path | None, typer.Option(help="quality JSON from benchmarks.quality: its gates must pass")
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="export despite failed or missing quality gates; the card says so")
+    ] = False,
 ) -> None:
-    """Write a model bundle (manifest, G/F weights, card, samples) from a checkpoint."""
+    """Write a model bundle (manifest, G/F weights, card, samples) from a checkpoint.
+
+    Refuses a model whose quality report (--metrics) fails a gate, and a model not judged at all, unless --force.
+    """
+    from training.errors import GateError
     from training.export import export_bundle
 
-    folder = export_bundle(checkpoint, name=name, config=config, out_dir=out_dir, metrics_path=metrics)
+    if metrics is None and not force:
+        raise GateError(
+            "not exported: no --metrics. Judge the model first (python -m benchmarks.quality --model FOLDER "
+            "--out quality.json, then --metrics quality.json), or pass --force"
+        )
+    folder = export_bundle(
+        checkpoint, name=name, config=config, out_dir=out_dir, metrics_path=metrics, force=force
+    )
+    if force:
+        typer.secho("exported with --force: the card lists the gates it failed", fg="yellow", err=True)
     typer.echo(f"bundle written: {folder}")
 
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from faceage_video.errors import FaceAgeError, InputError, OptionsError
+from faceage_video.errors import FaceAgeError, InputError, ModelError, OptionsError
 
 
 class TrainingError(FaceAgeError):
@@ -21,3 +21,8 @@ class DatasetError(InputError, TrainingError):
 
 class ConfigError(OptionsError, TrainingError):
     """A config file is missing, malformed, or holds an out-of-range value."""
+
+
+class GateError(ModelError, TrainingError):
+    """A model fails a quality gate of `benchmarks.quality`, or was not judged by it (exit 5, as a bad model);
+    `--force` exports anyway."""

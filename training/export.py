@@ -12,7 +12,7 @@ import cv2
 from faceage_video.face.align import AlignTemplate
 from models.bundle import BUNDLED_DIR, Manifest, save_bundle
 from training.config import TrainConfig, load_config
-from training.errors import TrainingError
+from training.errors import GateError, TrainingError
 
 LICENCE = {
     "utkface": "UTKFace is available for non-commercial research purposes only; so are weights trained on it.",
@@ -54,17 +54,51 @@ _ROW_KEYS = (
     "age_in_mean",
     "age_out_mean",
     "shift_mean",
-    "shift_median",
     "id_mean",
     "same_rate",
+    "cast_mean",
+    "cast_p90",
+    "blotches_mean",
+    "blotches_p90",
+    "bw_tinted",
+    "realism_auc",
 )
-_CLIP_KEYS = ("clip", "direction", "smoothing", "shift_mean", "id_mean", "same_rate", "flicker_ratio")
+_CLIP_KEYS = ("clip", "direction", "smoothing", "shift_mean", "age_sd_out", "id_drift", "flicker_ratio")
+_MOTION_KEYS = ("name", "direction", "added_change", "change_size", "added_pct", "in_change", "out_minus_in")
+_GATE_KEYS = ("direction", "gate", "value", "limit", "passed")
+
+
+def gate_failures(metrics: dict[str, Any]) -> list[str]:
+    """Why a judged model may not be exported: each failed gate, or that the report has no gates at all.
+
+    Args:
+        metrics: a `benchmarks.quality` report, or its `summarize_metrics` form.
+
+    Returns:
+        One line per failure; empty when every gate passed.
+    """
+    gates = metrics.get("gates")
+    if not gates:
+        return ["the quality report has no gates (judged by an older benchmark, or the model did not load)"]
+    return [
+        f"{g['direction']} {g['gate']}: {g['value']} (needs {g['limit']})"
+        for g in gates
+        if not g.get("passed")
+    ]
 
 
 def summarize_metrics(report: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of a `benchmarks.quality` report, for the manifest and the card."""
-    out: dict[str, Any] = {k: report[k] for k in ("date", "command") if k in report}
-    out["faces"] = [{k: r.get(k) for k in _ROW_KEYS} for r in report.get("rows", [])]
+    out: dict[str, Any] = {k: report[k] for k in ("date", "command", "references") if k in report}
+    faces = []
+    for r in report.get("rows", []):
+        flat = {**r, **(r.get("colour") or {})}
+        faces.append({k: flat.get(k) for k in _ROW_KEYS})
+    out["faces"] = faces
+    out["gates"] = [{k: g.get(k) for k in _GATE_KEYS} for g in report.get("gates", [])]
+    motion = report.get("motion") or {}
+    if motion.get("rows"):
+        out["motion"] = [{k: r.get(k) for k in _MOTION_KEYS} for r in motion["rows"]]
     clips = report.get("clips") or {}
     if isinstance(clips, dict) and clips.get("rows"):
         out["clips"] = [{k: r.get(k) for k in _CLIP_KEYS} for r in clips["rows"]]
@@ -72,17 +106,65 @@ def summarize_metrics(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
-    def cell(v: Any) -> str:
+    def cell(k: str, v: Any) -> str:
+        if k == "passed":
+            return "pass" if v else "**FAIL**"
         return f"{v:.3g}" if isinstance(v, float) else str(v)
 
     return [
         "| " + " | ".join(keys) + " |",
         "|" + "---|" * len(keys),
-        *("| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows),
+        *("| " + " | ".join(cell(k, r.get(k)) for k in keys) + " |" for r in rows),
     ]
 
 
-def _card(manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any]) -> str:
+def quality_lines(name: str, metrics: dict[str, Any], forced: list[str] | None = None) -> list[str]:
+    """The card's quality section (markdown lines): every gate, pass or fail, then the judged numbers.
+
+    Args:
+        name: the bundle's name, for the command that measures it.
+        metrics: `summarize_metrics` of a quality report; empty when not measured.
+        forced: the gate failures a `--force` export overrode, said in bold.
+    """
+    lines: list[str] = []
+    if metrics:
+        lines += [f"Measured {metrics.get('date', '')} with `{metrics.get('command', '')}`.", ""]
+        lines += ["Gates (`benchmarks.gates`), every one, pass or fail:", ""]
+        lines += (
+            _table(metrics.get("gates", []), _GATE_KEYS) if metrics.get("gates") else ["No gates measured."]
+        )
+        if forced:
+            lines += ["", f"**Exported with `--force` despite: {'; '.join(forced)}.**"]
+        refs = metrics.get("references") or {}
+        lines += [
+            "",
+            "Validation faces at native resolution (shift in judged years; identity: dlib distance, same = share "
+            "< 0.6; cast and blotches: CIELAB ΔE in the inner face; realism: 5-fold CV AUC against real faces of "
+            "the target group, 0.5 = indistinguishable"
+            + "".join(
+                f"; {d}: real vs real {r.get('real_vs_real')}, unchanged input {r.get('unchanged')}"
+                for d, r in refs.items()
+            )
+            + "):",
+            "",
+        ]
+        lines += _table(metrics.get("faces", []), _ROW_KEYS)
+        if metrics.get("motion"):
+            lines += ["", "Known motion (levels of 0..255 per frame added inside the face; AGING.md):", ""]
+            lines += _table(metrics["motion"], _MOTION_KEYS)
+        if metrics.get("clips"):
+            lines += ["", "Real clips, 2 s each (flicker ratio: flow-warped, biased up by added detail):", ""]
+            lines += _table(metrics["clips"], _CLIP_KEYS)
+    else:
+        lines.append("Not measured yet: run `python -m benchmarks.quality --model " + name + "`.")
+        if forced:
+            lines += ["", f"**Exported with `--force` despite: {'; '.join(forced)}.**"]
+    return lines
+
+
+def _card(
+    manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None = None
+) -> str:
     g = manifest.generator
     steps = int(manifest.training.get("steps") or 0)
     lines = [
@@ -115,18 +197,7 @@ def _card(manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any]) -> str:
         "## Quality (independent judges, validation faces never trained on)",
         "",
     ]
-    if metrics:
-        lines += [f"Measured {metrics.get('date', '')} with `{metrics.get('command', '')}`.", ""]
-        lines += [
-            "Aligned validation faces (shift in judged years; identity: dlib distance, same = share < 0.6):",
-            "",
-        ]
-        lines += _table(metrics.get("faces", []), _ROW_KEYS)
-        if metrics.get("clips"):
-            lines += ["", "Real clips, 2 s each (flicker ratio: output over input; 1.0 adds none):", ""]
-            lines += _table(metrics["clips"], _CLIP_KEYS)
-    else:
-        lines.append("Not measured yet: run `python -m benchmarks.quality --model " + manifest.name + "`.")
+    lines += quality_lines(manifest.name, metrics, forced)
     lines += ["", "![samples](samples.png)", ""]
     return "\n".join(lines)
 
@@ -137,6 +208,7 @@ def export_bundle(
     config: str | None = None,
     out_dir: Path | None = None,
     metrics_path: Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Write `out_dir/name/` from a checkpoint.
 
@@ -145,19 +217,37 @@ def export_bundle(
         name: bundle name.
         config: the run's config; default: the run's saved config.json.
         out_dir: parent folder; default: the bundled models folder.
-        metrics_path: JSON from `benchmarks.quality` to record in the manifest and card.
+        metrics_path: JSON from `benchmarks.quality` to record in the manifest and card. When given, the
+            export refuses a model that failed any of its gates (or a report without gates).
+        force: export despite failed gates; the card says so and lists them.
 
     Returns:
         The bundle folder.
+
+    Raises:
+        GateError: the metrics show a failed gate and `force` is False.
+        TrainingError: no checkpoint, or no config.
     """
     from training.preprocess import load_index
     from training.train import CycleGAN, sample_grid
 
+    report = json.loads(Path(metrics_path).read_text()) if metrics_path else None
+    if report is not None:
+        failures = gate_failures(report)
+    else:  # a plain library export (select_checkpoint's temporary bundles) is not gated; --force says so
+        failures = ["not judged: no quality report"] if force else []
+    if failures and not force:
+        raise GateError(
+            f"not exported: {'; '.join(failures)}. Fix the model, or pass --force to export anyway (the card "
+            "will say so)"
+        )
     ckpt = _resolve_checkpoint(Path(checkpoint))
     cfg = _run_config(ckpt, config)
     model = CycleGAN(cfg)
     model.restore(ckpt)
-    metrics = summarize_metrics(json.loads(metrics_path.read_text())) if metrics_path else {}
+    metrics = summarize_metrics(report) if report is not None else {}
+    if force and failures:
+        metrics["forced"] = failures
     template: dict[str, Any]
     if cfg.space == "mesh":
         from faceage_video.face.mesh import CanonicalMesh, MeshOptions
@@ -190,7 +280,10 @@ def export_bundle(
         metrics=metrics,
     )
     folder = save_bundle(
-        (out_dir or BUNDLED_DIR) / name, manifest, {"G": model.G, "F": model.F}, _card(manifest, cfg, metrics)
+        (out_dir or BUNDLED_DIR) / name,
+        manifest,
+        {"G": model.G, "F": model.F},
+        _card(manifest, cfg, metrics, failures if force else None),
     )
     try:
         from training.run import validation_faces

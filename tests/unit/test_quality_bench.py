@@ -21,6 +21,7 @@ if importlib.util.find_spec("face_recognition_models") is None:
     )
 
 from benchmarks.judges import AgeJudge, IdentityJudge, JudgeOptions
+from benchmarks.measures.stability import MotionOptions
 from benchmarks.quality import (
     JudgedCrops,
     QualityOptions,
@@ -142,42 +143,102 @@ def test_judge_transform_of_the_identity_is_zero(
     assert r["same_rate"] == 1.0
 
 
-def test_run_quality_writes_a_well_formed_report(
-    utkface_dir: Path, tmp_path: Path, age_judge: AgeJudge, id_judge: IdentityJudge
-) -> None:
-    young, old = _crops(_chips(utkface_dir, 18, 29, 6)), _crops(_chips(utkface_dir, 51, 80, 6))
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    for name, arr in {
-        "young_train": young[:4],
-        "old_train": old[:4],
-        "young_val": young[4:],
-        "old_val": old[4:],
-    }.items():
-        np.save(cache / f"{name}.npy", arr)
+def test_run_quality_judges_gates_and_pictures(utkface_dir: Path, tmp_path: Path) -> None:
+    """A stand-in 'model' that adds a red cast: the report is complete, the cast gate fails, b/w faces tint."""
 
-    def stand_in(direction: str):  # a "model" that only brightens or darkens, as the engine would be called
-        delta = np.float32(12.0 if direction == "older" else -12.0)
-        return lambda crops: np.clip(crops.astype(np.float32) + delta, 0, 255)
+    def stand_in(direction: str):
+        # Paste-back's colour match keeps at most 8 levels of global shift per channel: this survives it.
+        red = np.array([14.0, -4.0, -4.0], np.float32)
+        return lambda crops: np.clip(crops.astype(np.float32) + red, 0, 255)
 
     out = tmp_path / "results" / "quality.json"
-    options = QualityOptions(cache=cache, n=2, out=out, texture_baseline=False, grid_faces=2)
+    options = QualityOptions(
+        data=utkface_dir,
+        n=2,
+        limit=30,
+        bw=1,
+        proto_faces=4,
+        grid_faces=3,
+        motion_faces=1,
+        motion=MotionOptions(frames=8, size=(256, 256)),
+        out=out,
+    )
     report = run_quality(options, model_factory=stand_in, command="pytest")
 
     on_disk = json.loads(
         out.read_text(encoding="utf-8"), parse_constant=lambda c: pytest.fail(f"{c} in JSON")
     )
     assert on_disk == report
-    for key in ("date", "machine", "command", "model", "judges", "inputs", "rows", "vs_baseline", "grid"):
+    for key in ("date", "machine", "command", "faces", "judges", "references", "rows", "motion", "gates"):
         assert key in report
-    assert {(r["name"], r["direction"]) for r in report["rows"]} == {
-        (name, d) for name in ("model", "prototype_shift") for d in ("older", "younger")
+    rows = {(r["name"], r["direction"]): r for r in report["rows"]}
+    assert set(rows) == {
+        (n, d) for n in ("model", "prototype_shift", "unchanged") for d in ("older", "younger")
     }
-    for row in report["rows"]:
-        assert set(row) >= REPORT_KEYS, row
+    for row in rows.values():
+        assert set(row) >= REPORT_KEYS | {"colour", "realism_auc"}, row
         assert row["n"] == 2
-    assert Path(report["grid"]).is_file()
-    assert set(report["vs_baseline"]) == {"older", "younger"}
+    for d in ("older", "younger"):
+        assert rows[("unchanged", d)]["colour"]["cast_mean"] == 0.0
+        assert rows[("unchanged", d)]["realism_auc"] == report["references"][d]["unchanged"]
+        assert rows[("model", d)]["colour"]["cast_mean"] > 1.5
+        assert rows[("model", d)]["colour"]["bw_tinted"] == 1
+    failed = {(g["direction"], g["gate"]) for g in report["gates"] if not g["passed"]}
+    assert {(d, g) for d in ("older", "younger") for g in ("cast", "b/w tinted")} <= failed
+    assert report["gates_passed"] is False
+    motion = {(r["name"], r["direction"]): r for r in report["motion"]["rows"]}
+    assert motion[("unchanged", "older")]["added_change"] == 0.0
+    assert motion[("model", "older")]["clips"][0]["frames"] == 8
+    assert motion[("model", "older")]["change_size"] > 3.0
+    for picture in report["pictures"]:
+        assert Path(picture).is_file(), picture
+
+
+def test_compare_judges_a_folder_pair_and_rejects_bad_input(
+    utkface_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    from benchmarks.compare import main as compare_main
+
+    chips = _chips(utkface_dir, 20, 29, 2)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    for i, chip in enumerate(chips):
+        red = np.clip(chip.astype(np.int16) + np.array([14, -4, -4]), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / "in" / f"{i}.png"), chip[:, :, ::-1])
+        cv2.imwrite(str(tmp_path / "out" / f"{i}.png"), red[:, :, ::-1])
+    assert (
+        compare_main([str(tmp_path / "in"), str(tmp_path / "out"), "--json", str(tmp_path / "r.json")]) == 0
+    )
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["kind"] == "images" and r["pairs"] == 2
+    assert r["colour"]["cast_mean"] > 1.5
+    assert "colour cast" in capsys.readouterr().out
+    assert compare_main([str(tmp_path / "in"), str(tmp_path / "missing")]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "missing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_of_an_unchanged_video_adds_no_temporal_change(utkface_dir: Path, tmp_path: Path) -> None:
+    from benchmarks.compare import compare_pairs
+    from benchmarks.measures import stability
+    from benchmarks.motion import decode
+
+    chip = _chips(utkface_dir, 20, 29, 1)[0]
+    opts = MotionOptions(frames=6, size=(256, 256))
+    clip = stability.encode_h264(
+        stability.render_clip(chip, stability.motion_path((200, 200), opts, 0), opts, 0),
+        tmp_path / "c.mp4",
+        opts,
+    )
+    frames = decode(clip)
+    same = compare_pairs(frames, [f.copy() for f in frames], samples=3, video=True)
+    assert same["temporal"]["added_change_flow"] == 0.0 and same["temporal"]["pairs"] == 5
+    assert same["shift_mean"] == pytest.approx(0.0, abs=1e-4)
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(f + rng.normal(0, 4, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    assert compare_pairs(frames, noisy, samples=3, video=True)["temporal"]["added_change_flow"] > 1.0
 
 
 def test_prototype_shift_adds_the_difference() -> None:
@@ -195,3 +256,62 @@ def test_clips_skip_with_a_reason_without_the_pipeline(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "faceage_video.pipeline", None)  # makes the import fail
     run, reason = pipeline_runner(None, 1.0)
     assert run is None and "faceage_video.pipeline" in reason
+
+
+def test_select_checkpoint_ranks_only_checkpoints_that_pass_every_gate(
+    utkface_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A red-cast checkpoint with the bigger 'age shift' loses to a clean one; all red: nothing is picked."""
+    import benchmarks.select_checkpoint as sc
+    import training.export
+
+    def fake_export(ck: Path, name: str, out_dir: Path) -> Path:
+        return Path(str(ck))  # the "bundle" is the checkpoint's own name: red-* or clean-*
+
+    def fake_factory(model: str, strength: float, batch: int, xla: object):
+        red = Path(model).name.startswith("red")
+        delta = np.array([14.0, -4.0, -4.0] if red else [0.0, 0.0, 0.0], np.float32)
+        return lambda direction: lambda crops: np.clip(crops.astype(np.float32) + delta, 0, 255)
+
+    monkeypatch.setattr(training.export, "export_bundle", fake_export)
+    monkeypatch.setattr(sc, "engine_factory", fake_factory)
+    common = ["--data", str(utkface_dir), "--n", "2", "--limit", "30", "--bw", "1"]
+    out = tmp_path / "sel.json"
+    assert sc.main(["red-1000.npz", "clean-2000.npz", *common, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["best"] == "clean-2000.npz"
+    red = next(r for r in report["rows"] if r["checkpoint"] == "red-1000.npz")
+    assert any("cast" in f for f in red["failed"])
+    assert "FAILS" in capsys.readouterr().out
+    assert sc.main(["red-1000.npz", *common]) == 1
+    assert "no checkpoint passes every gate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mesh", [False, True], ids=["five-point", "mesh"])
+def test_age_stills_follows_the_bundle_face_space(utkface_dir: Path, tmp_path: Path, mesh: bool) -> None:
+    """The still path changes the face and nothing far from it, in either face space a bundle may use."""
+    import cv2
+
+    from benchmarks.measures.regions import FaceFrame, canonical, largest_face, region_masks
+    from benchmarks.stills import age_stills, open_landmarker
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.face.landmarks import detect_padded
+    from tests.helpers import make_bundle
+
+    # The chip on a plain 100 px border, so that there are pixels well away from the face.
+    chip = cv2.copyMakeBorder(
+        _chips(utkface_dir, 20, 29, 1)[0], 100, 100, 100, 100, cv2.BORDER_CONSTANT, value=(90, 90, 90)
+    )
+    with open_landmarker() as landmarker:
+        lm = largest_face(detect_padded(landmarker, chip))
+    assert lm is not None
+    folder = make_bundle(tmp_path / "b", "tiny", mesh=mesh, zero_sum=True, seed=1234)
+    engine = AgingEngine(EngineOptions(model=str(folder), direction="older", xla=False, batch_size=1))
+    out = age_stills([chip], [lm], engine.generate, engine.template)[0]
+    assert out.shape == chip.shape and out.dtype == np.uint8
+    frame = FaceFrame.from_landmarks(lm)
+    ci, valid = canonical(chip, frame)
+    co, _ = canonical(out, frame)
+    inner = region_masks(valid)["inner"]
+    assert np.abs(co.astype(np.int16) - ci)[inner].mean() > 3.0  # G's bias brightens the face
+    np.testing.assert_array_equal(out[:20, :20], chip[:20, :20])  # far from the face: bit-identical
