@@ -48,9 +48,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from faceage_video.errors import FaceAgeError, OptionsError, OutputError
+from faceage_video.errors import FaceAgeError, OptionsError
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, open_input, probe
-from faceage_video.pipeline import AgeOptions, Report, _expected_frames, _progress, finish_report
+from faceage_video.media.remux import stitch_segments
+from faceage_video.pipeline import AgeOptions, Report, expected_frames, finish_report, progress_bar
 
 SegmentTransport = Literal["auto", "path", "bytes"]
 TRANSPORTS: tuple[SegmentTransport, ...] = ("auto", "path", "bytes")
@@ -418,132 +419,6 @@ class _ProgressCounter:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Stitching (driver): remux, no re-encoding
-
-
-def _same_headers(a: Any, b: Any) -> bool:
-    ea, eb = a.codec_context.extradata, b.codec_context.extradata
-    return (ea or b"") == (eb or b"")
-
-
-def stitch_segments(
-    segments: Sequence[str | Path],
-    output: str | Path,
-    source: str,
-    info: VideoInfo,
-    options: AgeOptions,
-) -> list[str]:
-    """Concatenate encoded segments into `output` by copying packets, and copy the source's audio once.
-
-    The result equals what `VideoWriter` writes in one pass for the same frames: same stream time base, pts
-    (rebased to 0 when `options.start_s` is set, as the writer does), and the source's audio packets, cut to
-    `start_s`/`end_s` the writer's way. Atomic: written beside `output` and renamed on success.
-
-    Args:
-        segments: the segment files in order (each a keyframe-led, self-contained encode of >= 1 frame).
-        output: the final file.
-        source: the input, whose audio is copied.
-        info: the input's facts.
-        options: the run's options (writer audio switch, start/end, allow_protocols).
-
-    Returns:
-        Warnings from the audio copy.
-
-    Raises:
-        OutputError: the segments were encoded with different stream headers, their timestamps do not
-            follow each other, or the output cannot be written.
-    """
-    import av
-
-    from faceage_video.media.writer import _AudioRemuxer, _check_target, _remove, _temp_path
-
-    target = _check_target(output, [source])
-    temp = _temp_path(target)
-    out = av.open(str(temp), mode="w")
-    warn: list[str] = []
-    try:
-        opened = [av.open(str(p)) for p in segments]
-        try:
-            inputs = [(c, c.streams.video[0]) for c in opened if c.streams.video]
-            if not inputs:
-                raise OutputError(f"{target}: no segment holds a video stream; nothing to stitch")
-            first_stream: Any = inputs[0][1]
-            ov = out.add_stream_from_template(first_stream, rate=info.fps)
-            ov.time_base = info.time_base  # as VideoWriter sets it; the muxer may then pick its own
-            audio = None
-            if options.writer.audio:
-                audio = _AudioRemuxer(
-                    source,
-                    out,
-                    target,
-                    info.start_time_s,
-                    options.start_s,
-                    options.end_s,
-                    options.allow_protocols,
-                )
-            tb = Fraction(first_stream.time_base)
-            shift = 0
-            last_dts: int | None = None
-            started = False
-            for k, (c, vs) in enumerate(inputs):
-                if not _same_headers(vs, first_stream) or vs.time_base != first_stream.time_base:
-                    raise OutputError(
-                        f"{target}: segment {k} was encoded with different stream headers or time base; "
-                        "all segments must use the same codec settings (re-run without --ray)"
-                    )
-                for packet in c.demux(vs):
-                    raw = packet.pts if packet.pts is not None else packet.dts
-                    if packet.size == 0 or raw is None:
-                        continue
-                    ts = int(raw)
-                    if not started:
-                        started = True
-                        if options.start_s is not None:
-                            shift = ts  # the writer rebases the first frame to 0
-                        if audio is not None:
-                            window = ts * tb if options.start_s is not None else None
-                            audio.begin(window, shift * tb)
-                    if packet.dts is not None and last_dts is not None and packet.dts - shift <= last_dts:
-                        # A variable-rate seam can make the next encoder's first dts collide; nudge it.
-                        new = last_dts + 1 + shift
-                        if packet.pts is not None and new > packet.pts:
-                            raise OutputError(
-                                f"{target}: segment {k} starts before segment {k - 1} ends "
-                                f"(dts {packet.dts}); its timestamps cannot be joined without re-encoding"
-                            )
-                        packet.dts = new
-                    if shift:
-                        if packet.pts is not None:
-                            packet.pts -= shift
-                        if packet.dts is not None:
-                            packet.dts -= shift
-                    if packet.dts is not None:
-                        last_dts = int(packet.dts)
-                    packet.stream = ov
-                    out.mux(packet)
-                    if audio is not None:
-                        audio.pump(ts * tb)
-            if audio is not None:
-                audio.pump(None)
-                warn.extend(audio.warnings)
-                audio.close()
-        finally:
-            for c in opened:
-                c.close()
-        out.close()
-        os.replace(temp, target)
-    except BaseException as exc:
-        with contextlib.suppress(Exception):
-            out.close()
-        _remove(temp)
-        if isinstance(exc, av.FFmpegError):
-            msg = f"{target}: stitching the segments failed ({type(exc).__name__}: {exc})"
-            raise OutputError(msg) from exc
-        raise
-    return warn
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The pool: actors, scheduling, retries, progress
 
 
@@ -815,14 +690,14 @@ class RayPool:
             shot.work_dir.mkdir(parents=True, exist_ok=False)
             shot.started = time.perf_counter()
             queue.extend((i, k, 0) for k in range(len(shot.segments)))
-            total_frames += _expected_frames(shot.info, shot.options.start_s, shot.options.end_s) or 0
+            total_frames += expected_frames(shot.info, shot.options.start_s, shot.options.end_s) or 0
         if not queue:
             return [outcome[i] for i in range(len(shots))]
         self._ensure(len(queue))
         idle = list(self._actors)
         # meta ref -> (actor, bytes ref, shot, segment, attempt)
         inflight: dict[Any, tuple[Any, Any, int, int, int]] = {}
-        prog, task = _progress(total_frames or None, progress)
+        prog, task = progress_bar(total_frames or None, progress)
         t0 = time.perf_counter()
 
         def fail_shot(i: int, exc: BaseException) -> None:
@@ -840,7 +715,7 @@ class RayPool:
             seg = shot.segments[k]
             crash = None
             if self.options.fail_segment == k and attempt == 0:
-                est = _expected_frames(shot.info, seg.start_s, seg.end_s) if shot.info else None  # type: ignore[arg-type]
+                est = expected_frames(shot.info, seg.start_s, seg.end_s) if shot.info else None  # type: ignore[arg-type]
                 crash = max(1, (est or 2) // 2)
             job = _SegmentJob(
                 shot=i,
@@ -964,6 +839,20 @@ class RayPool:
         }
         src, dst = shot.input, shot.output
         paths = [r.path for r in results if r.path and r.frames > 0]
+
+        def stitch() -> list[str]:
+            assert shot.info is not None
+            return stitch_segments(
+                paths,
+                dst,
+                src,
+                shot.info,
+                audio=o.writer.audio,
+                start_s=o.start_s,
+                end_s=o.end_s,
+                allow_protocols=o.allow_protocols,
+            )
+
         if report.frames_with_faces == 0:
             # As age_video: no face anywhere means the output frames are the input's.
             msg = "no face found in the whole clip: the output frames equal the input's"
@@ -974,10 +863,10 @@ class RayPool:
                 tmp.replace(dst)
                 msg = "no face found in the whole clip: the output is a copy of the input"
             else:
-                report.warnings.extend(stitch_segments(paths, dst, src, shot.info, o))
+                report.warnings.extend(stitch())
             report.warnings.append(msg)
         else:
-            report.warnings.extend(stitch_segments(paths, dst, src, shot.info, o))
+            report.warnings.extend(stitch())
         shutil.rmtree(shot.work_dir, ignore_errors=True)
         shot.work_dir = None
         return finish_report(report, shot.started, o.report)

@@ -47,6 +47,8 @@ from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face
 from faceage_video.face.mesh import CanonicalMesh, MeshFit
 from faceage_video.face.stabilize import MeshStabilizer, StabilizerOptions
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
+from faceage_video.media.atomic import check_writable_file, same_file, write_file_atomic
+from faceage_video.media.matte import MattePngWriter, MatteVideoWriter, MatteWriter, matte_format
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
 from faceage_video.media.sequence import (
     IntegerTransfer,
@@ -62,14 +64,7 @@ from faceage_video.media.sequence import (
     output_pattern,
     with_matte_alpha,
 )
-from faceage_video.media.writer import (
-    MatteWriter,
-    VideoWriter,
-    WriterOptions,
-    check_writable_file,
-    matte_format,
-    write_file_atomic,
-)
+from faceage_video.media.writer import VideoWriter, WriterOptions
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 T = TypeVar("T")
@@ -417,7 +412,8 @@ def _side_by_side(a: Frame, b: Frame) -> Frame:
     return np.ascontiguousarray(np.concatenate([a, b], axis=1))
 
 
-def _progress(total: int | None, enabled: bool) -> tuple[Any, Any]:
+def progress_bar(total: int | None, enabled: bool) -> tuple[Any, Any]:
+    """The terminal progress bar of a run and its task: (rich `Progress`, task id); `total` None: unknown."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -441,20 +437,12 @@ def _progress(total: int | None, enabled: bool) -> tuple[Any, Any]:
     return prog, task
 
 
-def _expected_frames(info: VideoInfo, start_s: float | None, end_s: float | None) -> int | None:
+def expected_frames(info: VideoInfo, start_s: float | None, end_s: float | None) -> int | None:
+    """Frames a read of [start_s, end_s) should yield, from the duration and rate; None when unknown."""
     if info.duration_s is None:
         return info.frame_count
     span = min(end_s if end_s is not None else info.duration_s, info.duration_s) - (start_s or 0.0)
     return max(0, round(span * float(info.fps))) if info.fps else info.frame_count
-
-
-def _same_path(a: str, b: str) -> bool:
-    try:
-        if os.path.exists(a) and os.path.exists(b):
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
@@ -464,10 +452,10 @@ def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
     extra = (("--matte", opts.matte), ("--side-by-side", opts.side_by_side), ("--report", opts.report))
     named = [("output", dst)] + [(what, path) for what, path in extra if path]
     for i, (what, path) in enumerate(named):
-        if _same_path(path, src):
+        if same_file(path, src):
             raise OutputError(f"{path}: {what} is the input file; choose a different output path")
         for other, other_path in named[:i]:
-            if _same_path(path, other_path):
+            if same_file(path, other_path):
                 raise OutputError(f"{path}: {what} and {other} are the same file; give each its own path")
     if opts.report:
         check_writable_file(opts.report, "--report", [("input", src), *named[:-1]])
@@ -623,7 +611,7 @@ def age_video(
                     "xla": eng.xla,
                 },
             )
-            matte: MatteWriter | SequenceWriter | None = None
+            matte: MatteVideoWriter | MattePngWriter | SequenceWriter | None = None
             if opts.matte and isinstance(reader, SequenceReader) and is_sequence_path(opts.matte):
                 matte = SequenceWriter(output_pattern(opts.matte, reader.info.pattern))
             elif opts.matte:
@@ -648,7 +636,7 @@ def age_video(
                     stage_opts,
                     timer,
                     report,
-                    _expected_frames(info, opts.start_s, opts.end_s),
+                    expected_frames(info, opts.start_s, opts.end_s),
                     started=t0,
                 )
                 report.startup = {**startup, **report.startup}
@@ -766,7 +754,7 @@ def _write_plate(writer: SequenceWriter, fr: PlateFrame, plate: Plate, matte: Ma
 def _run_stages(
     frames: Iterable[DecodedFrame],
     writer: VideoWriter | SequenceWriter,
-    matte: MatteWriter | SequenceWriter | None,
+    matte: MatteVideoWriter | MattePngWriter | SequenceWriter | None,
     sbs: VideoWriter | None,
     engine: AgingEngine,
     opts: AgeOptions,
@@ -844,7 +832,7 @@ def _run_stages(
         _worker("analyze", analyze, errors, stop),
         _worker("encode", encode, errors, stop),
     ]
-    prog, task = _progress(expected, opts.progress)
+    prog, task = progress_bar(expected, opts.progress)
     t_start = time.perf_counter()
     if started is not None:
         report.startup_s = t_start - started

@@ -45,8 +45,8 @@ from faceage_video.live.options import RealtimeOptions, output_kind
 from faceage_video.live.outputs import OUT_TIME_BASE, LiveOutput, WindowOutput, open_output
 from faceage_video.live.sources import CaptureThread, LiveFrame, fit, open_source
 from faceage_video.live.stats import EndReason, LiveReport, LiveStats, ModelInfo, PacerState
+from faceage_video.media.atomic import check_writable_file, write_file_atomic
 from faceage_video.media.reader import DecodedFrame
-from faceage_video.media.writer import check_writable_file, write_file_atomic
 from faceage_video.pipeline import FaceAnalyzer, composite
 from faceage_video.types import Direction, Frame
 

@@ -40,8 +40,8 @@ from numpy.typing import NDArray
 
 from faceage_video.errors import InputError, OptionsError, OutputError
 from faceage_video.face.blend import WarpedChange
+from faceage_video.media.atomic import AtomicOutput
 from faceage_video.media.reader import DecodedFrame, VideoInfo
-from faceage_video.media.writer import _AtomicOutput
 
 Plate = NDArray[Any]  # (H, W, C) uint8 / uint16 / float16 / float32, C = 3 (RGB) or 4 (RGBA), as stored
 
@@ -616,7 +616,7 @@ def output_pattern(path: str | os.PathLike[str], source: SequencePattern) -> Seq
     return out
 
 
-class SequenceWriter(_AtomicOutput):
+class SequenceWriter(AtomicOutput):
     """Writes frames under their own numbers, as `pattern`, each with the ImageSpec it is given.
 
     Atomic as a whole: frames go to hidden temporary files beside their names, renamed by `close()`;

@@ -16,32 +16,35 @@ MP4/MOV keep time bases of 1/10000 and finer exactly; Matroska counts millisecon
 Matroska also cannot store negative times, so when the audio starts before the video (AAC priming) its
 muxer delays every stream by that much, keeping them in sync; MP4/MOV keep the times as they are.
 
-`MatteWriter` stores one single-channel mask per frame, as a grey video or a PNG sequence.
+The pieces live beside it: `atomic` (temporary names, commit, abort), `sink` (the encoder stream), `remux`
+(the audio copy); `matte` writes mattes with the same sink.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
-import shutil
-import tempfile
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Literal
 
 import av
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.errors import OptionsError, OutputError
-from faceage_video.media.reader import VideoInfo, bit_depth, open_input
+from faceage_video.media.atomic import (
+    AtomicOutput,
+    check_target,
+    commit,
+    copy_file_atomic,
+    remove,
+    temp_path,
+)
+from faceage_video.media.reader import VideoInfo, bit_depth
+from faceage_video.media.remux import AudioRemuxer
+from faceage_video.media.sink import AVCOL_RANGE_JPEG, SinkSpec, VideoSink, open_output
 from faceage_video.types import Frame
 
 Codec = Literal["h264", "hevc", "ffv1", "prores", "mpeg4"]
@@ -78,19 +81,12 @@ _HEVC_MIN_SIZE = (64, 16)
 # AVColorSpace (the stream's matrix tag) -> swscale colour-space constant for the RGB -> YUV conversion.
 _SWS_COLORSPACE = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 _AVCOL_SPC_RGB = 0
-_AVCOL_RANGE_JPEG = 2
 _UNSPECIFIED_RANGE = 0
 _UNSPECIFIED_TAG = 2
 # MPEG-4 Part 2 stores the time base denominator in 16 bits.
 _MPEG4_MAX_TB_DEN = 65535
 # Coarsest tick a coarsened time base may have: keeps frames of any real rate apart.
 _MAX_COARSE_TICK_S = Fraction(1, 1000)
-# Constant rate factor of grey H.264 mattes: visually lossless edges.
-_MATTE_H264_CRF = 12
-# Audio is read this far before start_s after a seek, so no packet at the cut is missed.
-_AUDIO_SEEK_MARGIN_S = 1.0
-
-Mask8 = NDArray[np.uint8]  # (H, W) 0..255
 
 
 @dataclass(frozen=True)
@@ -133,137 +129,12 @@ class WriterOptions:
             raise OptionsError(f"threads must be >= 0 (0 = one per core); got {self.threads}")
 
 
-def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    try:
-        if os.path.exists(a) and os.path.exists(b):
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def _check_target(path: str | os.PathLike[str], protected: list[str]) -> Path:
-    """Refuse a target that would overwrite an input or cannot be created."""
-    target = Path(os.fspath(path))
-    for src in protected:
-        if _same_file(target, src):
-            raise OutputError(f"{target}: is the input file; choose a different output path")
-    if target.is_dir():
-        raise OutputError(f"{target}: is a folder; give a file name such as {target / 'out.mp4'}")
-    parent = target.parent
-    if not parent.is_dir():
-        raise OutputError(f"{target}: output folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{target}: output folder {parent} is not writable; pick another folder")
-    return target
-
-
-def check_writable_file(path: str | os.PathLike[str], what: str, protected: list[tuple[str, str]]) -> Path:
-    """Refuse, before any work, a small output file (a report, stats) that could not be written at the end.
-
-    Args:
-        path: the file to be written later (atomically, beside itself).
-        what: how the user named it, e.g. "--report".
-        protected: (name, path) pairs it must not be: the input and every other output.
-
-    Raises:
-        OutputError: it is one of `protected`, a folder, in a missing folder, or in a folder that refuses a
-            new file (read-only, full, no permission); the message names the fix.
-    """
-    target = Path(os.fspath(path))
-    for name, other in protected:
-        if other and _same_file(target, other):
-            raise OutputError(f"{target}: {what} is the same file as the {name}; give it its own path")
-    if target.is_dir():
-        raise OutputError(f"{target}: {what} is a folder; give a file name such as {target / 'out.json'}")
-    folder = target.parent
-    if not folder.is_dir():
-        raise OutputError(f"{target}: {what} folder {folder} does not exist; create it first")
-    # os.access says yes to root on a read-only mount: creating a file is the only sure test.
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
-    except OSError as e:
-        raise OutputError(
-            f"{target}: {what} folder {folder} is not writable ({e.strerror}); pick another folder"
-        ) from None
-    os.close(fd)
-    _remove(Path(probe))
-    return target
-
-
-def write_file_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to a randomly named, exclusively created file beside `path`, then rename it onto `path`.
-
-    Raises:
-        OutputError: the write or the rename failed (full disk, read-only folder); `path` is untouched.
-    """
-    target = Path(os.fspath(path))
-    temp: Path | None = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        temp = Path(name)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(temp, target)
-    except OSError as e:
-        if temp is not None:
-            _remove(temp)
-        raise OutputError(
-            f"{target}: cannot be written ({type(e).__name__}: {e}); free space or pick another folder"
-        ) from e
-
-
-def copy_file_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
-    """Copy `source` to a randomly named, exclusively created file beside `path`, then rename it onto `path`.
-
-    The temporary name is unpredictable and created with O_EXCL (`tempfile.mkstemp`), so a symlink planted
-    beside the output is never followed.
-
-    Raises:
-        OutputError: the copy or the rename failed (full disk, read-only folder); `path` is untouched.
-    """
-    target = Path(os.fspath(path))
-    temp: Path | None = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".copy", dir=target.parent)
-        temp = Path(name)
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        shutil.copymode(source, temp)
-        os.replace(temp, target)
-    except OSError as e:
-        if temp is not None:
-            _remove(temp)
-        raise OutputError(
-            f"{target}: copying the input failed ({type(e).__name__}: {e}); free space or pick another folder"
-        ) from e
-
-
-def _temp_path(target: Path) -> Path:
-    """Hidden sibling with the same extension, so FFmpeg picks the same muxer."""
-    return target.with_name(f".{target.stem}.{secrets.token_hex(4)}.partial{target.suffix}")
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _open_output(temp: Path, target: Path) -> Any:
-    try:
-        return av.open(str(temp), mode="w")
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise OutputError(
-            f"{target}: cannot be created ({type(e).__name__}: {e}); check the extension"
-        ) from e
-
-
 def _mpeg4_qscale(crf: int) -> int:
     # x264's qp2qscale: qscale = 0.85 * 2^((qp - 12) / 6), clamped to MPEG-4's 1..31.
     return int(min(31, max(1, round(0.85 * 2 ** ((crf - 12) / 6)))))
 
 
-def _encoder_time_base(codec: Codec, time_base: Fraction) -> Fraction:
+def encoder_time_base(codec: Codec, time_base: Fraction) -> Fraction:
     """The input's time base, coarsened by the smallest integer factor when the codec cannot store it.
 
     At most `_MPEG4_MAX_TB_DEN` divisions: the divisors are tried from the largest usable denominator down,
@@ -303,272 +174,7 @@ def _deep_encoding(
     return pix_fmt, opts
 
 
-class _AtomicOutput:
-    """Context-manager behaviour of the writers: a normal exit commits, any exception aborts."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def _commit(
-    path: Path,
-    temp: Path,
-    container: Any,
-    sink: _VideoSink,
-    abort: Callable[[], None],
-    before_close: Callable[[], None] | None = None,
-) -> None:
-    """Flush the encoder, run `before_close`, close the container and rename `temp` onto `path`.
-
-    Any failure, Ctrl-C included, calls `abort` first, so nothing is ever left under `path`.
-
-    Raises:
-        OutputError: flushing, muxing or renaming failed.
-    """
-    try:
-        sink.flush()
-        if sink.frames == 0:
-            container.start_encoding()  # an empty but valid file rather than none
-        if before_close is not None:
-            before_close()
-        container.close()
-        os.replace(temp, path)
-    except (av.FFmpegError, OSError) as e:
-        abort()
-        raise OutputError(f"{path}: could not be finished ({type(e).__name__}: {e})") from e
-    except BaseException:
-        abort()
-        raise
-
-
-class _VideoSink:
-    """One encoded video stream in an open output container: pts bookkeeping, colour tags, flush."""
-
-    def __init__(
-        self,
-        container: Any,
-        target: Path,
-        encoder: str,
-        pix_fmt: str,
-        width: int,
-        height: int,
-        fps: Fraction,
-        time_base: Fraction,
-        encoder_time_base: Fraction,
-        codec_options: dict[str, str],
-        colour: dict[str, int],
-        threads: int,
-        rebase: bool,
-    ) -> None:
-        self.target = target
-        self.container = container
-        try:
-            stream = container.add_stream(encoder, rate=fps, options=codec_options)
-        except (av.FFmpegError, ValueError) as e:
-            raise OutputError(f"{target}: cannot add a {encoder} stream ({e}); choose another codec") from e
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = pix_fmt
-        stream.time_base = time_base
-        cc = stream.codec_context
-        cc.time_base = encoder_time_base
-        cc.framerate = fps
-        cc.thread_count = threads
-        for name, value in colour.items():
-            setattr(cc, name, value)
-        self.stream = stream
-        self.pix_fmt = pix_fmt
-        self.width, self.height = width, height
-        self.fps = fps
-        self.time_base = time_base
-        self.encoder_time_base = encoder_time_base
-        self.colour = colour
-        self.rebase = rebase
-        self.first_pts: int | None = None  # in `time_base`, before rebasing
-        self.last_pts: int | None = None
-        self.frames = 0
-
-    def next_pts(self, pts: int | None, time_base: Fraction) -> int:
-        """The frame's pts in the stream's time base, checked to increase."""
-        if pts is None:
-            if self.last_pts is None:
-                out = 0
-            else:
-                out = self.last_pts + max(1, round(1 / (self.fps * self.time_base)))
-        elif time_base == self.time_base:
-            out = int(pts)
-        else:
-            out = round(pts * time_base / self.time_base)
-        if self.last_pts is not None and out <= self.last_pts:
-            raise ValueError(
-                f"pts must increase: got {pts} (time base {time_base}) after {self.last_pts} "
-                f"(time base {self.time_base}); drop repeated frames before writing"
-            )
-        return out
-
-    def encode(self, frame: av.VideoFrame, pts: int) -> None:
-        if self.first_pts is None:
-            self.first_pts = pts
-        self.last_pts = pts
-        shifted = pts - self.first_pts if self.rebase else pts
-        if self.encoder_time_base == self.time_base:
-            frame.pts = shifted
-        else:
-            frame.pts = round(shifted * self.time_base / self.encoder_time_base)
-        frame.time_base = self.encoder_time_base
-        for name, value in self.colour.items():
-            setattr(frame, name, value)
-        try:
-            self.container.mux(self.stream.encode(frame))
-        except av.FFmpegError as e:
-            raise OutputError(f"{self.target}: encoding failed ({type(e).__name__}: {e})") from e
-        self.frames += 1
-
-    def flush(self) -> None:
-        """Drain the encoder's delayed frames (B-frames, lookahead) into the container."""
-        try:
-            self.container.mux(self.stream.encode(None))
-        except av.FFmpegError as e:
-            raise OutputError(f"{self.target}: flushing the encoder failed ({type(e).__name__}: {e})") from e
-
-    @property
-    def shift_s(self) -> Fraction:
-        """Seconds subtracted from every timestamp (0 unless rebasing)."""
-        if not self.rebase or self.first_pts is None:
-            return Fraction(0)
-        return self.first_pts * self.time_base
-
-
-class _AudioRemuxer:
-    """Copies the audio packets of a source into an output, in step with the video.
-
-    Packets keep their bytes, side data and durations; only their timestamps move, by the same shift as the
-    video. A packet is kept when it starts before the end of the window and ends after its start.
-    """
-
-    def __init__(
-        self,
-        source: str,
-        output: Any,
-        target: Path,
-        origin_s: float,
-        start_s: float | None,
-        end_s: float | None,
-        allow_protocols: bool,
-    ) -> None:
-        self.warnings: list[str] = []
-        self._input = open_input(source, allow_protocols)
-        streams = list(self._input.streams.audio)
-        supported = output.supported_codecs
-        for s in streams:
-            name = s.codec_context.name
-            if name not in supported:
-                self._input.close()
-                raise OutputError(
-                    f"{target}: '{target.suffix}' cannot hold the {name} audio of {source}; "
-                    "write .mkv, or drop the audio (audio=False)"
-                )
-        self._out: dict[int, Any] = {}
-        try:
-            for s in streams:
-                self._out[s.index] = output.add_stream_from_template(s)
-        except (av.FFmpegError, ValueError) as e:
-            self._input.close()
-            raise OutputError(f"{target}: cannot add the audio of {source} ({e}); write .mkv instead") from e
-        self._output = output
-        self._source = source
-        self._origin = Fraction(origin_s)
-        self._end = self._origin + Fraction(end_s) if end_s is not None else None
-        self._window_start: Fraction | None = None
-        self._shift = Fraction(0)
-        self._pending: Any = None
-        self.packets_written = 0
-        self._finished: set[int] = set()
-        self._packets: Any = iter(())
-        if streams:
-            if start_s is not None and start_s > _AUDIO_SEEK_MARGIN_S:
-                seek_to = float(self._origin) + start_s - _AUDIO_SEEK_MARGIN_S
-                with contextlib.suppress(av.FFmpegError):
-                    self._input.seek(int(seek_to * av.time_base), backward=True)
-            self._packets = self._input.demux(streams)
-
-    def begin(self, window_start: Fraction | None, shift: Fraction) -> None:
-        """Fix the cut: keep packets from `window_start` (None: all), moved earlier by `shift` seconds."""
-        self._window_start = window_start
-        self._shift = shift
-
-    def _next(self) -> Any:
-        if self._pending is not None:
-            packet, self._pending = self._pending, None
-            return packet
-        while True:
-            try:
-                packet = next(self._packets)
-            except StopIteration:
-                return None
-            except av.FFmpegError as e:
-                self.warnings.append(f"{self._source}: audio read error, rest of the audio dropped ({e})")
-                self._packets = iter(())
-                return None
-            if packet.size == 0 or (packet.pts is None and packet.dts is None):
-                continue  # demuxer's flush packets
-            return packet
-
-    def pump(self, until: Fraction | None) -> None:
-        """Mux every packet presented at or before `until` seconds (absolute); None: all the rest."""
-        while True:
-            packet = self._next()
-            if packet is None:
-                return
-            ts = packet.pts if packet.pts is not None else packet.dts
-            t = ts * packet.time_base
-            if self._end is not None and t >= self._end:
-                # This stream is past the cut; stop reading once every stream is.
-                self._finished.add(packet.stream_index)
-                if len(self._finished) == len(self._out):
-                    self._packets = iter(())
-                continue
-            if until is not None and t > until:
-                self._pending = packet
-                return
-            # Keep the packet that straddles the cut, so sound starts with the first frame; it lands at a
-            # negative time, which MP4/MOV store exactly in their edit list.
-            if self._window_start is not None and t < self._window_start:
-                ends = t + (packet.duration or 0) * packet.time_base
-                if ends <= self._window_start:
-                    continue
-            if self._shift:
-                ticks = round(self._shift / packet.time_base)
-                if packet.pts is not None:
-                    packet.pts -= ticks
-                if packet.dts is not None:
-                    packet.dts -= ticks
-            packet.stream = self._out[packet.stream_index]
-            self._output.mux(packet)
-            self.packets_written += 1
-
-    def close(self) -> None:
-        self._input.close()
-
-
-class VideoWriter(_AtomicOutput):
+class VideoWriter(AtomicOutput):
     """Encodes upright RGB frames to a video file, copying the source's audio; atomic.
 
     Use as a context manager: a normal exit calls `close()` (flush, mux the rest of the audio, rename onto
@@ -606,7 +212,7 @@ class VideoWriter(_AtomicOutput):
         self.info = info
         self.warnings: list[str] = []
         protected = [info.path] + ([audio_source] if audio_source else [])
-        self.path = _check_target(path, protected)
+        self.path = check_target(path, protected)
         codec = options.codec
         suffix = self.path.suffix.lower()
         if suffix not in CONTAINERS[codec]:
@@ -628,38 +234,37 @@ class VideoWriter(_AtomicOutput):
                 f"{self.path}: hevc needs frames at least {min_w}x{min_h} px, these are "
                 f"{info.width}x{info.height}; use h264"
             )
-        self._temp = _temp_path(self.path)
+        self._temp = temp_path(self.path)
         self._done = False
         # Removes the temporary file if the writer is dropped without close() or abort().
-        self._finalizer = weakref.finalize(self, _remove, self._temp)
-        self._container = _open_output(self._temp, self.path)
-        self._audio: _AudioRemuxer | None = None
+        self._finalizer = weakref.finalize(self, remove, self._temp)
+        self._container = open_output(self._temp, self.path)
+        self._audio: AudioRemuxer | None = None
         try:
             pix_fmt, codec_options, colour = self._encoding(codec, info, options)
             pix_fmt, codec_options = _deep_encoding(codec, info, pix_fmt, codec_options)
             # Frames given as 16-bit plates (write_plate) keep more than 8 bits in this stream.
             self.deep = bit_depth(pix_fmt) > 8
-            self._sink = _VideoSink(
-                self._container,
-                self.path,
-                encoder,
-                pix_fmt,
-                info.width,
-                info.height,
-                info.fps,
-                info.time_base,
-                _encoder_time_base(codec, info.time_base),
-                codec_options,
-                colour,
-                options.threads,
+            spec = SinkSpec(
+                encoder=encoder,
+                pix_fmt=pix_fmt,
+                width=info.width,
+                height=info.height,
+                fps=info.fps,
+                time_base=info.time_base,
+                encoder_time_base=encoder_time_base(codec, info.time_base),
+                codec_options=codec_options,
+                colour=colour,
+                threads=options.threads,
                 rebase=start_s is not None,
             )
+            self._sink = VideoSink(self._container, self.path, spec)
             if codec == "mpeg4":
                 cc = self._sink.stream.codec_context
                 cc.qscale = True
                 cc.global_quality = _mpeg4_qscale(options.crf)
             if options.audio and audio_source is not None:
-                self._audio = _AudioRemuxer(
+                self._audio = AudioRemuxer(
                     audio_source,
                     self._container,
                     self.path,
@@ -703,7 +308,7 @@ class VideoWriter(_AtomicOutput):
             pix_fmt = "bgr0"
             opts = {"level": "3"}
             colour["colorspace"] = _AVCOL_SPC_RGB
-            colour["color_range"] = _AVCOL_RANGE_JPEG
+            colour["color_range"] = AVCOL_RANGE_JPEG
         elif codec == "prores":
             pix_fmt = "yuv422p10le"
             opts = {"profile": "hq", "vendor": "apl0"}
@@ -802,7 +407,13 @@ class VideoWriter(_AtomicOutput):
             self.abort()  # drop the encoded frames: the copy takes their place under the same atomic rename
             copy_file_atomic(self._copy_source, self.path)
             return
-        _commit(self.path, self._temp, self._container, self._sink, self.abort, self._finish_audio)
+
+        def finish() -> None:
+            self._sink.finish()
+            self._finish_audio()
+            self._container.close()
+
+        commit(self.path, self._temp, finish, self.abort)
         self._done = True
         self._finalizer.detach()
 
@@ -835,205 +446,5 @@ class VideoWriter(_AtomicOutput):
                 self._audio.close()
         with contextlib.suppress(Exception):
             self._container.close()
-        _remove(self._temp)
-        self._finalizer.detach()
-
-
-MatteFormat = Literal["ffv1", "h264", "png"]
-_PNG_PATTERN_RE = re.compile(r"%0?\d*d")
-DEFAULT_MATTE_PATTERN = "matte_%06d.png"
-
-
-def check_png_pattern(pattern: str) -> None:
-    """Refuse a PNG file-name pattern that is not exactly one integer field (`%d`, `%06d`) plus `%%`.
-
-    Raises:
-        OutputError: another conversion (`%s`), two fields, or a malformed one, naming the fix.
-    """
-    fields = re.findall(r"%(%|[^%]*?[a-zA-Z])", pattern)
-    ints = [f for f in fields if _PNG_PATTERN_RE.fullmatch("%" + f)]
-    others = [f for f in fields if f != "%" and f not in ints]
-    if len(ints) != 1 or others:
-        raise OutputError(
-            f"{pattern}: a PNG pattern needs exactly one frame-number field such as %06d (write % as %%), "
-            f"found {', '.join('%' + f for f in fields if f != '%') or 'none'}; e.g. matte_%06d.png"
-        )
-    try:
-        pattern % 0
-    except (TypeError, ValueError) as e:
-        raise OutputError(f"{pattern}: not a valid PNG pattern ({e}); use one like matte_%06d.png") from None
-
-
-def matte_format(path: str | os.PathLike[str]) -> MatteFormat:
-    """How `MatteWriter` stores mattes at `path`.
-
-    A folder (existing, or named with a trailing slash) or a printf pattern ending in .png ("matte_%05d.png")
-    is a PNG sequence; .mkv and .avi are lossless FFV1 grey video; .mp4 and .mov are H.264.
-
-    Raises:
-        OutputError: any other extension.
-    """
-    name = os.fspath(path)
-    p = Path(name)
-    if p.is_dir() or name.endswith(("/", os.sep)):
-        return "png"
-    if _PNG_PATTERN_RE.search(p.name) and p.suffix.lower() == ".png":
-        check_png_pattern(p.name)
-        return "png"
-    suffix = p.suffix.lower()
-    if suffix in (".mkv", ".avi"):
-        return "ffv1"
-    if suffix in (".mp4", ".mov"):
-        return "h264"
-    raise OutputError(
-        f"{name}: matte path must be a folder, a PNG pattern like matte_%05d.png, or end in .mkv/.avi "
-        "(lossless) or .mp4/.mov (H.264)"
-    )
-
-
-def _mask_to_u8(mask: NDArray[Any], height: int, width: int) -> Mask8:
-    if mask.shape != (height, width):
-        raise ValueError(f"expected a ({height}, {width}) matte, got shape {mask.shape}")
-    if mask.dtype == np.uint8:
-        return np.ascontiguousarray(mask)
-    if np.issubdtype(mask.dtype, np.floating):
-        m = np.nan_to_num(mask.astype(np.float32, copy=False), nan=0.0)
-        return np.ascontiguousarray(np.rint(np.clip(m, 0.0, 1.0) * 255.0).astype(np.uint8))
-    raise ValueError(f"matte must be float in [0, 1] or uint8, got {mask.dtype}")
-
-
-class MatteWriter(_AtomicOutput):
-    """Writes one single-channel matte per frame: a grey video or a PNG sequence.
-
-    Mattes are (H, W) float32 in [0, 1] (values outside are clipped) or uint8, stored as 0..255.
-    Grey video: .mkv/.avi hold lossless FFV1 `gray`; .mp4/.mov hold H.264 (CRF 12) with the matte in the
-    full-range luma and neutral chroma. Timing follows `VideoWriter`: each frame keeps its pts, and with
-    `start_s` set the first frame starts at 0. Video output is atomic like `VideoWriter`'s.
-    PNG sequence: frame i (0-based count of written mattes) goes to `pattern % i`; each file appears
-    complete (written hidden, then renamed), and `abort()` deletes the files this writer made.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], info: VideoInfo, start_s: float | None = None) -> None:
-        """Check the target and open it.
-
-        Raises:
-            OutputError: `path` is the input, its folder is missing, or its extension is not a matte format.
-        """
-        self.info = info
-        self.format: MatteFormat = matte_format(path)
-        self._done = False
-        self._count = 0
-        self._container: Any = None
-        name = os.fspath(path)
-        if self.format == "png":
-            if Path(name).is_dir() or name.endswith(("/", os.sep)):
-                folder, pattern = Path(name), DEFAULT_MATTE_PATTERN
-            else:
-                folder, pattern = Path(name).parent, Path(name).name
-            if not folder.is_dir():
-                raise OutputError(f"{name}: matte folder {folder} does not exist; create it first")
-            self.folder, self.pattern = folder, pattern
-            self.path = folder / pattern
-            return
-        self.path = _check_target(name, [info.path])
-        self._temp = _temp_path(self.path)
-        self._finalizer = weakref.finalize(self, _remove, self._temp)
-        self._container = _open_output(self._temp, self.path)
-        if self.format == "ffv1":
-            encoder, pix_fmt, opts = "ffv1", "gray", {"level": "3"}
-        else:
-            odd = info.width % 2 == 1 or info.height % 2 == 1
-            encoder, pix_fmt = "libx264", ("yuv444p" if odd else "yuv420p")
-            opts = {"crf": str(_MATTE_H264_CRF), "preset": "medium"}
-        colour = {"color_range": _AVCOL_RANGE_JPEG}
-        try:
-            self._sink = _VideoSink(
-                self._container,
-                self.path,
-                encoder,
-                pix_fmt,
-                info.width,
-                info.height,
-                info.fps,
-                info.time_base,
-                info.time_base,
-                opts,
-                colour,
-                0,
-                rebase=start_s is not None,
-            )
-        except BaseException:
-            self.abort()
-            raise
-
-    def write(self, mask: NDArray[Any], pts: int | None, time_base: Fraction) -> None:
-        """Store one matte.
-
-        Args:
-            mask: (H, W) float in [0, 1] or uint8, H, W = `info.height`, `info.width`.
-            pts: as `VideoWriter.write`; ignored by PNG sequences.
-            time_base: seconds per pts tick.
-
-        Raises:
-            ValueError: wrong shape or dtype, or a pts that does not increase.
-            OutputError: writing failed, or the writer is closed.
-        """
-        if self._done:
-            raise OutputError(f"{self.path}: matte writer is closed; open a new MatteWriter")
-        m8 = _mask_to_u8(mask, self.info.height, self.info.width)
-        if self.format == "png":
-            self._write_png(m8)
-            return
-        sink = self._sink
-        out_pts = sink.next_pts(pts, time_base)
-        grey = av.VideoFrame.from_ndarray(m8, format="gray")
-        if sink.pix_fmt != "gray":
-            # Full range in and out keeps luma equal to the matte; chroma is neutral (128).
-            grey = grey.reformat(
-                format=sink.pix_fmt, src_color_range=_AVCOL_RANGE_JPEG, dst_color_range=_AVCOL_RANGE_JPEG
-            )
-        sink.encode(grey, out_pts)
-        self._count += 1
-
-    def _write_png(self, m8: Mask8) -> None:
-        final = self.folder / (self.pattern % self._count)
-        ok, buf = cv2.imencode(".png", m8)
-        if not ok:
-            raise OutputError(f"{final}: PNG encoding failed")
-        temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
-        try:
-            temp.write_bytes(buf.tobytes())
-            os.replace(temp, final)
-        except OSError as e:
-            _remove(temp)
-            raise OutputError(f"{final}: cannot be written ({e})") from e
-        self._count += 1
-
-    def close(self) -> None:
-        """Flush and finish; a video is renamed onto its final path.
-
-        Raises:
-            OutputError: flushing or writing failed; nothing is left under the final name.
-        """
-        if self._done:
-            return
-        if self.format == "png":
-            self._done = True
-            return
-        _commit(self.path, self._temp, self._container, self._sink, self.abort)
-        self._done = True
-        self._finalizer.detach()
-
-    def abort(self) -> None:
-        """Delete what this writer made: the temporary video, or the PNGs written so far."""
-        if self._done:
-            return
-        self._done = True
-        if self.format == "png":
-            for i in range(self._count):
-                _remove(self.folder / (self.pattern % i))
-            return
-        with contextlib.suppress(Exception):
-            self._container.close()
-        _remove(self._temp)
+        remove(self._temp)
         self._finalizer.detach()

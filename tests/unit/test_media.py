@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from faceage_video.errors import InputError, OptionsError, OutputError
+from faceage_video.media.matte import MatteWriter
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader, probe
 from faceage_video.media.writer import (
     CODECS,
     CONTAINERS,
-    MatteWriter,
     VideoWriter,
     WriterOptions,
 )

@@ -91,15 +91,15 @@ def test_a_local_video_still_opens_with_the_demuxer_whitelist(tmp_path: Path) ->
 
 
 def test_a_huge_prime_time_base_is_coarsened_in_milliseconds() -> None:
-    from faceage_video.media.writer import _encoder_time_base
+    from faceage_video.media.writer import encoder_time_base
 
     t = time.perf_counter()
-    tb = _encoder_time_base("mpeg4", Fraction(1, 2147483647))
+    tb = encoder_time_base("mpeg4", Fraction(1, 2147483647))
     assert time.perf_counter() - t < 0.5
     assert tb.denominator <= 65535 and tb <= Fraction(1, 1000)
     # A divisible clock keeps exact timestamps: 1/90000 → 1/45000 (the smallest factor).
-    assert _encoder_time_base("mpeg4", Fraction(1, 90000)) == Fraction(1, 45000)
-    assert _encoder_time_base("h264", Fraction(1, 2147483647)) == Fraction(1, 2147483647)
+    assert encoder_time_base("mpeg4", Fraction(1, 90000)) == Fraction(1, 45000)
+    assert encoder_time_base("h264", Fraction(1, 2147483647)) == Fraction(1, 2147483647)
 
 
 def test_mpeg4_writes_a_clip_whose_time_base_is_a_huge_prime(tmp_path: Path) -> None:
@@ -127,14 +127,14 @@ def test_mpeg4_writes_a_clip_whose_time_base_is_a_huge_prime(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("pattern", ["m_%d_%s.png", "m_%d_%d.png", "m_%5.2f_%d.png"])
 def test_a_bad_png_pattern_is_an_output_error(tmp_path: Path, pattern: str) -> None:
-    from faceage_video.media.writer import matte_format
+    from faceage_video.media.matte import matte_format
 
     with pytest.raises(OutputError, match=r"exactly one frame-number field"):
         matte_format(tmp_path / pattern)
 
 
 def test_a_good_png_pattern_with_a_literal_percent_passes(tmp_path: Path) -> None:
-    from faceage_video.media.writer import matte_format
+    from faceage_video.media.matte import matte_format
 
     assert matte_format(tmp_path / "m_%04d_100%%.png") == "png"
 
