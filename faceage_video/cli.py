@@ -17,13 +17,11 @@ from typing import Annotated, Any
 import typer
 
 from faceage_video.entry import run_app
-from faceage_video.errors import FaceAgeError, OptionsError
+from faceage_video.errors import EXIT_TERMINATED, FaceAgeError, OptionsError
 from faceage_video.media.writer import Codec, Preset
 from faceage_video.quiet import quiet_native_logs, wants_verbose
 from faceage_video.types import Direction, FaceSelection, MaskKind
 
-# Exit code of a run stopped by SIGTERM (128 + 15): kill, timeout, Slurm, Kubernetes, docker stop.
-EXIT_TERMINATED = 143
 
 
 class Terminated(BaseException):
@@ -208,7 +206,7 @@ def age(
 
         if is_sequence_path(input):
             raise OptionsError(f"{input}: --ray splits videos only; run image sequences without --ray")
-        from faceage_video.distributed import age_video_ray
+        from faceage_video.scale.pool import age_video_ray
 
         rep = age_video_ray(input, output, opts, address=ray, segment_seconds=segment_seconds)
     else:
@@ -488,11 +486,11 @@ def batch(
     batch_only = ("manifest", "ray", "segment_seconds", "actors", "force", "output_root", "allow_outside")
     defaults = {k: v for k, v in locals().items() if k not in batch_only}
     defaults.update(start=None, end=None, matte=None, side_by_side=None, report=None)
-    from faceage_video.batch import run_batch
+    from faceage_video.scale.batch import run_batch
 
     ray_options = None
     if ray is not None:
-        from faceage_video.distributed import RayOptions
+        from faceage_video.scale.plan import RayOptions
 
         ray_options = RayOptions(address=ray, segment_seconds=segment_seconds, actors=actors)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 # Exit code of an interrupted run (128 + SIGINT), as shells report Ctrl-C.
 EXIT_INTERRUPTED = 130
+# Exit code of a run stopped by SIGTERM (128 + 15): kill, timeout, Slurm, Kubernetes, docker stop.
+EXIT_TERMINATED = 143
 
 # Every exit code of `faceage-video` and `python -m training`, and what it means.
 EXIT_CODES: dict[int, str] = {
@@ -19,6 +21,7 @@ EXIT_CODES: dict[int, str] = {
     6: "live source: a camera or stream that cannot be opened or dropped for good",
     7: "cluster: Ray missing or unreachable, or a segment that failed on every retry",
     EXIT_INTERRUPTED: "Ctrl-C (or SIGTERM for a live run)",
+    EXIT_TERMINATED: "SIGTERM (kill, timeout, Slurm, Kubernetes, docker stop): handled like Ctrl-C",
 }
 
 

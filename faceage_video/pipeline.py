@@ -513,7 +513,7 @@ def check_frame_memory(info: VideoInfo, batch_size: int, queue_size: int) -> int
     return q
 
 
-def _can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
+def can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
     """Whether a clip without faces may be handed back as a byte copy: whole clip, same container, audio
     kept, and a local file."""
     return (
@@ -523,6 +523,30 @@ def _can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
         and opts.writer.audio
         and os.path.isfile(src)
     )
+
+
+def report_options(opts: AgeOptions, batch_size: int, xla: bool | None) -> dict[str, Any]:
+    """The options a `Report` records for a run (`batch_size` and `xla` as the engine really ran)."""
+    return {
+        "faces": opts.faces,
+        "mask": opts.blend.mask,
+        "temporal": opts.temporal.strength,
+        "codec": opts.writer.codec,
+        "batch_size": batch_size,
+        "xla": xla,
+    }
+
+
+def note_no_face(report: Report, copied: bool) -> str | None:
+    """The end of a run without any face: append (and return) the warning saying the output is the input's
+    frames, or a byte copy of it when `copied`; None (nothing appended) when a face was found."""
+    if report.frames_with_faces:
+        return None
+    msg = "no face found in the whole clip: the output frames equal the input's"
+    if copied:
+        msg = "no face found in the whole clip: the output is a copy of the input"
+    report.warnings.append(msg)
+    return msg
 
 
 def age_video(
@@ -602,14 +626,7 @@ def age_video(
                     "direction": eng.options.direction,
                     "strength": eng.options.strength,
                 },
-                options={
-                    "faces": opts.faces,
-                    "mask": opts.blend.mask,
-                    "temporal": opts.temporal.strength,
-                    "codec": opts.writer.codec,
-                    "batch_size": eng.options.batch_size,
-                    "xla": eng.xla,
-                },
+                options=report_options(opts, eng.options.batch_size, eng.xla),
             )
             matte: MatteVideoWriter | MattePngWriter | SequenceWriter | None = None
             if opts.matte and isinstance(reader, SequenceReader) and is_sequence_path(opts.matte):
@@ -649,15 +666,12 @@ def age_video(
                 if w is not None:
                     w.close()
             report.warnings.extend(reader.warnings)
-            copy = not seq and report.frames_with_faces == 0 and _can_copy_input(src, dst, opts)
+            copy = not seq and report.frames_with_faces == 0 and can_copy_input(src, dst, opts)
             if copy and isinstance(writer, VideoWriter):
                 # Nothing to change: hand back the input itself, bit for bit, in the writer's atomic commit.
                 writer.commit_copy_of(src)
-    if report.frames_with_faces == 0:
-        msg = "no face found in the whole clip: the output frames equal the input's"
-        if copy:
-            msg = "no face found in the whole clip: the output is a copy of the input"
-        report.warnings.append(msg)
+    msg = note_no_face(report, copy)
+    if msg is not None:
         warnings.warn(msg, stacklevel=2)
     report.stage_s = {k: round(v, 3) for k, v in timer.seconds.items()}
     return finish_report(report, t0, opts.report)

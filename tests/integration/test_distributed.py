@@ -3,8 +3,8 @@
 One local Ray cluster (`ray.init(num_cpus=2)`) serves the whole module. The clip is liveportrait_d12 (one
 face, H.264 + AAC) resized to 256², looped to 8 s at 25 fps and re-encoded with a keyframe every 1.6 s, so
 `segment_seconds=2` gives five segments (seams at frames 40, 80, 120, 160) for two actors. The distributed
-run under test also has a worker killed halfway through segment 1, so every equality below holds for a run
-that recovered from a fault.
+run under test also has the actor of segment 1 killed during its first attempt, so every equality below holds
+for a run that recovered from a fault.
 
 Seams, measured: with lossless FFV1 output on both sides (320², 12 s variant), frames at a seam differ from
 the single-process run by at most 2 levels (mean 0.011): the warm-up leaves that little of a state difference.
@@ -127,14 +127,30 @@ def single(clip: Path, bundle: Path, work: Path) -> tuple[Path, Any]:
     return out, age_video(clip, out, _options(bundle))
 
 
+def _crashing_pool(ropts: Any, segment: int) -> Any:
+    """A `RayPool` whose actor running `segment`'s first attempt is killed, as a lost node would be."""
+    from faceage_video.scale.pool import RayPool
+
+    class CrashingPool(RayPool):
+        def dispatch(self, actor: Any, job: Any, options: Any, attempt: int) -> tuple[Any, Any]:
+            refs = super().dispatch(actor, job, options, attempt)
+            if job.segment.index == segment and attempt == 0:
+                ray.kill(actor, no_restart=True)
+            return refs
+
+    return CrashingPool(ropts)
+
+
 @pytest.fixture(scope="module")
 def distributed(clip: Path, bundle: Path, work: Path, cluster: Any) -> tuple[Path, Any]:
-    """The Ray run, with the worker of segment 1 killed halfway through its first attempt."""
-    from faceage_video.distributed import RayOptions, age_video_ray
+    """The Ray run, with the worker of segment 1 killed during its first attempt."""
+    from faceage_video.scale.plan import RayOptions
+    from faceage_video.scale.pool import age_video_ray
 
     out = work / "ray.mp4"
-    ropts = RayOptions(segment_seconds=SEGMENT_S, actors=2, fail_segment=1, max_retries=2)
-    return out, age_video_ray(clip, out, _options(bundle), ray_options=ropts)
+    ropts = RayOptions(segment_seconds=SEGMENT_S, actors=2, max_retries=2)
+    with _crashing_pool(ropts, 1) as pool:
+        return out, age_video_ray(clip, out, _options(bundle), pool=pool)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -174,8 +190,8 @@ def _keyframes(path: Path) -> list[int]:
 
 
 def test_segments_start_at_keyframes(clip: Path) -> None:
-    from faceage_video.distributed import plan_segments
     from faceage_video.media.reader import probe
+    from faceage_video.scale.plan import plan_segments
 
     info = probe(clip)
     segs = plan_segments(str(clip), info, SEGMENT_S, warmup_frames=12)
@@ -207,8 +223,8 @@ def test_same_frames_pts_and_audio(
 def test_seams_within_codec_noise(
     single: tuple[Path, Any], distributed: tuple[Path, Any], clip: Path
 ) -> None:
-    from faceage_video.distributed import plan_segments
     from faceage_video.media.reader import probe
+    from faceage_video.scale.plan import plan_segments
 
     s_frames, s_pts, tb = _video(single[0])
     d_frames, _, _ = _video(distributed[0])
@@ -245,12 +261,13 @@ def test_killed_worker_is_retried(distributed: tuple[Path, Any]) -> None:
 
 
 def test_retries_are_bounded(clip: Path, bundle: Path, work: Path, cluster: Any) -> None:
-    from faceage_video.distributed import DistributedError, RayOptions, age_video_ray
+    from faceage_video.scale.plan import DistributedError, RayOptions
+    from faceage_video.scale.pool import age_video_ray
 
     out = work / "never.mp4"
-    ropts = RayOptions(segment_seconds=1.0, actors=1, fail_segment=0, max_retries=0)
-    with pytest.raises(DistributedError, match="segment 0 failed 1 times"):
-        age_video_ray(clip, out, _options(bundle, end_s=2.0), ray_options=ropts)
+    ropts = RayOptions(segment_seconds=1.0, actors=1, max_retries=0)
+    with _crashing_pool(ropts, 0) as pool, pytest.raises(DistributedError, match="segment 0 failed 1 times"):
+        age_video_ray(clip, out, _options(bundle, end_s=2.0), pool=pool)
     assert not out.exists()
     assert not list(work.glob(".never.mp4*"))
 

@@ -19,7 +19,8 @@ pytest.importorskip("ray")
 _SCRIPT = textwrap.dedent(
     """
     import ipaddress, json, os
-    from faceage_video.distributed import RayOptions, RayPool
+    from faceage_video.scale.plan import RayOptions
+    from faceage_video.scale.pool import RayPool
     import ray
     from ray.thirdparty_files import psutil
 

@@ -367,8 +367,8 @@ def _manifest(folder: Path, rows: list[str], header: str = "id,input,output") ->
 
 
 def _refused(manifest: Path, **kw) -> str:  # type: ignore[no-untyped-def]
-    from faceage_video.batch import read_manifest
     from faceage_video.errors import OptionsError
+    from faceage_video.scale.batch import read_manifest
 
     with pytest.raises(OptionsError, match="manifest refused") as ei:
         read_manifest(manifest, **kw)
@@ -376,7 +376,7 @@ def _refused(manifest: Path, **kw) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_a_shot_writing_another_shots_input_is_refused_before_any_shot_runs(tmp_path: Path) -> None:
-    from faceage_video.batch import run_batch
+    from faceage_video.scale.batch import run_batch
 
     m = _manifest(tmp_path / "job", ["a,plates/a.mp4,plates/blue.mp4", "b,plates/blue.mp4,aged/b.mp4"])
     calls: list[object] = []
@@ -400,7 +400,7 @@ def test_written_paths_must_stay_inside_the_manifest_folder(tmp_path: Path) -> N
 
 
 def test_allow_outside_and_output_root(tmp_path: Path) -> None:
-    from faceage_video.batch import read_manifest
+    from faceage_video.scale.batch import read_manifest
 
     m = _manifest(tmp_path / "job", ["a,a.mp4,../a_out.mp4"])
     shots = read_manifest(m, allow_outside=True)
@@ -439,7 +439,7 @@ def test_a_row_cannot_turn_on_allow_protocols(tmp_path: Path) -> None:
 
 
 def test_a_bundled_model_name_in_a_manifest_is_not_a_folder_beside_it(tmp_path: Path) -> None:
-    from faceage_video.batch import read_manifest
+    from faceage_video.scale.batch import read_manifest
     from models.bundle import DEFAULT_MODEL
 
     m = _manifest(tmp_path / "job", [f"a,a.mp4,o.mp4,{DEFAULT_MODEL}"], header="id,input,output,model")
@@ -466,8 +466,8 @@ def _fake_age(calls: list[str]):  # type: ignore[no-untyped-def]
 def test_resume_runs_a_truncated_output_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import faceage_video.engine.generator as generator
     import faceage_video.pipeline as pipeline
-    from faceage_video.batch import run_batch
     from faceage_video.pipeline import AgeOptions
+    from faceage_video.scale.batch import run_batch
 
     calls: list[str] = []
     monkeypatch.setattr(pipeline, "age_video", _fake_age(calls))
@@ -492,7 +492,7 @@ def test_resume_runs_a_truncated_output_again(tmp_path: Path, monkeypatch: pytes
 def test_a_second_concurrent_run_of_a_manifest_is_refused(tmp_path: Path) -> None:
     import fcntl
 
-    from faceage_video.batch import run_batch, status_path
+    from faceage_video.scale.batch import run_batch, status_path
 
     m = _manifest(tmp_path / "job", ["a,a.mkv,o.mkv"])
     lock = status_path(m).with_name(status_path(m).name + ".lock")

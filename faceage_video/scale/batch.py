@@ -42,10 +42,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from faceage_video.distributed import RayOptions
 from faceage_video.errors import FaceAgeError, InputError, OptionsError, OutputError
 from faceage_video.media.reader import is_url
 from faceage_video.pipeline import AgeOptions, Report
+from faceage_video.scale.plan import RayOptions
 
 ShotStatus = Literal["running", "done", "failed", "skipped"]
 STATUS_SUFFIX = ".status.json"
@@ -610,7 +610,7 @@ def _run_ray(
     ray_options: RayOptions,
     progress: bool,
 ) -> None:
-    from faceage_video.distributed import RayPool, ShotPlan
+    from faceage_video.scale.pool import RayPool, ShotPlan
 
     plans: list[ShotPlan] = []
     by_plan: dict[int, tuple[Shot, str | None]] = {}

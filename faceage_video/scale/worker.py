@@ -1,0 +1,155 @@
+"""The Ray actor that ages one segment: decode from its warm-up, run the stages, encode video only.
+
+Engines stay loaded across calls (a batch reuses them); progress goes to a tiny counter actor.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from faceage_video.media.reader import DecodedFrame, ReaderOptions
+from faceage_video.pipeline import AgeOptions, Report
+from faceage_video.scale.plan import Segment
+
+# Engines an actor keeps loaded at once (a batch may mix models or directions).
+_MAX_ENGINES = 2
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    shot: int
+    segment: Segment
+    input: str
+    suffix: str  # the output's extension: segments use the output's container
+    out_dir: str | None  # "path" transport: where the segment file goes (storage every node sees)
+
+
+@dataclass
+class SegmentResult:
+    shot: int
+    index: int
+    path: str | None  # "path" transport
+    frames: int
+    frames_with_faces: int
+    faces: int
+    tracks: dict[int, int]
+    stage_s: dict[str, float]
+    warnings: list[str]
+    model: dict[str, Any]
+    node: str
+
+
+def _segment_frames(frames: Iterator[DecodedFrame], segment: Segment) -> Iterator[DecodedFrame]:
+    for frame in frames:
+        if segment.is_past(frame):
+            return
+        yield frame
+
+
+class SegmentWorker:
+    """A Ray actor: loads each engine once and keeps it warm, processes one segment per call."""
+
+    def __init__(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        self._engines: dict[Any, Any] = {}
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def _engine(self, options: Any) -> Any:
+        from faceage_video.engine.generator import AgingEngine
+
+        eng = self._engines.pop(options, None)
+        if eng is None:
+            eng = AgingEngine(options)
+            while len(self._engines) >= _MAX_ENGINES:
+                self._engines.pop(next(iter(self._engines)))
+        self._engines[options] = eng  # most recently used last
+        return eng
+
+    def run(self, job: SegmentJob, options: AgeOptions, progress: Any) -> tuple[SegmentResult, bytes | None]:
+        """Process one segment; returns its counts and, without a shared folder, the encoded bytes."""
+        import socket
+
+        from faceage_video.media.reader import VideoReader
+        from faceage_video.media.writer import VideoWriter
+        from faceage_video.pipeline import run_stages
+
+        seg = job.segment
+        eng = self._engine(options.engine)
+        local_dir = None
+        if job.out_dir is not None:
+            out_dir = Path(job.out_dir)
+        else:
+            local_dir = tempfile.mkdtemp(prefix="faceage-seg-")
+            out_dir = Path(local_dir)
+        path = out_dir / f"shot{job.shot:05d}_seg{seg.index:05d}{job.suffix}"
+        key = (job.shot, seg.index)
+
+        def on_progress(frames: int) -> None:
+            progress.set.remote(key, frames)
+
+        report = Report(input=job.input, output=str(path))
+        try:
+            reader = VideoReader(
+                job.input,
+                ReaderOptions(
+                    start_s=seg.read_start_s, end_s=seg.read_end_s, allow_protocols=options.allow_protocols
+                ),
+            )
+            with reader:
+                writer = VideoWriter(path, reader.info, replace(options.writer, audio=False))
+                with writer:
+                    stage_s = run_stages(
+                        _segment_frames(iter(reader), seg),
+                        writer,
+                        eng,
+                        replace(options, progress=False),
+                        report,
+                        warmup=seg.is_warmup,
+                        on_progress=on_progress,
+                    )
+            progress.set.remote(key, report.frames)
+            result = SegmentResult(
+                shot=job.shot,
+                index=seg.index,
+                path=str(path) if local_dir is None else None,
+                frames=report.frames,
+                frames_with_faces=report.frames_with_faces,
+                faces=report.faces,
+                tracks=dict(report.tracks),
+                stage_s=stage_s,
+                warnings=list(reader.warnings) + list(writer.warnings),
+                model={
+                    "name": eng.manifest.name,
+                    "steps": eng.manifest.training.get("steps"),
+                    "direction": eng.options.direction,
+                    "strength": eng.options.strength,
+                },
+                node=socket.gethostname(),
+            )
+            data = path.read_bytes() if local_dir is not None else None
+            return result, data
+        finally:
+            if local_dir is not None:
+                shutil.rmtree(local_dir, ignore_errors=True)
+
+
+class ProgressCounter:
+    """A Ray actor holding frames done per segment; a retried segment starts again from 0."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[int, int], int] = {}
+
+    def set(self, key: tuple[int, int], frames: int) -> None:
+        self._done[key] = frames
+
+    def total(self) -> int:
+        return sum(self._done.values())
