@@ -23,7 +23,6 @@ from faceage_video.quiet import quiet_native_logs, wants_verbose
 from faceage_video.types import Direction, FaceSelection, MaskKind
 
 
-
 class Terminated(BaseException):
     """Raised in the main thread by SIGTERM, so every `with` block aborts its outputs as for Ctrl-C."""
 
