@@ -368,7 +368,7 @@ def _manifest(folder: Path, rows: list[str], header: str = "id,input,output") ->
 
 def _refused(manifest: Path, **kw) -> str:  # type: ignore[no-untyped-def]
     from faceage_video.errors import OptionsError
-    from faceage_video.scale.batch import read_manifest
+    from faceage_video.scale.manifest import read_manifest
 
     with pytest.raises(OptionsError, match="manifest refused") as ei:
         read_manifest(manifest, **kw)
@@ -400,7 +400,7 @@ def test_written_paths_must_stay_inside_the_manifest_folder(tmp_path: Path) -> N
 
 
 def test_allow_outside_and_output_root(tmp_path: Path) -> None:
-    from faceage_video.scale.batch import read_manifest
+    from faceage_video.scale.manifest import read_manifest
 
     m = _manifest(tmp_path / "job", ["a,a.mp4,../a_out.mp4"])
     shots = read_manifest(m, allow_outside=True)
@@ -439,7 +439,7 @@ def test_a_row_cannot_turn_on_allow_protocols(tmp_path: Path) -> None:
 
 
 def test_a_bundled_model_name_in_a_manifest_is_not_a_folder_beside_it(tmp_path: Path) -> None:
-    from faceage_video.scale.batch import read_manifest
+    from faceage_video.scale.manifest import read_manifest
     from models.bundle import DEFAULT_MODEL
 
     m = _manifest(tmp_path / "job", [f"a,a.mp4,o.mp4,{DEFAULT_MODEL}"], header="id,input,output,model")
