@@ -30,7 +30,7 @@ from faceage_video.face.align import AlignTemplate, align_face, apply_affine
 from faceage_video.face.blend import BlendOptions, crop_mask, paste_back, paste_back_mesh
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, detect_padded, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh
-from faceage_video.pipeline import FRONTAL_FULL, FRONTAL_NONE
+from faceage_video.stages import FRONTAL_FULL, FRONTAL_NONE
 from faceage_video.types import Crop, Frame, Landmarks
 
 Direction = Literal["older", "younger"]

@@ -557,7 +557,7 @@ def time_generator(
 def time_smooth_paste(jobs: list[Any], residuals: NDArray[np.float32], blend: Any) -> dict[str, Any]:
     """Per-track residual smoothing and paste-back of every face, as `pipeline.render` does them."""
     from faceage_video.engine.temporal import ResidualSmoother, TemporalOptions
-    from faceage_video.pipeline import composite
+    from faceage_video.stages import composite
 
     def run(js: list[Any]) -> None:
         composite(js, residuals, ResidualSmoother(TemporalOptions()), blend)

@@ -17,8 +17,6 @@ not fit the machine's available memory even then is refused before any work (`ch
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
 import time
@@ -29,35 +27,30 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from numpy.typing import NDArray
 
+from faceage_video.checks import (
+    can_copy_input,
+    check_frame_memory,
+    check_outputs,
+    check_sequence_io,
+    pending_cap,
+)
 from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
-from faceage_video.errors import InputError, OptionsError, OutputError
-from faceage_video.face.align import align_face, apply_affine
+from faceage_video.engine.temporal import ResidualSmoother, TemporalOptions
+from faceage_video.errors import OptionsError
 from faceage_video.face.blend import (
     BlendOptions,
-    apply_change,
-    crop_mask,
-    paste_back,
-    paste_back_mesh,
-    warp_change,
 )
-from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
-from faceage_video.face.mesh import CanonicalMesh, MeshFit
-from faceage_video.face.stabilize import MeshStabilizer, StabilizerOptions
-from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
-from faceage_video.media.atomic import check_writable_file, same_file, write_file_atomic
-from faceage_video.media.matte import MattePngWriter, MatteVideoWriter, MatteWriter, matte_format
-from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoInfo, VideoReader
+from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box
+from faceage_video.face.tracker import FaceTracker, TrackerOptions
+from faceage_video.media.matte import MattePngWriter, MatteVideoWriter, MatteWriter
+from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoReader
 from faceage_video.media.sequence import (
-    IntegerTransfer,
     Plate,
     PlateFrame,
     SequenceOptions,
     SequenceReader,
     SequenceWriter,
-    apply_plate_change,
     is_sequence_path,
     matte_plate,
     matte_spec,
@@ -65,18 +58,18 @@ from faceage_video.media.sequence import (
     with_matte_alpha,
 )
 from faceage_video.media.writer import VideoWriter, WriterOptions
-from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
+from faceage_video.report import (
+    Report,
+    expected_frames,
+    finish_report,
+    note_no_face,
+    progress_bar,
+    report_options,
+)
+from faceage_video.stages import FaceAnalyzer, FrameJob, render
+from faceage_video.types import FaceSelection, Frame, Mask
 
 T = TypeVar("T")
-# Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
-_DEEP_VIDEO = IntegerTransfer(65535.0)
-
-# Bytes all three inter-stage queues may hold together (see the module docstring).
-QUEUE_BUDGET_BYTES = 384 * 2**20
-# Bytes one in-flight frame costs per pixel: the RGB input (3), the RGB output (3), the float32 matte (4).
-FRAME_COST_PER_PX = 10
-# Frames alive beyond the queues: one in each worker's hands and one being pasted (see the docstring).
-_FRAMES_IN_HAND = 3
 
 
 @dataclass(frozen=True)
@@ -134,70 +127,6 @@ class AgeOptions:
         ReaderOptions(start_s=self.start_s, end_s=self.end_s)
 
 
-@dataclass
-class Report:
-    """What a run did, as written by `--report`.
-
-    Attributes:
-        input, output: paths.
-        frames: frames written. frames_with_faces: frames where at least one face was aged.
-        faces: aged face crops in total. tracks: frames per track id.
-        fps: frames per wall-clock second, start-up included. wall_s: total seconds.
-        processing_fps: frames per second once the stages run, start-up excluded (what the bar shows).
-        startup_s: seconds from the call until the first frame could enter the stages: TensorFlow import,
-            model build, landmarker, opening the files. startup: those parts by name, in seconds.
-        stage_s: seconds spent inside each stage (stages overlap, so these add up to more than wall_s).
-        warnings: decode problems and other things the user should know.
-        model: the bundle's name and training steps.
-    """
-
-    input: str
-    output: str
-    frames: int = 0
-    frames_with_faces: int = 0
-    faces: int = 0
-    tracks: dict[int, int] = field(default_factory=dict)
-    fps: float = 0.0
-    wall_s: float = 0.0
-    processing_fps: float = 0.0
-    startup_s: float = 0.0
-    startup: dict[str, float] = field(default_factory=dict)
-    stage_s: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    model: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        d = asdict(self)
-        d["tracks"] = {str(k): v for k, v in self.tracks.items()}
-        return json.dumps(d, indent=2, default=str)
-
-
-# Below this share of the face's mesh area turned towards the camera (a profile view, where the far side
-# of the mesh folds over), the change fades out; at and above FRONTAL_FULL it is applied in full.
-FRONTAL_NONE, FRONTAL_FULL = 0.80, 0.93
-
-
-@dataclass
-class _FaceJob:
-    track_id: int
-    m: Affine | MeshFit  # frame → crop similarity (five-point space), or the mesh registration
-    crop: Crop  # (S, S, 3) uint8
-    mask: Mask  # (S, S) in crop (canonical) coordinates
-    mesh: CanonicalMesh | None = None  # set in canonical mesh space
-
-
-@dataclass
-class _FrameJob:
-    frame: DecodedFrame
-    faces: list[_FaceJob]
-    ended: list[int]  # track ids whose smoothing state must be dropped before this frame
-    cut: bool  # a scene cut starts at this frame
-    image: Frame | None = None  # the output picture once blended
-    matte: Mask | None = None
-    plate: Plate | None = None  # the output plate at full precision, for a sequence input
-
-
 class _Stop:
     """End-of-stream marker passed down the queues."""
 
@@ -215,162 +144,6 @@ class _Timer:
     def add(self, stage: str, dt: float) -> None:
         with self._lock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
-
-
-def select_faces(faces: list[TrackedFace], selection: FaceSelection | tuple[int, ...]) -> list[TrackedFace]:
-    """Keep the faces the user asked for: all, the largest one, or those with given track ids."""
-    if selection == "all" or not faces:
-        return faces
-    if selection == "largest":
-
-        def area(f: TrackedFace) -> float:
-            b = face_box(f.landmarks)
-            return float((b[2] - b[0]) * (b[3] - b[1]))
-
-        return [max(faces, key=area)]
-    wanted = set(selection)
-    return [f for f in faces if f.track_id in wanted]
-
-
-class FaceAnalyzer:
-    """Landmarks → tracking → alignment for one stream, frame by frame, in order.
-
-    Shared by the offline pipeline, the real-time mode and `faceage-video info`.
-    """
-
-    def __init__(
-        self,
-        landmarks: LandmarkerOptions,
-        tracker: TrackerOptions,
-        temporal: TemporalOptions,
-        blend: BlendOptions,
-        template_size: int,
-        template: Any,
-        selection: FaceSelection | tuple[int, ...] = "all",
-        stabilizer: StabilizerOptions | None = None,
-    ) -> None:
-        self.landmarker = FaceLandmarker(landmarks)
-        # In canonical mesh space the change rides on every landmark, so the mesh follows the skin: the raw
-        # detections carried along the optical flow (`face.stabilize`). On known motion this cut the jitter
-        # from 1.8 % to 0.4 % of the inter-ocular distance per frame, where One Euro smoothing, which lags
-        # behind real motion, made it 4.3 % (`python -m benchmarks.geometry`, benchmarks/README.md).
-        self.mesh_mode = isinstance(template, CanonicalMesh)
-        if stabilizer is None:
-            stabilizer = StabilizerOptions() if self.mesh_mode else StabilizerOptions(weight=0.0)
-        self.stabilizer = MeshStabilizer(stabilizer)
-        self.tracker = FaceTracker(tracker)
-        self.cuts = SceneCutDetector(temporal.scene_cut_threshold)
-        self.blend = blend
-        self.template = template
-        self.size = template_size
-        self.selection = selection
-        self._mesh_mask: Mask | None = None
-
-    def analyze(self, frame: DecodedFrame) -> _FrameJob:
-        """Detect, track and align the faces of one frame."""
-        cut = self.cuts(frame.image)
-        ended: list[int] = []
-        if cut:
-            ended = [t.track_id for t in self.tracker.tracks]
-            self.tracker.reset()
-            self.stabilizer.reset()
-        detections = self.landmarker.detect(frame.image, round(frame.time_s * 1000))
-        tracked = self.tracker.update(detections, frame.time_s)
-        ended += self.tracker.ended
-        for tid in self.tracker.ended:
-            self.stabilizer.reset(tid)
-        if self.mesh_mode:
-            tracked = [replace(f, landmarks=self.stabilizer(frame.image, f.track_id, f.raw)) for f in tracked]
-        jobs: list[_FaceJob] = []
-        for face in select_faces(tracked, self.selection):
-            if isinstance(self.template, CanonicalMesh):
-                jobs.append(self._mesh_job(frame.image, face))
-                continue
-            crop, m = align_face(frame.image, face.landmarks, self.template)
-            oval = apply_affine(m, oval_polygon(face.landmarks)) if self.blend.mask == "face" else None
-            mask = crop_mask(self.blend.mask, self.size, oval, self.blend.feather)
-            jobs.append(_FaceJob(face.track_id, m, crop, mask))
-        return _FrameJob(frame, jobs, ended, cut)
-
-    def _mesh_job(self, image: Frame, face: TrackedFace) -> _FaceJob:
-        mesh = self.template
-        assert isinstance(mesh, CanonicalMesh)
-        fit = mesh.fit(face.landmarks, image.shape)
-        if self._mesh_mask is None:
-            self._mesh_mask = mesh.mask(self.blend.mask)
-        fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
-        mask = self._mesh_mask if fade >= 1.0 else (self._mesh_mask * fade).astype(np.float32)
-        return _FaceJob(face.track_id, fit, mesh.to_canonical(image, fit), mask, mesh)
-
-    def close(self) -> None:
-        self.landmarker.close()
-
-
-def render(
-    jobs: list[_FrameJob],
-    engine: AgingEngine,
-    smoother: ResidualSmoother,
-    blend: BlendOptions,
-    mattes: bool = True,
-) -> None:
-    """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place)."""
-    crops = [f.crop for j in jobs for f in j.faces]
-    residuals = engine.residual(np.stack(crops)) if crops else np.zeros((0,), np.float32)
-    composite(jobs, residuals, smoother, blend, mattes)
-
-
-def composite(
-    jobs: list[_FrameJob],
-    residuals: NDArray[np.float32],
-    smoother: ResidualSmoother,
-    blend: BlendOptions,
-    mattes: bool = True,
-) -> None:
-    """Smooth each face's residual per track and paste it back, frame by frame in order (in place).
-
-    Args:
-        jobs: consecutive frames; `residuals` holds one (S, S, 3) change per face, in job then face order.
-        mattes: also build each frame's full-frame matte (`job.matte`); off, canonical-space faces keep
-            every per-face buffer to the face's region, so memory does not grow with the frame size.
-    """
-    k = 0
-    for job in jobs:
-        for tid in job.ended:
-            smoother.reset(tid)
-        if job.cut:
-            smoother.reset()
-        img = job.frame.image
-        matte: Mask | None = None
-        # A sequence or deep-video frame also takes the change on its full-precision plate.
-        plate = job.frame.plate
-        transfer = job.frame.transfer if isinstance(job.frame, PlateFrame) else _DEEP_VIDEO
-        for face in job.faces:
-            res = smoother.smooth(face.track_id, residuals[k])
-            k += 1
-            if face.mesh is not None and isinstance(face.m, MeshFit):
-                img, warped = paste_back_mesh(img, res, face.mask, face.m, face.mesh, blend)
-                if plate is not None:
-                    plate = apply_plate_change(plate, warped, transfer)
-                if not mattes:
-                    continue
-                if matte is None:
-                    matte = np.zeros(img.shape[:2], np.float32)
-                if not warped.empty:
-                    x0, y0, x1, y1 = warped.box
-                    np.maximum(matte[y0:y1, x0:x1], warped.alpha, out=matte[y0:y1, x0:x1])
-                continue
-            assert not isinstance(face.m, MeshFit)
-            generated = face.crop.astype(np.float32) + res
-            if plate is None:
-                img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
-            else:
-                warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
-                img, alpha = apply_change(img, warped)
-                plate = apply_plate_change(plate, warped, transfer)
-            matte = alpha if matte is None else np.maximum(matte, alpha)
-        job.image = img
-        job.matte = matte
-        job.plate = plate
 
 
 def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
@@ -412,143 +185,6 @@ def _side_by_side(a: Frame, b: Frame) -> Frame:
     return np.ascontiguousarray(np.concatenate([a, b], axis=1))
 
 
-def progress_bar(total: int | None, enabled: bool) -> tuple[Any, Any]:
-    """The terminal progress bar of a run and its task: (rich `Progress`, task id); `total` None: unknown."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    prog = Progress(
-        TextColumn("[bold]aging"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]} fps"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-    task = prog.add_task("aging", total=total, fps="-")
-    return prog, task
-
-
-def expected_frames(info: VideoInfo, start_s: float | None, end_s: float | None) -> int | None:
-    """Frames a read of [start_s, end_s) should yield, from the duration and rate; None when unknown."""
-    if info.duration_s is None:
-        return info.frame_count
-    span = min(end_s if end_s is not None else info.duration_s, info.duration_s) - (start_s or 0.0)
-    return max(0, round(span * float(info.fps))) if info.fps else info.frame_count
-
-
-def _check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
-    """Refuse, before any work, extra outputs that would overwrite the input or another output, a report that
-    could not be written (missing or read-only folder: it is written last, so it would fail only after the
-    whole run), and a malformed matte pattern."""
-    extra = (("--matte", opts.matte), ("--side-by-side", opts.side_by_side), ("--report", opts.report))
-    named = [("output", dst)] + [(what, path) for what, path in extra if path]
-    for i, (what, path) in enumerate(named):
-        if same_file(path, src):
-            raise OutputError(f"{path}: {what} is the input file; choose a different output path")
-        for other, other_path in named[:i]:
-            if same_file(path, other_path):
-                raise OutputError(f"{path}: {what} and {other} are the same file; give each its own path")
-    if opts.report:
-        check_writable_file(opts.report, "--report", [("input", src), *named[:-1]])
-    if opts.matte:
-        matte_format(opts.matte)  # a bad PNG pattern fails now, not at the first frame
-
-
-def queue_frames(width: int, height: int, queue_size: int) -> int:
-    """Frames each inter-stage queue may hold for frames of this size: `queue_size`, capped by the byte
-    budget, at least 1."""
-    per_queue = QUEUE_BUDGET_BYTES // 3
-    return max(1, min(queue_size, per_queue // max(1, width * height * FRAME_COST_PER_PX)))
-
-
-def pending_cap(image: Frame) -> int:
-    """Most frames that may wait for one generator batch: a queue's share of the byte budget, at least 1."""
-    h, w = image.shape[:2]
-    return queue_frames(w, h, 1 << 30)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux MemAvailable, else physical memory); None if
-    unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_frame_memory(info: VideoInfo, batch_size: int, queue_size: int) -> int:
-    """Refuse frames too large for this machine; return the frames each queue may hold.
-
-    Raises:
-        InputError: even one frame a queue (plus the generator batch and the frames in hand) needs more than
-            the available memory; the message names the size, the need and the fix.
-    """
-    q = queue_frames(info.width, info.height, queue_size)
-    waiting = min(batch_size, queue_frames(info.width, info.height, 1 << 30))  # see pending_cap
-    frame = info.width * info.height * FRAME_COST_PER_PX
-    need = (3 * q + waiting + _FRAMES_IN_HAND) * frame
-    have = available_memory()
-    if have is not None and need > have:
-        raise InputError(
-            f"{info.path}: {info.width}×{info.height} frames need about {need / 2**30:.1f} GiB here "
-            f"({3 * q + waiting + _FRAMES_IN_HAND} frames in flight) but {have / 2**30:.1f} GiB is "
-            "available; lower --batch-size, free memory, or downscale the clip first"
-        )
-    return q
-
-
-def can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
-    """Whether a clip without faces may be handed back as a byte copy: whole clip, same container, audio
-    kept, and a local file."""
-    return (
-        opts.start_s is None
-        and opts.end_s is None
-        and Path(src).suffix.lower() == Path(dst).suffix.lower()
-        and opts.writer.audio
-        and os.path.isfile(src)
-    )
-
-
-def report_options(opts: AgeOptions, batch_size: int, xla: bool | None) -> dict[str, Any]:
-    """The options a `Report` records for a run (`batch_size` and `xla` as the engine really ran)."""
-    return {
-        "faces": opts.faces,
-        "mask": opts.blend.mask,
-        "temporal": opts.temporal.strength,
-        "codec": opts.writer.codec,
-        "batch_size": batch_size,
-        "xla": xla,
-    }
-
-
-def note_no_face(report: Report, copied: bool) -> str | None:
-    """The end of a run without any face: append (and return) the warning saying the output is the input's
-    frames, or a byte copy of it when `copied`; None (nothing appended) when a face was found."""
-    if report.frames_with_faces:
-        return None
-    msg = "no face found in the whole clip: the output frames equal the input's"
-    if copied:
-        msg = "no face found in the whole clip: the output is a copy of the input"
-    report.warnings.append(msg)
-    return msg
-
-
 def age_video(
     input: str | Path,
     output: str | Path,
@@ -574,8 +210,8 @@ def age_video(
     opts = options or AgeOptions()
     src, dst = str(input), str(output)
     t0 = time.perf_counter()
-    _check_outputs(src, dst, opts)
-    seq = _sequence_io(src, dst, opts)
+    check_outputs(src, dst, opts)
+    seq = check_sequence_io(src, dst, opts)
     reader: VideoReader | SequenceReader
     if seq:
         reader = SequenceReader(src, opts.sequence, opts.start_s, opts.end_s)
@@ -677,22 +313,6 @@ def age_video(
     return finish_report(report, t0, opts.report)
 
 
-def _sequence_io(src: str, dst: str, opts: AgeOptions) -> bool:
-    """Whether the input is an image sequence; refuses output forms that do not fit the input.
-
-    Raises:
-        OutputError: a sequence output (or `matte_alpha`) without a sequence input.
-    """
-    seq_in, seq_out = is_sequence_path(src), is_sequence_path(dst)
-    if seq_out and not seq_in:
-        raise OutputError(
-            f"{dst}: an image-sequence output needs an image-sequence input; write a video file instead"
-        )
-    if opts.matte_alpha and not seq_out:
-        raise OutputError(f"{dst}: --matte-alpha needs an image-sequence output, e.g. out.%04d.exr")
-    return seq_in
-
-
 def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngine:
     """Build the engine, adding to `startup` the seconds of the TensorFlow import and of the model build."""
     t = time.perf_counter()
@@ -703,24 +323,6 @@ def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngin
     eng = AgingEngine(options)
     startup["model"] = round(time.perf_counter() - t, 3)
     return eng
-
-
-def finish_report(report: Report, started: float, path: str | None) -> Report:
-    """Stamp wall time and fps (since `started`, a `time.perf_counter()`), and write the JSON when asked.
-
-    `processing_fps` leaves out `report.startup_s` (set by the stages; 0 when they did not run).
-    """
-    report.wall_s = time.perf_counter() - started
-    report.fps = report.frames / report.wall_s if report.wall_s > 0 else 0.0
-    busy = report.wall_s - report.startup_s
-    report.processing_fps = report.frames / busy if busy > 0 else 0.0
-    report.startup_s = round(report.startup_s, 3)
-    if path:
-        rp = Path(path)
-        if not rp.parent.is_dir():
-            raise OutputError(f"report folder {rp.parent} does not exist")
-        write_file_atomic(rp, report.to_json().encode())
-    return report
 
 
 def run_stages(
@@ -852,7 +454,7 @@ def _run_stages(
         report.startup_s = t_start - started
     try:
         with prog:
-            pending: list[_FrameJob] = []
+            pending: list[FrameJob] = []
             n_crops = 0
             done = False
             while not done:

@@ -6,7 +6,7 @@
                                               ▼                    ▲
                                  Generation (thread or inline) ─► ResidualCache
 
-The stages are the offline pipeline's own (`pipeline.FaceAnalyzer`, `pipeline.composite`, `select_faces`
+The stages are the offline pipeline's own (`stages.FaceAnalyzer`, `stages.composite`, `select_faces`
 inside the analyzer); only the scheduling differs. Every hand-off keeps only the newest item (`handoff`), so
 at most one captured frame waits and every processed frame is the newest one; the loop never waits for the
 generator (`generation`), so the video never freezes when the model is slow.
@@ -47,7 +47,7 @@ from faceage_video.live.sources import CaptureThread, LiveFrame, fit, open_sourc
 from faceage_video.live.stats import EndReason, LiveReport, LiveStats, ModelInfo, PacerState
 from faceage_video.media.atomic import check_writable_file, write_file_atomic
 from faceage_video.media.reader import DecodedFrame
-from faceage_video.pipeline import FaceAnalyzer, composite
+from faceage_video.stages import FaceAnalyzer, composite
 from faceage_video.types import Direction, Frame
 
 OnFrame = Callable[[LiveFrame, Frame], None]

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faceage_video.errors import FaceAgeError, OptionsError, OutputError
-from faceage_video.pipeline import AgeOptions, Report
+from faceage_video.pipeline import AgeOptions
+from faceage_video.report import Report
 from faceage_video.scale.manifest import Shot, read_manifest, shot_params
 from faceage_video.scale.plan import RayOptions
 

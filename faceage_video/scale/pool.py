@@ -19,14 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from faceage_video.checks import can_copy_input
 from faceage_video.errors import OptionsError
 from faceage_video.media.atomic import copy_file_atomic
 from faceage_video.media.reader import ReaderOptions, VideoInfo, probe
 from faceage_video.media.remux import stitch_segments
-from faceage_video.pipeline import (
-    AgeOptions,
+from faceage_video.pipeline import AgeOptions
+from faceage_video.report import (
     Report,
-    can_copy_input,
     expected_frames,
     finish_report,
     note_no_face,

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from faceage_video.media.reader import DecodedFrame, ReaderOptions
-from faceage_video.pipeline import AgeOptions, Report
+from faceage_video.pipeline import AgeOptions
+from faceage_video.report import Report
 from faceage_video.scale.plan import Segment
 
 # Engines an actor keeps loaded at once (a batch may mix models or directions).

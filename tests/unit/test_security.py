@@ -649,7 +649,7 @@ def test_webcam_stats_pointed_at_the_source_is_refused_before_anything_opens(tmp
 
 
 def test_queues_are_bounded_in_bytes_not_frames() -> None:
-    from faceage_video.pipeline import FRAME_COST_PER_PX, QUEUE_BUDGET_BYTES, pending_cap, queue_frames
+    from faceage_video.checks import FRAME_COST_PER_PX, QUEUE_BUDGET_BYTES, pending_cap, queue_frames
 
     # Frames waiting for one generator batch are held to a queue's share too.
     assert pending_cap(np.empty((4320, 7680, 3), np.uint8)) == 1
@@ -667,15 +667,16 @@ def test_frames_too_large_for_memory_are_refused_before_any_work(
     engine,
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
+    import faceage_video.checks as checks
     import faceage_video.pipeline as pipeline
 
     src = blank_clip(tmp_path / "in.mkv")
-    monkeypatch.setattr(pipeline, "available_memory", lambda: 256 * 1024)  # 256 KiB free
+    monkeypatch.setattr(checks, "available_memory", lambda: 256 * 1024)  # 256 KiB free
     with pytest.raises(InputError, match=r"64×64 frames need about .* GiB .* available; lower --batch-size"):
         pipeline.age_video(src, tmp_path / "o.mkv", _opts(), engine=engine)
     assert not (tmp_path / "o.mkv").exists() and _leftovers(tmp_path) == []
     # With the memory there, the same clip runs, and the queues were sized from the frame bytes.
-    monkeypatch.setattr(pipeline, "available_memory", lambda: 8 * 2**30)
+    monkeypatch.setattr(checks, "available_memory", lambda: 8 * 2**30)
     seen: list[int] = []
     real = pipeline._run_stages
 

@@ -1,0 +1,265 @@
+"""The per-frame stages every path shares (offline, live, Ray workers, `info`, the throughput benchmark).
+
+`FaceAnalyzer` turns frames into face jobs in two public halves: `track` (scene cut, landmarks, tracking,
+stabilisation) and `register` (face selection, then a five-point alignment or a canonical-mesh fit, with
+each face's crop and mask); `analyze` is both. `render` generates every face of a batch of frames and
+`composite` smooths each face's change per track and pastes it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from faceage_video.engine.generator import AgingEngine
+from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
+from faceage_video.face.align import align_face, apply_affine
+from faceage_video.face.blend import (
+    BlendOptions,
+    apply_change,
+    crop_mask,
+    paste_back,
+    paste_back_mesh,
+    warp_change,
+)
+from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
+from faceage_video.face.mesh import CanonicalMesh, MeshFit
+from faceage_video.face.stabilize import MeshStabilizer, StabilizerOptions
+from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
+from faceage_video.media.reader import DecodedFrame
+from faceage_video.media.sequence import IntegerTransfer, Plate, PlateFrame, apply_plate_change
+from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
+
+# Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
+_DEEP_VIDEO = IntegerTransfer(65535.0)
+
+# Below this share of the face's mesh area turned towards the camera (a profile view, where the far side
+# of the mesh folds over), the change fades out; at and above FRONTAL_FULL it is applied in full.
+FRONTAL_NONE, FRONTAL_FULL = 0.80, 0.93
+
+
+@dataclass
+class FaceJob:
+    """One face of one frame, ready for the generator."""
+
+    track_id: int
+    m: Affine | MeshFit  # frame → crop similarity (five-point space), or the mesh registration
+    crop: Crop  # (S, S, 3) uint8
+    mask: Mask  # (S, S) in crop (canonical) coordinates
+    mesh: CanonicalMesh | None = None  # set in canonical mesh space
+
+
+@dataclass
+class FrameJob:
+    """One analysed frame: its faces, the tracks that ended and whether a scene cut starts here; the
+    paste-back fills `image`, `matte` and `plate`."""
+
+    frame: DecodedFrame
+    faces: list[FaceJob]
+    ended: list[int]  # track ids whose smoothing state must be dropped before this frame
+    cut: bool  # a scene cut starts at this frame
+    image: Frame | None = None  # the output picture once blended
+    matte: Mask | None = None
+    plate: Plate | None = None  # the output plate at full precision, for a sequence input
+
+
+@dataclass
+class TrackedFrame:
+    """The first half of `FaceAnalyzer.analyze`: the tracked faces of one frame, before registration.
+
+    Attributes:
+        faces: every tracked face (stabilised in canonical-mesh mode), not yet selected.
+        ended: track ids whose smoothing state must be dropped before this frame.
+        cut: a scene cut starts at this frame.
+    """
+
+    faces: list[TrackedFace]
+    ended: list[int]
+    cut: bool
+
+
+def select_faces(faces: list[TrackedFace], selection: FaceSelection | tuple[int, ...]) -> list[TrackedFace]:
+    """Keep the faces the user asked for: all, the largest one, or those with given track ids."""
+    if selection == "all" or not faces:
+        return faces
+    if selection == "largest":
+
+        def area(f: TrackedFace) -> float:
+            b = face_box(f.landmarks)
+            return float((b[2] - b[0]) * (b[3] - b[1]))
+
+        return [max(faces, key=area)]
+    wanted = set(selection)
+    return [f for f in faces if f.track_id in wanted]
+
+
+class FaceAnalyzer:
+    """Landmarks → tracking → alignment for one stream, frame by frame, in order.
+
+    Shared by the offline pipeline, the real-time mode and `faceage-video info`.
+    """
+
+    def __init__(
+        self,
+        landmarks: LandmarkerOptions,
+        tracker: TrackerOptions,
+        temporal: TemporalOptions,
+        blend: BlendOptions,
+        template_size: int,
+        template: Any,
+        selection: FaceSelection | tuple[int, ...] = "all",
+        stabilizer: StabilizerOptions | None = None,
+    ) -> None:
+        self.landmarker = FaceLandmarker(landmarks)
+        # In canonical mesh space the change rides on every landmark, so the mesh follows the skin: the raw
+        # detections carried along the optical flow (`face.stabilize`). On known motion this cut the jitter
+        # from 1.8 % to 0.4 % of the inter-ocular distance per frame, where One Euro smoothing, which lags
+        # behind real motion, made it 4.3 % (`python -m benchmarks.geometry`, benchmarks/README.md).
+        self.mesh_mode = isinstance(template, CanonicalMesh)
+        if stabilizer is None:
+            stabilizer = StabilizerOptions() if self.mesh_mode else StabilizerOptions(weight=0.0)
+        self.stabilizer = MeshStabilizer(stabilizer)
+        self.tracker = FaceTracker(tracker)
+        self._cut_threshold = temporal.scene_cut_threshold
+        self.cuts = SceneCutDetector(self._cut_threshold)
+        self.blend = blend
+        self.template = template
+        self.size = template_size
+        self.selection = selection
+        self._mesh_mask: Mask | None = None
+
+    def analyze(self, frame: DecodedFrame) -> FrameJob:
+        """Detect, track and register the faces of one frame: `track`, then `register`."""
+        tracked = self.track(frame)
+        return FrameJob(frame, self.register(frame.image, tracked.faces), tracked.ended, tracked.cut)
+
+    def track(self, frame: DecodedFrame) -> TrackedFrame:
+        """Scene cut, landmarks (VIDEO mode, at the frame's time), tracking and, in canonical-mesh mode,
+        stabilisation of one frame; frames must come in order.
+
+        Args:
+            frame: the decoded frame; `image` is (H, W, 3) uint8 RGB.
+        """
+        cut = self.cuts(frame.image)
+        ended: list[int] = []
+        if cut:
+            ended = [t.track_id for t in self.tracker.tracks]
+            self.tracker.reset()
+            self.stabilizer.reset()
+        detections = self.landmarker.detect(frame.image, round(frame.time_s * 1000))
+        tracked = self.tracker.update(detections, frame.time_s)
+        ended += self.tracker.ended
+        for tid in self.tracker.ended:
+            self.stabilizer.reset(tid)
+        if self.mesh_mode:
+            tracked = [replace(f, landmarks=self.stabilizer(frame.image, f.track_id, f.raw)) for f in tracked]
+        return TrackedFrame(tracked, ended, cut)
+
+    def register(self, image: Frame, faces: list[TrackedFace]) -> list[FaceJob]:
+        """Select the faces asked for and register each to the engine's template: a five-point alignment
+        (crop (S, S, 3), mask (S, S) in crop space) or a canonical-mesh fit (`engine.template` decides).
+
+        Args:
+            image: (H, W, 3) uint8 RGB, the frame the faces were tracked in.
+            faces: `track(...).faces`.
+        """
+        jobs: list[FaceJob] = []
+        for face in select_faces(faces, self.selection):
+            if isinstance(self.template, CanonicalMesh):
+                jobs.append(self._mesh_job(image, face))
+                continue
+            crop, m = align_face(image, face.landmarks, self.template)
+            oval = apply_affine(m, oval_polygon(face.landmarks)) if self.blend.mask == "face" else None
+            mask = crop_mask(self.blend.mask, self.size, oval, self.blend.feather)
+            jobs.append(FaceJob(face.track_id, m, crop, mask))
+        return jobs
+
+    def reset(self) -> None:
+        """Forget every track and the previous frame, as at the start of a new clip (the landmarker's graph
+        stays warm; its timestamps keep increasing)."""
+        self.tracker.reset()
+        self.stabilizer.reset()
+        self.cuts = SceneCutDetector(self._cut_threshold)
+
+    def _mesh_job(self, image: Frame, face: TrackedFace) -> FaceJob:
+        mesh = self.template
+        assert isinstance(mesh, CanonicalMesh)
+        fit = mesh.fit(face.landmarks, image.shape)
+        if self._mesh_mask is None:
+            self._mesh_mask = mesh.mask(self.blend.mask)
+        fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
+        mask = self._mesh_mask if fade >= 1.0 else (self._mesh_mask * fade).astype(np.float32)
+        return FaceJob(face.track_id, fit, mesh.to_canonical(image, fit), mask, mesh)
+
+    def close(self) -> None:
+        self.landmarker.close()
+
+
+def render(
+    jobs: list[FrameJob],
+    engine: AgingEngine,
+    smoother: ResidualSmoother,
+    blend: BlendOptions,
+    mattes: bool = True,
+) -> None:
+    """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place)."""
+    crops = [f.crop for j in jobs for f in j.faces]
+    residuals = engine.residual(np.stack(crops)) if crops else np.zeros((0,), np.float32)
+    composite(jobs, residuals, smoother, blend, mattes)
+
+
+def composite(
+    jobs: list[FrameJob],
+    residuals: NDArray[np.float32],
+    smoother: ResidualSmoother,
+    blend: BlendOptions,
+    mattes: bool = True,
+) -> None:
+    """Smooth each face's residual per track and paste it back, frame by frame in order (in place).
+
+    Args:
+        jobs: consecutive frames; `residuals` holds one (S, S, 3) change per face, in job then face order.
+        mattes: also build each frame's full-frame matte (`job.matte`); off, canonical-space faces keep
+            every per-face buffer to the face's region, so memory does not grow with the frame size.
+    """
+    k = 0
+    for job in jobs:
+        for tid in job.ended:
+            smoother.reset(tid)
+        if job.cut:
+            smoother.reset()
+        img = job.frame.image
+        matte: Mask | None = None
+        # A sequence or deep-video frame also takes the change on its full-precision plate.
+        plate = job.frame.plate
+        transfer = job.frame.transfer if isinstance(job.frame, PlateFrame) else _DEEP_VIDEO
+        for face in job.faces:
+            res = smoother.smooth(face.track_id, residuals[k])
+            k += 1
+            if face.mesh is not None and isinstance(face.m, MeshFit):
+                img, warped = paste_back_mesh(img, res, face.mask, face.m, face.mesh, blend)
+                if plate is not None:
+                    plate = apply_plate_change(plate, warped, transfer)
+                if not mattes:
+                    continue
+                if matte is None:
+                    matte = np.zeros(img.shape[:2], np.float32)
+                if not warped.empty:
+                    x0, y0, x1, y1 = warped.box
+                    np.maximum(matte[y0:y1, x0:x1], warped.alpha, out=matte[y0:y1, x0:x1])
+                continue
+            assert not isinstance(face.m, MeshFit)
+            generated = face.crop.astype(np.float32) + res
+            if plate is None:
+                img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+            else:
+                warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
+                img, alpha = apply_change(img, warped)
+                plate = apply_plate_change(plate, warped, transfer)
+            matte = alpha if matte is None else np.maximum(matte, alpha)
+        job.image = img
+        job.matte = matte
+        job.plate = plate
