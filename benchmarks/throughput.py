@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -442,87 +442,50 @@ def time_decode(path: Path, start_s: float, end_s: float) -> tuple[Frames, dict[
     return frames, rate(len(frames), s)
 
 
-@dataclass
-class _Face:
-    """One aligned face, as the pipeline's analysis stage hands it on."""
+def make_analyzer(engine: Any, blend: Any, max_faces: int = 4) -> Any:
+    """The pipeline's own `FaceAnalyzer` for `engine`'s template (five-point or canonical mesh)."""
+    from faceage_video.engine.temporal import TemporalOptions
+    from faceage_video.face.landmarks import LandmarkerOptions
+    from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.stages import FaceAnalyzer
 
-    track_id: int
-    m: NDArray[np.float64]  # (2, 3) frame → crop
-    crop: NDArray[np.uint8]  # (S, S, 3)
-    mask: NDArray[np.float32]  # (S, S)
-
-
-@dataclass
-class _Job:
-    """One analysed frame; `image`/`matte` are filled by the paste-back stage."""
-
-    frame: Any  # DecodedFrame
-    faces: list[_Face]
-    ended: list[int]
-    cut: bool
-    image: NDArray[np.uint8] | None = None
-    matte: NDArray[np.float32] | None = None
+    return FaceAnalyzer(
+        LandmarkerOptions(max_faces=max_faces),
+        TrackerOptions(max_faces=max_faces),
+        TemporalOptions(),
+        blend,
+        engine.size,
+        engine.template,
+    )
 
 
-@dataclass
-class _Analyzed:
-    faces: list[Any]  # TrackedFace per face, in select order
-    ended: list[int]
-    cut: bool
+def time_landmarks(frames: Frames, analyzer: Any) -> tuple[list[Any], dict[str, Any]]:
+    """`FaceAnalyzer.track` per frame: scene cut, landmarks (VIDEO mode), tracking, stabilisation.
 
-
-def time_landmarks(frames: Frames, max_faces: int = 4) -> tuple[list[_Analyzed], dict[str, Any]]:
-    """Scene cut + landmarks (VIDEO mode) + tracking per frame, as `FaceAnalyzer.analyze` does them.
-
-    A few frames first warm the graph; the timed pass continues their clock, as VIDEO mode needs.
+    A few frames first warm the graph; then the analyser is reset and the timed pass runs 10 s later on
+    the same clock, since VIDEO mode needs increasing timestamps. Returns a `TrackedFrame` per frame.
     """
-    from faceage_video.engine.temporal import SceneCutDetector, TemporalOptions
-    from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions
-    from faceage_video.face.tracker import FaceTracker, TrackerOptions
-
-    temporal = TemporalOptions()
-    out: list[_Analyzed] = []
-    with FaceLandmarker(LandmarkerOptions(max_faces=max_faces)) as lm:
-        for i, fr in enumerate(frames[:3]):
-            lm.detect(fr.image, i)
-        offset_ms = 10_000
-        tracker = FaceTracker(TrackerOptions(max_faces=max_faces))
-        cuts = SceneCutDetector(temporal.scene_cut_threshold)
-        t = time.perf_counter()
-        for fr in frames:
-            cut = cuts(fr.image)
-            ended: list[int] = []
-            if cut:
-                ended = [tr.track_id for tr in tracker.tracks]
-                tracker.reset()
-            dets = lm.detect(fr.image, offset_ms + round(fr.time_s * 1000))
-            tracked = tracker.update(dets, fr.time_s)
-            out.append(_Analyzed(tracked, ended + tracker.ended, cut))
-        s = time.perf_counter() - t
-    return out, rate(len(frames), s)
-
-
-def time_align(
-    frames: Frames, analyzed: list[_Analyzed], template: Any, blend: Any
-) -> tuple[list[Any], dict]:
-    """Five-point alignment, oval and mask per face, as `FaceAnalyzer.analyze` does them."""
-    from faceage_video.face.align import align_face, apply_affine
-    from faceage_video.face.blend import crop_mask
-    from faceage_video.face.landmarks import oval_polygon
-
-    def one(fr: Any, a: _Analyzed) -> Any:
-        jobs = []
-        for face in a.faces:
-            crop, m = align_face(fr.image, face.landmarks, template)
-            oval = apply_affine(m, oval_polygon(face.landmarks)) if blend.mask == "face" else None
-            mask = crop_mask(blend.mask, template.size, oval, blend.feather)
-            jobs.append(_Face(face.track_id, m, crop, mask))
-        return _Job(fr, jobs, a.ended, a.cut)
-
-    for fr, a in list(zip(frames, analyzed, strict=True))[:3]:
-        one(fr, a)
+    for fr in frames[:3]:
+        analyzer.track(fr)
+    analyzer.reset()
+    later = [replace(fr, time_s=fr.time_s + 10.0) for fr in frames]
     t = time.perf_counter()
-    jobs = [one(fr, a) for fr, a in zip(frames, analyzed, strict=True)]
+    out = [analyzer.track(fr) for fr in later]
+    return out, rate(len(frames), time.perf_counter() - t)
+
+
+def time_align(frames: Frames, tracked: list[Any], analyzer: Any) -> tuple[list[Any], dict[str, Any]]:
+    """`FaceAnalyzer.register` per frame (selection, then alignment with oval and mask, or the mesh fit).
+
+    Returns the pipeline's `FrameJob` per frame, ready for the generator and the paste-back.
+    """
+    from faceage_video.stages import FrameJob
+
+    pairs = list(zip(frames, tracked, strict=True))
+    for fr, tf in pairs[:3]:
+        analyzer.register(fr.image, tf.faces)
+    t = time.perf_counter()
+    jobs = [FrameJob(fr, analyzer.register(fr.image, tf.faces), tf.ended, tf.cut) for fr, tf in pairs]
     return jobs, rate(len(frames), time.perf_counter() - t)
 
 
@@ -555,7 +518,7 @@ def time_generator(
 
 
 def time_smooth_paste(jobs: list[Any], residuals: NDArray[np.float32], blend: Any) -> dict[str, Any]:
-    """Per-track residual smoothing and paste-back of every face, as `pipeline.render` does them."""
+    """Per-track residual smoothing and paste-back of every face, as `stages.render` does them."""
     from faceage_video.engine.temporal import ResidualSmoother, TemporalOptions
     from faceage_video.stages import composite
 
@@ -800,7 +763,6 @@ def run_throughput(opts: ThroughputOptions, log: Log = _log_to_stderr) -> dict[s
     """
     import tensorflow as tf
 
-    from faceage_video.face.align import AlignTemplate
     from faceage_video.face.blend import BlendOptions
     from faceage_video.media.reader import probe
     from faceage_video.media.writer import WriterOptions
@@ -831,13 +793,16 @@ def run_throughput(opts: ThroughputOptions, log: Log = _log_to_stderr) -> dict[s
         log(f"model: {res['model']['name']} ({model})")
         engines = Engines(model)
         eng_default = engines.get(opts.default_batch, True)
-        template: AlignTemplate = eng_default.template
 
         # --- stages in isolation --------------------------------------------------------------------
         log(f"stages on {opts.main_clip} [{window[0]}, {window[1]}) s")
         frames, dec = time_decode(main, *window)
-        analyzed, lmk = time_landmarks(frames)
-        jobs, aln = time_align(frames, analyzed, template, blend)
+        analyzer = make_analyzer(eng_default, blend)
+        try:
+            tracked, lmk = time_landmarks(frames, analyzer)
+            jobs, aln = time_align(frames, tracked, analyzer)
+        finally:
+            analyzer.close()
         crops = np.stack([f.crop for j in jobs for f in j.faces]) if any(j.faces for j in jobs) else None
         if crops is None:
             raise RuntimeError(f"no face found in {main} [{window[0]}, {window[1]}); choose another window")
