@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from benchmarks import throughput as tp
@@ -109,3 +110,42 @@ def test_quick_run_writes_well_formed_results(videos_dir: Path, tmp_path: Path) 
     assert md.is_file() and "| ratio |" in md.read_text()
     assert [Path(p).name for p in res["files"]["plots"]] == ["throughput_batch.png"]
     assert Path(res["files"]["plots"][0]).stat().st_size > 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mesh", [False, True], ids=["five-point", "canonical-mesh"])
+def test_stage_timings_run_the_real_analyzer_halves(mesh: bool, short_clip: Path, tmp_path: Path) -> None:
+    """The timed landmark and alignment stages are `FaceAnalyzer.track` and `.register`: their jobs equal
+    what `FaceAnalyzer.analyze` gives the pipeline, for a five-point and a canonical-mesh bundle."""
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
+    from faceage_video.face.blend import BlendOptions
+    from faceage_video.face.mesh import CanonicalMesh
+    from faceage_video.media.reader import ReaderOptions, VideoReader
+    from tests.helpers import make_bundle
+
+    bundle = make_bundle(tmp_path / "b", "tiny-bench", mesh=mesh)
+    engine = AgingEngine(EngineOptions(model=str(bundle), xla=False))
+    assert isinstance(engine.template, CanonicalMesh) == mesh
+    with VideoReader(short_clip, ReaderOptions(end_s=0.3)) as r:
+        frames = list(r)
+    blend = BlendOptions()
+    analyzer = tp.make_analyzer(engine, blend)
+    try:
+        tracked, lmk = tp.time_landmarks(frames, analyzer)
+        jobs, aln = tp.time_align(frames, tracked, analyzer)
+    finally:
+        analyzer.close()
+    assert lmk["frames"] == aln["frames"] == len(frames) == len(jobs)
+    reference = tp.make_analyzer(engine, blend)
+    try:
+        want = [reference.analyze(fr) for fr in frames]
+    finally:
+        reference.close()
+    assert sum(len(j.faces) for j in jobs) == sum(len(w.faces) for w in want) >= len(frames)
+    for got, exp in zip(jobs, want, strict=True):
+        for g, e in zip(got.faces, exp.faces, strict=True):
+            assert (g.mesh is not None) == mesh
+            assert g.crop.shape == e.crop.shape
+            # Same stages on the same frames; the landmarker's own VIDEO-mode tracking may move a point a
+            # little, so the crops agree closely rather than bit for bit.
+            assert np.abs(g.crop.astype(np.int16) - e.crop.astype(np.int16)).mean() < 8.0
