@@ -10,17 +10,37 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Mapping
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from faceage_video.entry import run_app
 from faceage_video.errors import EXIT_TERMINATED, FaceAgeError, OptionsError
-from faceage_video.media.writer import Codec, Preset
+from faceage_video.flags import (
+    AgeFlags,
+    AllowProtocolsFlag,
+    DetectWidthFlag,
+    DirectionFlag,
+    FacesFlag,
+    InputAgeFlag,
+    LandmarkerFlag,
+    MaskFlag,
+    MaxFacesFlag,
+    ModelFlag,
+    StrengthFlag,
+    TargetAgeFlag,
+    TemporalFlag,
+    parse_faces,
+    with_age_flags,
+)
 from faceage_video.quiet import quiet_native_logs, wants_verbose
-from faceage_video.types import Direction, FaceSelection, MaskKind
+
+if TYPE_CHECKING:
+    from faceage_video.pipeline import AgeOptions
 
 
 class Terminated(BaseException):
@@ -39,68 +59,6 @@ app = typer.Typer(
 )
 
 
-def parse_faces(value: str) -> FaceSelection | tuple[int, ...]:
-    """`all`, `largest`, or a comma-separated list of track ids."""
-    v = value.strip().lower()
-    if v == "all":
-        return "all"
-    if v == "largest":
-        return "largest"
-    try:
-        ids = tuple(int(x) for x in v.split(",") if x.strip())
-    except ValueError:
-        raise OptionsError(f"--faces must be all, largest or track ids like 0,2; got {value!r}") from None
-    if not ids:
-        raise OptionsError("--faces needs at least one track id")
-    return ids
-
-
-def build_age_options(**kw: Any) -> Any:
-    """AgeOptions from CLI values (shared by `age`, `demo` and `batch`)."""
-    from faceage_video.engine.generator import EngineOptions
-    from faceage_video.engine.temporal import TemporalOptions
-    from faceage_video.face.blend import BlendOptions
-    from faceage_video.face.landmarks import LandmarkerOptions
-    from faceage_video.face.tracker import TrackerOptions
-    from faceage_video.media.sequence import SequenceOptions
-    from faceage_video.media.writer import WriterOptions
-    from faceage_video.pipeline import AgeOptions
-
-    return AgeOptions(
-        engine=EngineOptions(
-            model=kw["model"],
-            direction=kw["direction"],
-            strength=kw["strength"],
-            batch_size=kw["batch_size"],
-            xla=kw["xla"],
-            target_age=kw.get("target_age"),
-            input_age=kw.get("input_age"),
-        ),
-        landmarks=LandmarkerOptions(
-            max_faces=kw["max_faces"], model_path=kw["landmarker"], detect_width=kw["detect_width"]
-        ),
-        tracker=TrackerOptions(max_faces=kw["max_faces"]),
-        temporal=TemporalOptions(strength=kw["temporal"]),
-        blend=BlendOptions(mask=kw["mask"], feather=kw["feather"], color_match=kw["color_match"]),
-        writer=WriterOptions(codec=kw["codec"], crf=kw["crf"], preset=kw["preset"], audio=kw["audio"]),
-        faces=parse_faces(kw["faces"]),
-        start_s=kw["start"],
-        end_s=kw["end"],
-        matte=kw["matte"],
-        side_by_side=kw["side_by_side"],
-        report=kw["report"],
-        allow_protocols=kw["allow_protocols"],
-        sequence=SequenceOptions(
-            fps=parse_fps(kw.get("fps") or "24"),
-            allow_gaps=kw.get("allow_gaps", False),
-            ocio=kw.get("ocio"),
-            colorspace=kw.get("colorspace"),
-        ),
-        matte_alpha=kw.get("matte_alpha", False),
-        progress=kw.get("progress", True),
-    )
-
-
 def parse_fps(value: str) -> Fraction:
     """A frame rate such as 24, 23.976 or 24000/1001."""
     try:
@@ -114,27 +72,8 @@ def parse_fps(value: str) -> Fraction:
     return fps.limit_denominator(1001)
 
 
-DirectionOpt = Annotated[Direction, typer.Option("--direction", "-d", help="older (G) or younger (F)")]
-Strength = Annotated[float, typer.Option(min=0.0, max=1.0, help="share of the generated change, 0..1")]
-Model = Annotated[
-    str | None, typer.Option(help="bundled model name or bundle folder (default: the bundled default)")
-]
-TargetAge = Annotated[
-    float | None,
-    typer.Option(
-        min=10,
-        max=100,
-        help="age in years to move every face to (age-conditioned models): above the input age ages it, "
-        "below de-ages it, whatever --direction says",
-    ),
-]
-InputAge = Annotated[
-    float | None,
-    typer.Option(min=10, max=100, help="the faces' age in years [default: 25 when aging, 62 when de-aging]"),
-]
-
-
 @app.command()
+@with_age_flags()
 def age(
     input: Annotated[str, typer.Argument(help="input video, or image sequence: pattern or folder")],
     output: Annotated[
@@ -143,39 +82,7 @@ def age(
             "--output", "-o", help="output video (extension picks the container), or sequence pattern/folder"
         ),
     ],
-    direction: DirectionOpt = "older",
-    strength: Strength = 1.0,
-    target_age: TargetAge = None,
-    input_age: InputAge = None,
-    model: Model = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
-    xla: Annotated[
-        bool | None, typer.Option("--xla/--no-xla", help="XLA-compile the generator [default: on with a GPU]")
-    ] = None,
-    temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.6,
-    mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
-    feather: Annotated[float, typer.Option(help="mask feather, fraction of the crop")] = 0.08,
-    color_match: Annotated[bool, typer.Option("--color-match/--no-color-match")] = True,
-    max_faces: Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")] = 4,
-    faces: Annotated[str, typer.Option(help="all, largest, or track ids like 0,2 (see `info`)")] = "all",
-    codec: Annotated[
-        Codec, typer.Option(help="video codec: h264/hevc, or lossless ffv1, or prores")
-    ] = "h264",
-    crf: Annotated[int, typer.Option(help="quality for h264/hevc (lower is better)")] = 18,
-    preset: Annotated[Preset, typer.Option(help="x264/x265 speed preset")] = "medium",
-    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="remux the audio untouched")] = True,
-    start: Annotated[float | None, typer.Option(help="first second to process")] = None,
-    end: Annotated[float | None, typer.Option(help="stop before this second")] = None,
-    matte: Annotated[
-        str | None, typer.Option(help="write the blend mask: video file, or folder/pattern of PNGs")
-    ] = None,
-    side_by_side: Annotated[str | None, typer.Option(help="write an input | output preview video")] = None,
-    report: Annotated[str | None, typer.Option(help="write a JSON report")] = None,
-    landmarker: Annotated[str | None, typer.Option(help="face_landmarker.task path")] = None,
-    detect_width: Annotated[
-        int, typer.Option(min=0, help="downscale wider frames for landmarks (0 = off)")
-    ] = 0,
-    allow_protocols: Annotated[bool, typer.Option(help="allow URLs and playlist demuxers")] = False,
+    flags: AgeFlags,
     ray: Annotated[
         str | None,
         typer.Option(help="run on a Ray cluster: address, or 'local' to start one", show_default=False),
@@ -198,8 +105,12 @@ def age(
     ] = False,
 ) -> None:
     """Age or de-age the faces of one video or image sequence (plate.%04d.exr, plate.####.dpx, a folder)."""
-    kw = locals().copy()
-    opts = build_age_options(**kw)
+    from faceage_video.media.sequence import SequenceOptions
+
+    sequence = SequenceOptions(
+        fps=parse_fps(fps or "24"), allow_gaps=allow_gaps, ocio=ocio, colorspace=colorspace
+    )
+    opts = flags.to_options(sequence, matte_alpha)
     if ray is not None:
         from faceage_video.media.sequence import is_sequence_path
 
@@ -223,9 +134,9 @@ def age(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option(help="folder for the demo files")] = Path("faceage-demo"),
-    direction: DirectionOpt = "older",
-    strength: Strength = 1.0,
-    model: Model = None,
+    direction: DirectionFlag = "older",
+    strength: StrengthFlag = 1.0,
+    model: ModelFlag = None,
     seconds: Annotated[float, typer.Option(min=0.5, max=20.0, help="length of the demo clip")] = 2.0,
 ) -> None:
     """Make a short clip from scikit-image's public-domain `astronaut` and age it with the bundled model."""
@@ -239,10 +150,10 @@ def demo(
 @app.command()
 def info(
     input: Annotated[str, typer.Argument(help="input video")],
-    max_faces: Annotated[int, typer.Option(min=1, max=16)] = 4,
+    max_faces: MaxFacesFlag = 4,
     seconds: Annotated[float | None, typer.Option(help="scan only the first N seconds")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    allow_protocols: Annotated[bool, typer.Option(help="allow URLs and playlist demuxers")] = False,
+    allow_protocols: AllowProtocolsFlag = False,
 ) -> None:
     """List the streams, the faces found and their track ids."""
     from faceage_video.face.landmarks import LandmarkerOptions
@@ -300,11 +211,11 @@ def webcam(
     loop: Annotated[bool, typer.Option(help="restart a file source at its end")] = False,
     size: Annotated[str | None, typer.Option(help="frame size asked of the camera, e.g. 640x480")] = None,
     fps: Annotated[float | None, typer.Option(help="frame rate asked of the camera")] = None,
-    direction: DirectionOpt = "older",
-    strength: Strength = 1.0,
-    target_age: TargetAge = None,
-    input_age: InputAge = None,
-    model: Model = None,
+    direction: DirectionFlag = "older",
+    strength: StrengthFlag = 1.0,
+    target_age: TargetAgeFlag = None,
+    input_age: InputAgeFlag = None,
+    model: ModelFlag = None,
     xla: Annotated[bool, typer.Option("--xla/--no-xla", help="XLA-compile the generator (GPU)")] = False,
     generator: Annotated[
         str,
@@ -314,17 +225,17 @@ def webcam(
     ] = "async",
     generate_every: Annotated[int, typer.Option(min=0, help="run the model every k-th frame (0: adapt)")] = 0,
     generator_threads: Annotated[int, typer.Option(min=0, help="TensorFlow threads (0: its default)")] = 0,
-    temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.3,
-    mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
-    max_faces: Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")] = 2,
-    faces: Annotated[str, typer.Option(help="all, largest, or track ids like 0,2")] = "all",
-    landmarker: Annotated[str | None, typer.Option(help="face_landmarker.task path")] = None,
-    detect_width: Annotated[int, typer.Option(min=0, help="downscale wider frames for landmarks")] = 640,
+    temporal: TemporalFlag = 0.3,
+    mask: MaskFlag = "face",
+    max_faces: MaxFacesFlag = 2,
+    faces: FacesFlag = "all",
+    landmarker: LandmarkerFlag = None,
+    detect_width: DetectWidthFlag = 640,
     hud: Annotated[bool, typer.Option(help="overlay fps, latency, drops and the controls' state")] = False,
     stats: Annotated[str | None, typer.Option(help="write latency percentiles, fps, drops (JSON)")] = None,
     seconds: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
     effect: Annotated[bool, typer.Option("--effect/--no-effect", help="start with the effect on")] = True,
-    allow_protocols: Annotated[bool, typer.Option(help="allow URL sources")] = False,
+    allow_protocols: AllowProtocolsFlag = False,
     reconnect: Annotated[int, typer.Option(min=0, help="reconnect tries when a URL source drops")] = 5,
     preview_public: Annotated[
         bool,
@@ -423,14 +334,13 @@ def bench(ctx: typer.Context) -> None:
 
     Every argument is passed through unchanged, e.g. `faceage-video bench --quick --out /tmp/t.json`.
     """
-    root = Path(__file__).resolve().parents[1]
-    if (root / "benchmarks" / "throughput.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))  # benchmarks/ lives beside the package in a checkout, not in a wheel
+    # benchmarks/ lives beside the package in a checkout, not in a wheel: importable from the checkout's root.
     try:
         from benchmarks.throughput import main as throughput_main
     except ModuleNotFoundError as exc:
         raise OptionsError(
-            f"the bench command needs the source checkout ({exc}); run it from a clone of faceage-video"
+            f"the bench command needs the source checkout ({exc}); run it from the root of a clone of "
+            "faceage-video (or run `python -m benchmarks.throughput` there)"
         ) from None
     code = throughput_main(list(ctx.args))
     if code:
@@ -438,8 +348,10 @@ def bench(ctx: typer.Context) -> None:
 
 
 @app.command()
+@with_age_flags(exclude=("start", "end", "matte", "side_by_side", "report"))
 def batch(
     manifest: Annotated[str, typer.Argument(help="CSV or JSONL of shots: input, output, per-shot options")],
+    flags: AgeFlags,
     ray: Annotated[
         str | None,
         typer.Option(help="run on a Ray cluster: address, or 'local' to start one", show_default=False),
@@ -454,37 +366,12 @@ def batch(
         bool,
         typer.Option("--allow-outside", help="let written paths leave the manifest's folder/--output-root"),
     ] = False,
-    direction: DirectionOpt = "older",
-    strength: Strength = 1.0,
-    target_age: TargetAge = None,
-    input_age: InputAge = None,
-    model: Model = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=256, help="crops per generator call")] = 8,
-    xla: Annotated[
-        bool | None, typer.Option("--xla/--no-xla", help="XLA-compile the generator [default: on with a GPU]")
-    ] = None,
-    temporal: Annotated[float, typer.Option(min=0.0, max=0.99, help="residual smoothing, 0 = off")] = 0.6,
-    mask: Annotated[MaskKind, typer.Option(help="face oval, or a soft box that keeps the hair")] = "face",
-    feather: Annotated[float, typer.Option(help="mask feather, fraction of the crop")] = 0.08,
-    color_match: Annotated[bool, typer.Option("--color-match/--no-color-match")] = True,
-    max_faces: Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")] = 4,
-    faces: Annotated[str, typer.Option(help="all, largest, or track ids like 0,2")] = "all",
-    codec: Annotated[Codec, typer.Option(help="h264/hevc, or lossless ffv1, or prores")] = "h264",
-    crf: Annotated[int, typer.Option(help="quality for h264/hevc (lower is better)")] = 18,
-    preset: Annotated[Preset, typer.Option(help="x264/x265 speed preset")] = "medium",
-    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="remux the audio untouched")] = True,
-    landmarker: Annotated[str | None, typer.Option(help="face_landmarker.task path")] = None,
-    detect_width: Annotated[int, typer.Option(min=0, help="downscale wider frames (0 = off)")] = 0,
-    allow_protocols: Annotated[bool, typer.Option(help="allow URLs and playlist demuxers")] = False,
 ) -> None:
     """Age every shot of a manifest, locally or on Ray; a re-run skips shots already done.
 
     The options here are the defaults; a manifest column of the same name overrides them per shot. Status is
     kept in MANIFEST.status.json. Exits 1 when a shot failed (the others still ran).
     """
-    batch_only = ("manifest", "ray", "segment_seconds", "actors", "force", "output_root", "allow_outside")
-    defaults = {k: v for k, v in locals().items() if k not in batch_only}
-    defaults.update(start=None, end=None, matte=None, side_by_side=None, report=None)
     from faceage_video.scale.batch import run_batch
 
     ray_options = None
@@ -501,8 +388,8 @@ def batch(
         line = f"{o.status:7s} {o.shot.id} → {o.shot.output}{extra}"
         typer.secho(line, fg=colour, err=o.status == "failed")
 
-    def build(p: Any) -> Any:
-        return build_age_options(**{**defaults, **p})
+    def build(p: Mapping[str, Any]) -> AgeOptions:
+        return replace(flags, **p).to_options()
 
     res = run_batch(
         manifest,

@@ -31,58 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from faceage_video.errors import InputError, OptionsError
+from faceage_video.flags import CALLER_ONLY, manifest_fields
 from faceage_video.media.atomic import same_file
 from faceage_video.media.reader import is_url
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 
 
-def _to_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on", "y"):
-        return True
-    if s in ("0", "false", "no", "off", "n"):
-        return False
-    raise ValueError(f"expected true/false, got {v!r}")
-
-
-def _to_faces(v: Any) -> str:
-    if isinstance(v, list | tuple):
-        return ",".join(str(int(x)) for x in v)
-    return str(v)
-
-
-# Per-shot options a manifest may set, each with the conversion of its text.
-SHOT_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "direction": str,
-    "strength": float,
-    "target_age": float,
-    "input_age": float,
-    "model": str,
-    "batch_size": int,
-    "xla": _to_bool,
-    "temporal": float,
-    "mask": str,
-    "feather": float,
-    "color_match": _to_bool,
-    "max_faces": int,
-    "faces": _to_faces,
-    "codec": str,
-    "crf": int,
-    "preset": str,
-    "audio": _to_bool,
-    "start": float,
-    "end": float,
-    "matte": str,
-    "side_by_side": str,
-    "report": str,
-    "landmarker": str,
-    "detect_width": int,
-}
-# Options a row may not set: they widen what the tool may read, so only the caller decides.
-_CALLER_ONLY = ("allow_protocols",)
+# Per-shot options a manifest may set (the `AgeFlags` fields), each with the conversion of its text.
+SHOT_FIELDS: dict[str, Callable[[Any], Any]] = manifest_fields()
 # Written files, relative to the manifest's folder when not absolute.
 _OUTPUT_PATHS = ("matte", "side_by_side", "report")
 # Files that may also be names (a bundled model): resolved against the manifest's folder only if there.
@@ -164,7 +121,7 @@ def read_manifest(
     root = Path(output_root).resolve() if output_root is not None else base
     if output_root is not None and not root.is_dir():
         raise OptionsError(f"--output-root {output_root} is not a folder; create it first")
-    allowed = {"id", "input", "output", *SHOT_FIELDS, *_CALLER_ONLY}
+    allowed = {"id", "input", "output", *SHOT_FIELDS, *CALLER_ONLY}
     shots: list[Shot] = []
     for line, raw in _rows(p):
         row = {str(k).strip().lower().replace("-", "_"): v for k, v in raw.items()}
@@ -236,7 +193,7 @@ def _confinement_problems(shots: list[Shot], root: Path, allow_outside: bool) ->
     problems: list[str] = []
     written = [(s, col, path) for s in shots for col, path in _written(s)]
     for s in shots:
-        for k in _CALLER_ONLY:
+        for k in CALLER_ONLY:
             if k in s.params:
                 problems.append(
                     f"line {s.line} (shot {s.id!r}): {k} cannot be set per shot; pass --allow-protocols "

@@ -140,3 +140,31 @@ def test_usage_errors_in_process(
     assert got == code, out + err
     assert text in out + err
     assert "Traceback" not in out + err
+
+
+def test_shared_options_are_declared_once() -> None:
+    """`age`, `batch` and `webcam` give each shared option the same help text, the manifest's columns are the
+    `AgeFlags` fields, and the flags build the same `AgeOptions` an `age` run gets."""
+    from dataclasses import fields
+
+    import typer
+
+    from faceage_video.flags import CALLER_ONLY, AgeFlags
+    from faceage_video.scale.manifest import SHOT_FIELDS
+
+    group = typer.main.get_command(cli.app)
+    helps = {
+        name: {p.name: getattr(p, "help", None) for p in group.commands[name].params}  # type: ignore[attr-defined]
+        for name in ("age", "batch", "webcam")
+    }
+    names = [f.name for f in fields(AgeFlags)]
+    for name in names:
+        assert helps["age"][name], name
+        for other in ("batch", "webcam"):
+            if name in helps[other] and name != "xla":  # webcam's --xla is a plain on/off, off by default
+                assert helps[other][name] == helps["age"][name], (other, name)
+    assert set(helps["batch"]) >= set(names) - {"start", "end", "matte", "side_by_side", "report"}
+    assert list(SHOT_FIELDS) == [n for n in names if n not in CALLER_ONLY]
+    opts = AgeFlags(strength=0.5, faces="0,2", max_faces=3, start=1.0).to_options()
+    assert (opts.engine.strength, opts.faces, opts.tracker.max_faces, opts.start_s) == (0.5, (0, 2), 3, 1.0)
+    assert opts.landmarks.max_faces == 3 and opts.sequence.fps == 24
