@@ -85,26 +85,38 @@ def check_writable_file(path: str | os.PathLike[str], what: str, protected: list
     return target
 
 
+def _replace_atomic(
+    path: str | os.PathLike[str], suffix: str, fill: Callable[[int, Path], None], what: str
+) -> None:
+    """Create a random, exclusive temporary file beside `path`, `fill` it (its fd, its path), rename it onto
+    `path`; on an OS error remove it and raise `OutputError` saying `what` failed."""
+    target = Path(os.fspath(path))
+    temp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+        temp = Path(name)
+        fill(fd, temp)
+        os.replace(temp, target)
+    except OSError as e:
+        if temp is not None:
+            remove(temp)
+        raise OutputError(
+            f"{target}: {what} ({type(e).__name__}: {e}); free space or pick another folder"
+        ) from e
+
+
 def write_file_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to a randomly named, exclusively created file beside `path`, then rename it onto `path`.
 
     Raises:
         OutputError: the write or the rename failed (full disk, read-only folder); `path` is untouched.
     """
-    target = Path(os.fspath(path))
-    temp: Path | None = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        temp = Path(name)
+
+    def fill(fd: int, temp: Path) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(temp, target)
-    except OSError as e:
-        if temp is not None:
-            remove(temp)
-        raise OutputError(
-            f"{target}: cannot be written ({type(e).__name__}: {e}); free space or pick another folder"
-        ) from e
+
+    _replace_atomic(path, ".partial", fill, "cannot be written")
 
 
 def copy_file_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
@@ -116,21 +128,13 @@ def copy_file_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str
     Raises:
         OutputError: the copy or the rename failed (full disk, read-only folder); `path` is untouched.
     """
-    target = Path(os.fspath(path))
-    temp: Path | None = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".copy", dir=target.parent)
-        temp = Path(name)
+
+    def fill(fd: int, temp: Path) -> None:
         with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         shutil.copymode(source, temp)
-        os.replace(temp, target)
-    except OSError as e:
-        if temp is not None:
-            remove(temp)
-        raise OutputError(
-            f"{target}: copying the input failed ({type(e).__name__}: {e}); free space or pick another folder"
-        ) from e
+
+    _replace_atomic(path, ".copy", fill, "copying the input failed")
 
 
 def temp_path(target: Path) -> Path:

@@ -8,11 +8,9 @@ printf pattern such as matte_%06d.png. Both are atomic the way `VideoWriter` is.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
-import weakref
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.errors import OutputError
-from faceage_video.media.atomic import AtomicOutput, check_target, commit, remove, temp_path
+from faceage_video.media.atomic import AtomicOutput, check_target, remove
 from faceage_video.media.reader import VideoInfo
-from faceage_video.media.sink import AVCOL_RANGE_JPEG, SinkSpec, VideoSink, open_output
+from faceage_video.media.sink import AVCOL_RANGE_JPEG, EncodedOutput, SinkSpec, VideoSink
 
 # Constant rate factor of grey H.264 mattes: visually lossless edges.
 _MATTE_H264_CRF = 12
@@ -100,7 +98,7 @@ def mask_to_u8(mask: NDArray[Any], height: int, width: int) -> Mask8:
     raise ValueError(f"matte must be float in [0, 1] or uint8, got {mask.dtype}")
 
 
-class MatteVideoWriter(AtomicOutput):
+class MatteVideoWriter(EncodedOutput):
     """Writes mattes as a grey video: .mkv/.avi lossless FFV1 `gray`, .mp4/.mov H.264 (CRF 12).
 
     Timing follows `VideoWriter`: each frame keeps its pts, and with `start_s` set the first frame starts at
@@ -117,11 +115,7 @@ class MatteVideoWriter(AtomicOutput):
         self.format: MatteFormat = matte_format(path)
         if self.format == "png":
             raise OutputError(f"{path}: is a PNG sequence; use MattePngWriter (or MatteWriter)")
-        self._done = False
-        self.path = check_target(path, [info.path])
-        self._temp = temp_path(self.path)
-        self._finalizer = weakref.finalize(self, remove, self._temp)
-        self._container = open_output(self._temp, self.path)
+        self._open(check_target(path, [info.path]))
         if self.format == "ffv1":
             encoder, pix_fmt, opts = "ffv1", "gray", {"level": "3"}
         else:
@@ -170,33 +164,6 @@ class MatteVideoWriter(AtomicOutput):
                 format=sink.pix_fmt, src_color_range=AVCOL_RANGE_JPEG, dst_color_range=AVCOL_RANGE_JPEG
             )
         sink.encode(grey, out_pts)
-
-    def close(self) -> None:
-        """Flush and rename the video onto its final path.
-
-        Raises:
-            OutputError: flushing or writing failed; nothing is left under the final name.
-        """
-        if self._done:
-            return
-
-        def finish() -> None:
-            self._sink.finish()
-            self._container.close()
-
-        commit(self.path, self._temp, finish, self.abort)
-        self._done = True
-        self._finalizer.detach()
-
-    def abort(self) -> None:
-        """Delete the temporary video; nothing is left under `path`. Safe to call twice."""
-        if self._done:
-            return
-        self._done = True
-        with contextlib.suppress(Exception):
-            self._container.close()
-        remove(self._temp)
-        self._finalizer.detach()
 
 
 class MattePngWriter(AtomicOutput):

@@ -6,6 +6,8 @@ stream, checks and rebases timestamps, encodes frames and drains the encoder.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import av
 
 from faceage_video.errors import OptionsError, OutputError
+from faceage_video.media.atomic import AtomicOutput, commit, remove, temp_path
 
 # AVColorRange JPEG: full range (0..255 luma).
 AVCOL_RANGE_JPEG = 2
@@ -168,3 +171,62 @@ class VideoSink:
         if not self.spec.rebase or self.first_pts is None:
             return Fraction(0)
         return self.first_pts * self.time_base
+
+
+class EncodedOutput(AtomicOutput):
+    """An encoded file written atomically: a hidden temporary container beside `path`, renamed by `close()`.
+
+    Subclasses call `_open(path)` first, set `_sink` once the stream is added, and may hook `_before_close`
+    (mux what is left, before the container closes) and `_on_abort` (release what they hold).
+    """
+
+    path: Path
+    _sink: VideoSink
+
+    def _open(self, path: Path) -> None:
+        """Open the temporary container for `path` (a checked target).
+
+        Raises:
+            OutputError: FFmpeg cannot create it.
+        """
+        self.path = path
+        self._done = False
+        self._temp = temp_path(path)
+        # Removes the temporary file if the writer is dropped without close() or abort().
+        self._finalizer = weakref.finalize(self, remove, self._temp)
+        self._container = open_output(self._temp, path)
+
+    def _before_close(self) -> None:
+        """Mux what is left after the last frame (nothing by default)."""
+
+    def _on_abort(self) -> None:
+        """Release what the subclass holds besides the container (nothing by default)."""
+
+    def close(self) -> None:
+        """Flush the encoder, run `_before_close`, close the file and rename it onto `path`.
+
+        Raises:
+            OutputError: flushing or writing failed; the temporary file is removed and `path` untouched.
+        """
+        if self._done:
+            return
+
+        def finish() -> None:
+            self._sink.finish()
+            self._before_close()
+            self._container.close()
+
+        commit(self.path, self._temp, finish, self.abort)
+        self._done = True
+        self._finalizer.detach()
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary file; nothing is left under `path`. Safe to call twice."""
+        if self._done:
+            return
+        self._done = True
+        self._on_abort()
+        with contextlib.suppress(Exception):
+            self._container.close()
+        remove(self._temp)
+        self._finalizer.detach()

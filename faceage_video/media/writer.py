@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import weakref
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -35,16 +34,12 @@ from numpy.typing import NDArray
 
 from faceage_video.errors import OptionsError, OutputError
 from faceage_video.media.atomic import (
-    AtomicOutput,
     check_target,
-    commit,
     copy_file_atomic,
-    remove,
-    temp_path,
 )
 from faceage_video.media.reader import VideoInfo, bit_depth
 from faceage_video.media.remux import AudioRemuxer
-from faceage_video.media.sink import AVCOL_RANGE_JPEG, SinkSpec, VideoSink, open_output
+from faceage_video.media.sink import AVCOL_RANGE_JPEG, EncodedOutput, SinkSpec, VideoSink
 from faceage_video.types import Frame
 
 Codec = Literal["h264", "hevc", "ffv1", "prores", "mpeg4"]
@@ -174,7 +169,7 @@ def _deep_encoding(
     return pix_fmt, opts
 
 
-class VideoWriter(AtomicOutput):
+class VideoWriter(EncodedOutput):
     """Encodes upright RGB frames to a video file, copying the source's audio; atomic.
 
     Use as a context manager: a normal exit calls `close()` (flush, mux the rest of the audio, rename onto
@@ -234,11 +229,7 @@ class VideoWriter(AtomicOutput):
                 f"{self.path}: hevc needs frames at least {min_w}x{min_h} px, these are "
                 f"{info.width}x{info.height}; use h264"
             )
-        self._temp = temp_path(self.path)
-        self._done = False
-        # Removes the temporary file if the writer is dropped without close() or abort().
-        self._finalizer = weakref.finalize(self, remove, self._temp)
-        self._container = open_output(self._temp, self.path)
+        self._open(self.path)
         self._audio: AudioRemuxer | None = None
         try:
             pix_fmt, codec_options, colour = self._encoding(codec, info, options)
@@ -407,15 +398,7 @@ class VideoWriter(AtomicOutput):
             self.abort()  # drop the encoded frames: the copy takes their place under the same atomic rename
             copy_file_atomic(self._copy_source, self.path)
             return
-
-        def finish() -> None:
-            self._sink.finish()
-            self._finish_audio()
-            self._container.close()
-
-        commit(self.path, self._temp, finish, self.abort)
-        self._done = True
-        self._finalizer.detach()
+        super().close()
 
     def commit_copy_of(self, source: str) -> None:
         """Make `close()` commit a byte copy of `source` instead of the frames written (nothing was changed).
@@ -426,7 +409,7 @@ class VideoWriter(AtomicOutput):
         """
         self._copy_source = source
 
-    def _finish_audio(self) -> None:
+    def _before_close(self) -> None:
         """Mux the audio packets after the last video frame."""
         if self._audio is None:
             return
@@ -436,15 +419,7 @@ class VideoWriter(AtomicOutput):
         self.warnings.extend(self._audio.warnings)
         self._audio.close()
 
-    def abort(self) -> None:
-        """Stop writing and delete the temporary file; nothing is left under `path`. Safe to call twice."""
-        if self._done:
-            return
-        self._done = True
+    def _on_abort(self) -> None:
         if self._audio is not None:
             with contextlib.suppress(Exception):
                 self._audio.close()
-        with contextlib.suppress(Exception):
-            self._container.close()
-        remove(self._temp)
-        self._finalizer.detach()
