@@ -44,9 +44,9 @@ from faceage_video.face.blend import (
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box
 from faceage_video.face.tracker import FaceTracker, TrackerOptions
 from faceage_video.media.matte import MattePngWriter, MatteVideoWriter, MatteWriter
+from faceage_video.media.plates import Plate
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoReader
 from faceage_video.media.sequence import (
-    Plate,
     PlateFrame,
     SequenceOptions,
     SequenceReader,

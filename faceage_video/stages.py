@@ -29,8 +29,9 @@ from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face
 from faceage_video.face.mesh import CanonicalMesh, MeshFit
 from faceage_video.face.stabilize import MeshStabilizer, StabilizerOptions
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
+from faceage_video.media.plates import IntegerTransfer, Plate, apply_plate_change
 from faceage_video.media.reader import DecodedFrame
-from faceage_video.media.sequence import IntegerTransfer, Plate, PlateFrame, apply_plate_change
+from faceage_video.media.sequence import PlateFrame
 from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 # Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.

@@ -12,14 +12,11 @@ import pytest
 from faceage_video import cli
 from faceage_video.errors import InputError, OptionsError, OutputError
 from faceage_video.face.blend import WarpedChange
+from faceage_video.media.plates import IntegerTransfer, OCIOTransfer, SRGBTransfer, apply_plate_change
 from faceage_video.media.sequence import (
-    IntegerTransfer,
-    OCIOTransfer,
     SequenceOptions,
     SequenceReader,
     SequenceWriter,
-    SRGBTransfer,
-    apply_plate_change,
     is_sequence_path,
     output_pattern,
     parse_pattern,
