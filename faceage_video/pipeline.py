@@ -123,8 +123,12 @@ class AgeOptions:
             raise OptionsError(f"queue_size must be in 1..256, got {self.queue_size}")
         if self.landmarks.mode != "video":
             raise OptionsError("the video pipeline needs the landmarker in 'video' mode")
-        # Constructing these validates start/end with their own messages.
-        ReaderOptions(start_s=self.start_s, end_s=self.end_s)
+        _ = self.reader  # built once here: validates start/end with the reader's own messages
+
+    @property
+    def reader(self) -> ReaderOptions:
+        """The reader's options of this run: its window (`start_s`, `end_s`) and `allow_protocols`."""
+        return ReaderOptions(start_s=self.start_s, end_s=self.end_s, allow_protocols=self.allow_protocols)
 
 
 class _Stop:
@@ -221,12 +225,7 @@ def age_video(
             )
     else:
         # deep=None: a 10/12-bit video is decoded at 16 bits too, and the change applied at that precision.
-        reader = VideoReader(
-            src,
-            ReaderOptions(
-                start_s=opts.start_s, end_s=opts.end_s, allow_protocols=opts.allow_protocols, deep=None
-            ),
-        )
+        reader = VideoReader(src, replace(opts.reader, deep=None))
     timer = _Timer()
     with reader:
         info = reader.info.video if isinstance(reader, SequenceReader) else reader.info

@@ -122,18 +122,8 @@ class MatteVideoWriter(EncodedOutput):
             odd = info.width % 2 == 1 or info.height % 2 == 1
             encoder, pix_fmt = "libx264", ("yuv444p" if odd else "yuv420p")
             opts = {"crf": str(_MATTE_H264_CRF), "preset": "medium"}
-        spec = SinkSpec(
-            encoder=encoder,
-            pix_fmt=pix_fmt,
-            width=info.width,
-            height=info.height,
-            fps=info.fps,
-            time_base=info.time_base,
-            encoder_time_base=info.time_base,
-            codec_options=opts,
-            colour={"color_range": AVCOL_RANGE_JPEG},
-            rebase=start_s is not None,
-        )
+        colour = {"color_range": AVCOL_RANGE_JPEG}
+        spec = SinkSpec.of(info, encoder, pix_fmt, opts, colour, rebase=start_s is not None)
         try:
             self._sink = VideoSink(self._container, self.path, spec)
         except BaseException:

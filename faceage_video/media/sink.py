@@ -17,6 +17,7 @@ import av
 
 from faceage_video.errors import OptionsError, OutputError
 from faceage_video.media.atomic import AtomicOutput, commit, remove, temp_path
+from faceage_video.media.reader import VideoInfo
 
 # AVColorRange JPEG: full range (0..255 luma).
 AVCOL_RANGE_JPEG = 2
@@ -64,6 +65,34 @@ class SinkSpec:
     colour: dict[str, int] = field(default_factory=dict)
     threads: int = 0
     rebase: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        info: VideoInfo,
+        encoder: str,
+        pix_fmt: str,
+        codec_options: dict[str, str],
+        colour: dict[str, int],
+        *,
+        encoder_time_base: Fraction | None = None,
+        threads: int = 0,
+        rebase: bool = False,
+    ) -> SinkSpec:
+        """A stream with the input's size, rate and time base (`encoder_time_base` None: the same)."""
+        return cls(
+            encoder=encoder,
+            pix_fmt=pix_fmt,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            time_base=info.time_base,
+            encoder_time_base=encoder_time_base if encoder_time_base is not None else info.time_base,
+            codec_options=codec_options,
+            colour=colour,
+            threads=threads,
+            rebase=rebase,
+        )
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:

@@ -236,16 +236,13 @@ class VideoWriter(EncodedOutput):
             pix_fmt, codec_options = _deep_encoding(codec, info, pix_fmt, codec_options)
             # Frames given as 16-bit plates (write_plate) keep more than 8 bits in this stream.
             self.deep = bit_depth(pix_fmt) > 8
-            spec = SinkSpec(
-                encoder=encoder,
-                pix_fmt=pix_fmt,
-                width=info.width,
-                height=info.height,
-                fps=info.fps,
-                time_base=info.time_base,
+            spec = SinkSpec.of(
+                info,
+                encoder,
+                pix_fmt,
+                codec_options,
+                colour,
                 encoder_time_base=encoder_time_base(codec, info.time_base),
-                codec_options=codec_options,
-                colour=colour,
                 threads=options.threads,
                 rebase=start_s is not None,
             )

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from faceage_video.checks import can_copy_input
 from faceage_video.errors import OptionsError
 from faceage_video.media.atomic import copy_file_atomic
-from faceage_video.media.reader import ReaderOptions, VideoInfo, probe
+from faceage_video.media.reader import VideoInfo, probe
 from faceage_video.media.remux import stitch_segments
 from faceage_video.pipeline import AgeOptions
 from faceage_video.report import (
@@ -241,7 +241,7 @@ class RayPool:
         _check_ray_options(o)
         from faceage_video.media.writer import VideoWriter
 
-        ReaderOptions(start_s=o.start_s, end_s=o.end_s, allow_protocols=o.allow_protocols)
+        _ = o.reader  # validates the window with the reader's own messages
         shot.info = probe(shot.input, o.allow_protocols)
         dur = shot.info.duration_s
         if o.start_s is not None and dur is not None and o.start_s >= dur:

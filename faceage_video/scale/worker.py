@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from faceage_video.media.reader import DecodedFrame, ReaderOptions
+from faceage_video.media.reader import DecodedFrame
 from faceage_video.pipeline import AgeOptions
 from faceage_video.report import Report
 from faceage_video.scale.plan import Segment
@@ -100,10 +100,7 @@ class SegmentWorker:
         report = Report(input=job.input, output=str(path))
         try:
             reader = VideoReader(
-                job.input,
-                ReaderOptions(
-                    start_s=seg.read_start_s, end_s=seg.read_end_s, allow_protocols=options.allow_protocols
-                ),
+                job.input, replace(options.reader, start_s=seg.read_start_s, end_s=seg.read_end_s)
             )
             with reader:
                 writer = VideoWriter(path, reader.info, replace(options.writer, audio=False))
