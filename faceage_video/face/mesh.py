@@ -194,7 +194,12 @@ class CanonicalMesh:
     def layout_sha(self) -> str:
         import hashlib
 
-        return hashlib.sha256(self.layout.to_json().encode()).hexdigest()[:16]
+        # The geometry only: what the textures' pixels mean, not how the provenance is worded.
+        lay = self.layout
+        geometry = np.concatenate([np.round(lay.points, 6).ravel(), np.round(lay.ring_offset, 6).ravel()])
+        h = hashlib.sha256(geometry.astype("<f8").tobytes())
+        h.update(lay.triangles.astype("<i4").tobytes())
+        return h.hexdigest()[:16]
 
     def _rasterise(self) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         """Triangle id (−1 outside the mesh) and barycentric coordinates of every canonical pixel."""
