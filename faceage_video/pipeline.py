@@ -178,9 +178,6 @@ class Report:
         return json.dumps(d, indent=2, default=str)
 
 
-# Below this share of the face's mesh area turned towards the camera (a profile view, where the far side
-# of the mesh folds over), the change fades out; at and above FRONTAL_FULL it is applied in full.
-FRONTAL_NONE, FRONTAL_FULL = 0.80, 0.93
 
 
 @dataclass
@@ -269,7 +266,6 @@ class FaceAnalyzer:
         self.template = template
         self.size = template_size
         self.selection = selection
-        self._mesh_mask: Mask | None = None
 
     def analyze(self, frame: DecodedFrame) -> _FrameJob:
         """Detect, track and align the faces of one frame."""
@@ -301,11 +297,7 @@ class FaceAnalyzer:
         mesh = self.template
         assert isinstance(mesh, CanonicalMesh)
         fit = mesh.fit(face.landmarks, image.shape)
-        if self._mesh_mask is None:
-            self._mesh_mask = mesh.mask(self.blend.mask)
-        fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
-        # Only skin the camera sees takes the change: not the folded far side of a turned head.
-        mask = (self._mesh_mask * (fade * mesh.visibility(fit))).astype(np.float32)
+        mask = mesh.face_mask(fit, self.blend.mask)
         return _FaceJob(face.track_id, fit, mesh.to_canonical(image, fit), mask, mesh)
 
     def close(self) -> None:

@@ -37,6 +37,9 @@ from faceage_video.face.landmarks import FACE_OVAL
 from faceage_video.types import Affine, Crop, Frame, Landmarks, Mask, MaskKind
 
 MESH_VERSION = "faceage-mesh/1"
+# Below this share of the face's mesh area turned towards the camera (a profile view, where the far side of
+# the mesh folds over), the change fades out; at and above FRONTAL_FULL it is applied in full.
+FRONTAL_NONE, FRONTAL_FULL = 0.80, 0.93
 LAYOUT_PATH = Path(__file__).resolve().parent / "data" / "canonical_mesh.json"
 N_LANDMARKS = 468  # the mesh proper; 468..477 are the irises, which ride on the eyeball, not the skin
 # Longest side, in grid cells, of the coarse grid on which the inverse map is computed: the map is affine
@@ -179,6 +182,7 @@ class CanonicalMesh:
         self._inside_flat = np.flatnonzero(inside)
         self._inside_tri = self.triangles[self.tri_id[inside]]  # (P, 3) vertex ids of each mesh pixel
         self._inside_bary = self.bary[inside].astype(np.float64)  # (P, 3)
+        self._masks: dict[str, Mask] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """Manifest form: kind, version, size and the layout's provenance."""
@@ -291,6 +295,15 @@ class CanonicalMesh:
         if total <= 0.0:
             return 0.0
         return float(np.abs(a_frame[np.sign(a_frame) == np.sign(a_canon)]).sum() / total)
+
+    def face_mask(self, fit: MeshFit, kind: MaskKind = "face") -> Mask:
+        """(S, S) blend mask of one registered face: `mask(kind)`, faded out in profile views (by the share of
+        the mesh turned towards the camera, `FRONTAL_NONE`..`FRONTAL_FULL`) and off skin the camera does not
+        see (`visibility`). The one mask every caller pastes with."""
+        if kind not in self._masks:
+            self._masks[kind] = self.mask(kind)
+        fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
+        return (self._masks[kind] * (fade * self.visibility(fit))).astype(np.float32)
 
     def visibility(self, fit: MeshFit) -> NDArray[np.float32]:
         """(S, S) weight in [0, 1] of each canonical pixel being visible skin in this frame.
