@@ -178,8 +178,6 @@ class Report:
         return json.dumps(d, indent=2, default=str)
 
 
-
-
 @dataclass
 class _FaceJob:
     track_id: int
