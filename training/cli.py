@@ -23,7 +23,7 @@ app = typer.Typer(
 def cache(
     config: Annotated[
         str, typer.Option(help="config name in training/configs or a TOML path")
-    ] = "utkface-128",
+    ] = "utkface-mesh-128",
     data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
 ) -> None:
     """Align every face once and store the crops (resumes where it stopped).
@@ -79,7 +79,7 @@ def layout(
 def train(
     config: Annotated[
         str, typer.Option(help="config name in training/configs or a TOML path")
-    ] = "utkface-128",
+    ] = "utkface-mesh-128",
     data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
     run_dir: Annotated[str | None, typer.Option(help="run folder, overrides the config")] = None,
     steps: Annotated[int | None, typer.Option(help="total steps, overrides the config")] = None,
@@ -98,7 +98,7 @@ def train(
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="ckpt-N.npz, or a run folder (its latest checkpoint)")],
-    name: Annotated[str, typer.Option(help="bundle name: writes models/NAME/")] = "utkface-128",
+    name: Annotated[str, typer.Option(help="bundle name: writes models/NAME/")] = "utkface-mesh-128",
     config: Annotated[
         str | None, typer.Option(help="config of the run; default: the run's config.json")
     ] = None,
