@@ -30,7 +30,6 @@ from faceage_video.face.align import AlignTemplate, align_face, apply_affine
 from faceage_video.face.blend import BlendOptions, crop_mask, paste_back, paste_back_mesh
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, detect_padded, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh
-from faceage_video.stages import FRONTAL_FULL, FRONTAL_NONE
 from faceage_video.types import Crop, Frame, Landmarks
 
 Direction = Literal["older", "younger"]
@@ -235,8 +234,7 @@ def age_stills(
     out: list[Frame] = []
     for img, lm, (crop, geometry), gen in zip(images, landmarks, cut, generated, strict=True):
         if isinstance(template, CanonicalMesh):
-            fade = float(np.clip((geometry.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
-            mask = (template.mask(blend.mask) * fade).astype(np.float32)
+            mask = template.face_mask(geometry, blend.mask)
             residual = gen - crop.astype(np.float32)
             out.append(paste_back_mesh(img, residual, mask, geometry, template, blend)[0])
             continue

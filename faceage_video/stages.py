@@ -192,7 +192,8 @@ class FaceAnalyzer:
         if self._mesh_mask is None:
             self._mesh_mask = mesh.mask(self.blend.mask)
         fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
-        mask = self._mesh_mask if fade >= 1.0 else (self._mesh_mask * fade).astype(np.float32)
+        # Only skin the camera sees takes the change: not the folded far side of a turned head.
+        mask = (self._mesh_mask * (fade * mesh.visibility(fit))).astype(np.float32)
         return FaceJob(face.track_id, fit, mesh.to_canonical(image, fit), mask, mesh)
 
     def close(self) -> None:

@@ -23,24 +23,63 @@ app = typer.Typer(
 def cache(
     config: Annotated[
         str, typer.Option(help="config name in training/configs or a TOML path")
-    ] = "utkface-128",
+    ] = "utkface-mesh-128",
     data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
 ) -> None:
-    """Align every face once and store the crops (resumes where it stopped)."""
+    """Align every face once and store the crops (resumes where it stopped).
+
+    In mesh space: detect landmarks once (the landmark cache), then warp every face into canonical space.
+    """
     from training.config import load_config
-    from training.run import ensure_cache
+    from training.run import ensure_cache, ensure_mesh_cache
 
     cfg = load_config(config, data=data)
+    if cfg.space == "mesh":
+        index = ensure_mesh_cache(cfg)
+        typer.echo(f"canonical cache {cfg.cache}: {index['count']} faces, {index['val']} of them validation")
+        return
     index = ensure_cache(cfg)
     typer.echo(f"cache {cfg.cache}: {index['counts']}")
     typer.echo("faces not found: " + ", ".join(f"{k}={len(v)}" for k, v in index["not_found"].items()))
 
 
 @app.command()
+def layout(
+    config: Annotated[
+        str, typer.Option(help="a mesh-space config (its dataset and landmark cache)")
+    ] = "utkface-mesh-128",
+    out: Annotated[
+        Path | None, typer.Option(help="layout JSON to write; default: the packaged faceage_video one")
+    ] = None,
+) -> None:
+    """Rebuild the canonical mesh layout: the mean registered shape of the dataset's adult faces."""
+    import re
+
+    import numpy as np
+
+    from faceage_video.face.mesh import LAYOUT_PATH
+    from training.config import load_config
+    from training.landmarks import detect_landmarks
+    from training.layout import build_layout, write_layout
+    from training.run import load_records
+
+    cfg = load_config(config)
+    records = [r for r in load_records(cfg) if r.age >= 15]
+    lms = detect_landmarks(records, cfg.landmarks)
+    ages = np.array(
+        [int(m[1]) if (m := re.match(r"(\d+)_", Path(str(p)).name)) else -1 for p in lms["paths"]]
+    )
+    adult = (ages >= 18) & np.asarray(lms["found"], bool)
+    lay = build_layout(lms["landmarks"][adult], f"{cfg.dataset} ages 18+ ({cfg.data})")
+    path = write_layout(lay, out or LAYOUT_PATH)
+    typer.echo(f"layout written: {path} ({lay.provenance['faces']} faces, {len(lay.triangles)} triangles)")
+
+
+@app.command()
 def train(
     config: Annotated[
         str, typer.Option(help="config name in training/configs or a TOML path")
-    ] = "utkface-128",
+    ] = "utkface-mesh-128",
     data: Annotated[str | None, typer.Option(help="dataset root, overrides the config")] = None,
     run_dir: Annotated[str | None, typer.Option(help="run folder, overrides the config")] = None,
     steps: Annotated[int | None, typer.Option(help="total steps, overrides the config")] = None,
@@ -59,7 +98,7 @@ def train(
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="ckpt-N.npz, or a run folder (its latest checkpoint)")],
-    name: Annotated[str, typer.Option(help="bundle name: writes models/NAME/")] = "utkface-128",
+    name: Annotated[str, typer.Option(help="bundle name: writes models/NAME/")] = "utkface-mesh-128",
     config: Annotated[
         str | None, typer.Option(help="config of the run; default: the run's config.json")
     ] = None,

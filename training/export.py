@@ -167,6 +167,8 @@ def _card(
 ) -> str:
     g = manifest.generator
     steps = int(manifest.training.get("steps") or 0)
+    if cfg.space == "mesh":
+        return _mesh_card(manifest, cfg, metrics, forced)
     lines = [
         f"# {manifest.name}",
         "",
@@ -191,6 +193,57 @@ def _card(
         "## Data",
         "",
         f"- Dataset: {cfg.dataset}, young {cfg.young[0]}–{cfg.young[1]} against old {cfg.old[0]}–{cfg.old[1]}.",
+        f"- Counts: {manifest.data.get('counts', {})}.",
+        f"- Licence: {LICENCE.get(cfg.dataset, '')}",
+        "",
+        "## Quality (independent judges, validation faces never trained on)",
+        "",
+    ]
+    lines += quality_lines(manifest.name, metrics, forced)
+    lines += ["", "![samples](samples.png)", ""]
+    return "\n".join(lines)
+
+
+def _mesh_card(
+    manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None
+) -> str:
+    """The card of a canonical-mesh, age-conditioned bundle."""
+    g = manifest.generator
+    steps = int(manifest.training.get("steps") or 0)
+    adv = steps - min(steps, cfg.warm_steps)
+    lines = [
+        f"# {manifest.name}",
+        "",
+        "A residual ResNet CycleGAN pair for faceage-video: `G` ages, `F` de-ages, both conditioned on the "
+        "face's age and the target age, working on canonical face textures.",
+        "",
+        "## Model",
+        "",
+        f"- Face space: {g.size}×{g.size} px canonical textures, every face registered on the dense MediaPipe "
+        f"mesh (`{manifest.template.get('version')}`, layout {manifest.template.get('layout_sha')}): a "
+        "piecewise-affine warp onto the mean UTKFace face, so a texture pixel is the same point of skin on "
+        "every face and in every frame.",
+        f"- Generator: ngf {g.ngf}, {g.n_blocks} residual blocks, residual output, instance norm, reflection "
+        "padding, resize-then-conv upsampling; input RGB plus two constant maps, input age / 100 and target "
+        "age / 100 (FRAN-style).",
+        f"- Training: {steps} steps. {min(steps, cfg.warm_steps)} warm-start steps, L1 to pairs of the registered "
+        f"teacher (`training/teacher.py`: per gender and age band 20s–70+, interpolated to any target age; "
+        f"landmark displacement {cfg.teacher_shape}, low-pass shading {cfg.teacher_shading}, band-amplitude "
+        f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}; luminance and geometry "
+        f"only, so a black-and-white face stays neutral), {cfg.targets_per_face} target ages per face, "
+        f"batch {cfg.warm_batch_size}. "
+        + (
+            f"Then {adv} adversarial steps: LSGAN (λ_adv {cfg.lambda_adv}), cycle (λ {cfg.lambda_cycle}) and "
+            f"identity ({cfg.lambda_identity}) with the ages swapped or equal, teacher L1 "
+            f"({cfg.lambda_teacher} → {cfg.lambda_teacher_end})."
+            if adv > 0
+            else "No adversarial steps."
+        ),
+        "",
+        "## Data",
+        "",
+        f"- Dataset: {cfg.dataset}; G learns from ages {cfg.young[0]}–{cfg.young[1]}, F from "
+        f"{cfg.old[0]}–{cfg.old[1]}; the teacher's prototypes from every age band 18+ of the training split.",
         f"- Counts: {manifest.data.get('counts', {})}.",
         f"- Licence: {LICENCE.get(cfg.dataset, '')}",
         "",

@@ -84,7 +84,7 @@ def build_layout(landmarks: NDArray[np.float32], source: str, limit: int = 2000)
         "ring": {"forehead_growth": FOREHEAD_GROWTH, "jaw_growth": JAW_GROWTH},
         "triangulation": "scipy.spatial.Delaunay over landmarks and ring, unit coordinates",
         "built": dt.date.today().isoformat(),
-        "command": "python -m training layout --config utkface-mesh",
+        "command": "python -m training layout --config utkface-mesh-128",
     }
     return Layout(unit, ring_unit, tri, provenance)
 

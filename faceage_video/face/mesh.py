@@ -37,12 +37,18 @@ from faceage_video.face.landmarks import FACE_OVAL
 from faceage_video.types import Affine, Crop, Frame, Landmarks, Mask, MaskKind
 
 MESH_VERSION = "faceage-mesh/1"
+# Below this share of the face's mesh area turned towards the camera (a profile view, where the far side of
+# the mesh folds over), the change fades out; at and above FRONTAL_FULL it is applied in full.
+FRONTAL_NONE, FRONTAL_FULL = 0.80, 0.93
 LAYOUT_PATH = Path(__file__).resolve().parent / "data" / "canonical_mesh.json"
 N_LANDMARKS = 468  # the mesh proper; 468..477 are the irises, which ride on the eyeball, not the skin
 # Longest side, in grid cells, of the coarse grid on which the inverse map is computed: the map is affine
 # inside each triangle, so a grid this fine is exact away from triangle edges and costs the same at 4K.
 _INVERSE_GRID = 128
-# Newton iterations of the inverse map (see `inverse_map`).
+# Newton iterations of the inverse map (see `inverse_map`), and the residual, in grid cells, above which a
+# grid point counts as unresolved (a fold) and maps off the texture.
+_INVERSE_TOLERANCE = 0.5
+_OFF_TEXTURE = -1.0e5
 _INVERSE_ITERATIONS = 6
 
 
@@ -53,13 +59,15 @@ class MeshOptions:
     Attributes:
         size: side S of the square canonical texture in pixels (the generator's input size).
         layout: path of the canonical layout JSON; None is the packaged layout.
-        feather: the blend mask's fade, as a fraction of the way from the face oval out to the ring, in
-            (0, 1]; 1 fades over the whole ring (forehead to hairline, jaw to margin).
+        feather: how far out the blend mask's fade reaches, as a fraction of the way from the face oval to
+            the ring, in (0, 1]: full strength on the oval, 0 from there on. 1 fades over the whole ring
+            (forehead to the hairline, jaw to the margin); less keeps the change off the background that the
+            ring covers beside a turned head, at the cost of the upper forehead.
     """
 
     size: int = 128
     layout: str | None = None
-    feather: float = 1.0
+    feather: float = 0.6
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or not 32 <= self.size <= 1024:
@@ -174,6 +182,7 @@ class CanonicalMesh:
         self._inside_flat = np.flatnonzero(inside)
         self._inside_tri = self.triangles[self.tri_id[inside]]  # (P, 3) vertex ids of each mesh pixel
         self._inside_bary = self.bary[inside].astype(np.float64)  # (P, 3)
+        self._masks: dict[str, Mask] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """Manifest form: kind, version, size and the layout's provenance."""
@@ -189,7 +198,12 @@ class CanonicalMesh:
     def layout_sha(self) -> str:
         import hashlib
 
-        return hashlib.sha256(self.layout.to_json().encode()).hexdigest()[:16]
+        # The geometry only: what the textures' pixels mean, not how the provenance is worded.
+        lay = self.layout
+        geometry = np.concatenate([np.round(lay.points, 6).ravel(), np.round(lay.ring_offset, 6).ravel()])
+        h = hashlib.sha256(geometry.astype("<f8").tobytes())
+        h.update(lay.triangles.astype("<i4").tobytes())
+        return h.hexdigest()[:16]
 
     def _rasterise(self) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         """Triangle id (−1 outside the mesh) and barycentric coordinates of every canonical pixel."""
@@ -241,10 +255,10 @@ class CanonicalMesh:
             return _smoothstep(np.asarray(d_ring, np.float32) / ramp)
         oval_out = 1 - self._polygon_fill(oval)
         d_oval = cv2.distanceTransform(oval_out, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-        # 0 on the ring, 1 on the oval and inside it; `feather` < 1 keeps full strength further out.
+        # t: 1 on the oval and inside it, 0 on the ring; the fade runs over t in [1 − feather, 1].
         t = d_ring / np.maximum(d_ring + d_oval, 1e-6)
         f = self.options.feather
-        return _smoothstep(np.where(ring_fill[1:-1, 1:-1] > 0, t / f, 0.0))
+        return _smoothstep(np.where(ring_fill[1:-1, 1:-1] > 0, (t - (1.0 - f)) / f, 0.0))
 
     def fit(self, landmarks: Landmarks, frame_shape: tuple[int, ...]) -> MeshFit:
         """Register one face: its vertices in the frame (ring grown with the face's own pose).
@@ -281,6 +295,34 @@ class CanonicalMesh:
         if total <= 0.0:
             return 0.0
         return float(np.abs(a_frame[np.sign(a_frame) == np.sign(a_canon)]).sum() / total)
+
+    def face_mask(self, fit: MeshFit, kind: MaskKind = "face") -> Mask:
+        """(S, S) blend mask of one registered face: `mask(kind)`, faded out in profile views (by the share of
+        the mesh turned towards the camera, `FRONTAL_NONE`..`FRONTAL_FULL`) and off skin the camera does not
+        see (`visibility`). The one mask every caller pastes with."""
+        if kind not in self._masks:
+            self._masks[kind] = self.mask(kind)
+        fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
+        return (self._masks[kind] * (fade * self.visibility(fit))).astype(np.float32)
+
+    def visibility(self, fit: MeshFit) -> NDArray[np.float32]:
+        """(S, S) weight in [0, 1] of each canonical pixel being visible skin in this frame.
+
+        0 on triangles turned away from the camera (folded over, in a profile view) and on triangles squeezed
+        to under 15 % of their usual area (the skin at a silhouette), rising to 1 at half their usual area;
+        blurred so the change fades in towards the silhouette instead of stopping at a triangle edge.
+        """
+        tri = self.triangles
+        a_frame = _signed_area(fit.vertices[tri])
+        ratio = a_frame / np.where(np.abs(self._canon_area) > 1e-9, self._canon_area, 1e-9)
+        typical = float(np.median(ratio[ratio > 0])) if np.any(ratio > 0) else 1.0
+        rel = ratio / max(typical, 1e-9)  # negative where folded
+        vis_tri = np.clip((rel - 0.15) / 0.35, 0.0, 1.0)
+        flat = np.ones(self.size * self.size, np.float32)  # off the mesh: the mask is 0 there anyway
+        flat[self._inside_flat] = vis_tri[self.tri_id.ravel()[self._inside_flat]]
+        vis = flat.reshape(self.size, self.size)
+        sigma = max(1.0, self.size / 64)
+        return np.asarray(np.minimum(vis, cv2.GaussianBlur(vis, (0, 0), sigma)), np.float32)
 
     def forward_map(self, fit: MeshFit) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(S, S) map_x, map_y: the frame position each canonical pixel samples."""
@@ -340,6 +382,14 @@ class CanonicalMesh:
             j = [cv2.remap(m, mx, my, near, borderMode=rep) for m in jinv]
             mx = mx + j[0] * ex + j[1] * ey
             my = my + j[2] * ex + j[3] * ey
+        # Where the mesh folds over (the far side of a turned head) a frame pixel has no single point of
+        # skin, and Newton need not converge: such pixels map off the texture, so nothing is pasted there.
+        miss = np.hypot(
+            px - cv2.remap(fx, mx, my, lin, borderMode=rep), py - cv2.remap(fy, mx, my, lin, borderMode=rep)
+        )
+        off = miss > _INVERSE_TOLERANCE * k
+        mx[off] = _OFF_TEXTURE
+        my[off] = _OFF_TEXTURE
         if k > 1:
             mx = cv2.resize(mx.astype(np.float32), (gw * k, gh * k), interpolation=cv2.INTER_LINEAR)[:h, :w]
             my = cv2.resize(my.astype(np.float32), (gw * k, gh * k), interpolation=cv2.INTER_LINEAR)[:h, :w]
