@@ -37,10 +37,6 @@ from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 # Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
 _DEEP_VIDEO = IntegerTransfer(65535.0)
 
-# Below this share of the face's mesh area turned towards the camera (a profile view, where the far side
-# of the mesh folds over), the change fades out; at and above FRONTAL_FULL it is applied in full.
-FRONTAL_NONE, FRONTAL_FULL = 0.80, 0.93
-
 
 @dataclass
 class FaceJob:
@@ -130,7 +126,6 @@ class FaceAnalyzer:
         self.template = template
         self.size = template_size
         self.selection = selection
-        self._mesh_mask: Mask | None = None
 
     def analyze(self, frame: DecodedFrame) -> FrameJob:
         """Detect, track and register the faces of one frame: `track`, then `register`."""
@@ -189,11 +184,7 @@ class FaceAnalyzer:
         mesh = self.template
         assert isinstance(mesh, CanonicalMesh)
         fit = mesh.fit(face.landmarks, image.shape)
-        if self._mesh_mask is None:
-            self._mesh_mask = mesh.mask(self.blend.mask)
-        fade = float(np.clip((fit.frontal - FRONTAL_NONE) / (FRONTAL_FULL - FRONTAL_NONE), 0.0, 1.0))
-        # Only skin the camera sees takes the change: not the folded far side of a turned head.
-        mask = (self._mesh_mask * (fade * mesh.visibility(fit))).astype(np.float32)
+        mask = mesh.face_mask(fit, self.blend.mask)
         return FaceJob(face.track_id, fit, mesh.to_canonical(image, fit), mask, mesh)
 
     def close(self) -> None:
