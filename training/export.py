@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from faceage_video.face.align import AlignTemplate
 from models.bundle import BUNDLED_DIR, Manifest, save_bundle
@@ -255,6 +256,22 @@ def _mesh_card(
     return "\n".join(lines)
 
 
+def _target_age_record(cfg: TrainConfig) -> dict[str, Any]:
+    """How the runtime reaches a target age with this run's generators, for the manifest.
+
+    The generators' constant age maps are removed by the first instance normalisation, so they learn one
+    average change; the engine scales it by the gap asked for over the mean gap of the teacher pairs
+    (`target_age` "strength", `age_gap` in years per generator).
+    """
+    pairs = sorted(Path(cfg.run_dir).glob("teacher-mesh-*.npz"))
+    if not pairs:
+        return {"target_age": "strength"}
+    with np.load(pairs[0]) as d:
+        gap_g = float(np.mean(d["x_target"] - d["x_age"]))
+        gap_f = float(np.mean(d["y_age"] - d["y_target"]))
+    return {"target_age": "strength", "age_gap": {"G": round(gap_g, 2), "F": round(gap_f, 2)}}
+
+
 def export_bundle(
     checkpoint: Path,
     name: str,
@@ -302,6 +319,9 @@ def export_bundle(
     if force and failures:
         metrics["forced"] = failures
     template: dict[str, Any]
+    extra: dict[str, Any] = {}
+    if cfg.conditioned:
+        extra = _target_age_record(cfg)
     if cfg.space == "mesh":
         from faceage_video.face.mesh import CanonicalMesh, MeshOptions
 
@@ -329,6 +349,7 @@ def export_bundle(
             "config": cfg.name,
             "checkpoint": ckpt.name,
             "exported": dt.date.today().isoformat(),
+            **extra,
         },
         metrics=metrics,
     )

@@ -213,3 +213,30 @@ def test_engine_options_pick_the_generator_from_the_target_age() -> None:
         EngineOptions(target_age=300)
     with pytest.raises(OptionsError, match="nothing to change"):
         EngineOptions(target_age=40, input_age=40)
+
+
+def test_a_strength_mode_bundle_reaches_the_target_age_by_scaling_its_change(tmp_path) -> None:
+    """utkface-mesh-128's age maps are erased by instance norm, so the engine scales the learned change by the
+    age gap asked for over the gap it learned (`target_age` "strength" in the manifest)."""
+    from faceage_video.engine.generator import AgingEngine
+    from tests.helpers import make_bundle
+
+    folder = make_bundle(
+        tmp_path / "b",
+        "b",
+        mesh=True,
+        cond=2,
+        zero_sum=True,
+        training={"target_age": "strength", "age_gap": {"G": 40.0, "F": 30.0}},
+    )
+    crops = np.full((2, 128, 128, 3), 128, np.uint8)
+
+    def mean_change(target: float, age: float) -> float:
+        eng = AgingEngine(EngineOptions(model=str(folder), target_age=target, input_age=age, xla=False))
+        return float(eng.residual(crops).mean())
+
+    full = mean_change(70, 30)  # a 40-year gap: the whole learned change
+    assert full > 1.0
+    assert mean_change(50, 30) == pytest.approx(0.5 * full, rel=0.02)
+    assert mean_change(90, 20) == pytest.approx(1.5 * full, rel=0.02)  # capped at 1.5×
+    assert mean_change(30, 60) == pytest.approx(-full, rel=0.05)  # F: −bias, a 30-year gap
