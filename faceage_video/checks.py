@@ -41,8 +41,10 @@ def check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
                 raise OutputError(f"{path}: {what} and {other} are the same file; give each its own path")
     if opts.report:
         check_writable_file(opts.report, "--report", [("input", src), *named[:-1]])
-    if opts.matte:
-        matte_format(opts.matte)  # a bad PNG pattern fails now, not at the first frame
+    # A bad PNG pattern fails now, not at the first frame; a sequence input's matte may be a sequence pattern
+    # of any image format (written by the sequence writer, checked there).
+    if opts.matte and not (is_sequence_path(src) and is_sequence_path(opts.matte)):
+        matte_format(opts.matte)
 
 
 def check_sequence_io(src: str, dst: str, opts: AgeOptions) -> bool:

@@ -117,8 +117,9 @@ def export(
     Refuses a model whose quality report (--metrics) fails a gate, and a model not judged at all, unless --force.
     """
     from training.errors import GateError
-    from training.export import export_bundle
+    from training.export import export_bundle, resolve_checkpoint
 
+    resolve_checkpoint(checkpoint)  # a missing checkpoint is named before anything else
     if metrics is None and not force:
         raise GateError(
             "not exported: no --metrics. Judge the model first (python -m benchmarks.quality --model FOLDER "

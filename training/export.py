@@ -22,7 +22,7 @@ LICENCE = {
 }
 
 
-def _resolve_checkpoint(path: Path) -> Path:
+def resolve_checkpoint(path: Path) -> Path:
     from training.run import latest_checkpoint
 
     if path.is_dir():
@@ -311,7 +311,7 @@ def export_bundle(
             f"not exported: {'; '.join(failures)}. Fix the model, or pass --force to export anyway (the card "
             "will say so)"
         )
-    ckpt = _resolve_checkpoint(Path(checkpoint))
+    ckpt = resolve_checkpoint(Path(checkpoint))
     cfg = _run_config(ckpt, config)
     model = CycleGAN(cfg)
     model.restore(ckpt)

@@ -247,7 +247,13 @@ def test_cli_webcam_runs_a_file_source(
     assert main(argv) == 0
     assert "time_limit" in capsys.readouterr().out
     d = json.loads(stats.read_text())
-    assert d["controls"] == {"enabled": True, "direction": "younger", "strength": 0.5, "quit": False}
+    assert d["controls"] == {
+        "enabled": True,
+        "direction": "younger",
+        "strength": 0.5,
+        "quit": False,
+        "target_age": None,
+    }
     assert (d["width"], d["height"]) == (320, 240)
     with av.open(str(tmp_path / "o.mkv")) as c:
         assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (320, 240)
