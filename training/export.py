@@ -194,15 +194,25 @@ def _card(
         "## Data",
         "",
         f"- Dataset: {cfg.dataset}, young {cfg.young[0]}–{cfg.young[1]} against old {cfg.old[0]}–{cfg.old[1]}.",
+    ]
+    return "\n".join(lines + _card_tail(manifest, cfg, metrics, forced))
+
+
+def _card_tail(
+    manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None
+) -> list[str]:
+    """The card's counts, licence, quality section and samples, the same for every face space."""
+    return [
         f"- Counts: {manifest.data.get('counts', {})}.",
         f"- Licence: {LICENCE.get(cfg.dataset, '')}",
         "",
         "## Quality (independent judges, validation faces never trained on)",
         "",
+        *quality_lines(manifest.name, metrics, forced),
+        "",
+        "![samples](samples.png)",
+        "",
     ]
-    lines += quality_lines(manifest.name, metrics, forced)
-    lines += ["", "![samples](samples.png)", ""]
-    return "\n".join(lines)
 
 
 def _mesh_card(
@@ -245,15 +255,8 @@ def _mesh_card(
         "",
         f"- Dataset: {cfg.dataset}; G learns from ages {cfg.young[0]}–{cfg.young[1]}, F from "
         f"{cfg.old[0]}–{cfg.old[1]}; the teacher's prototypes from every age band 18+ of the training split.",
-        f"- Counts: {manifest.data.get('counts', {})}.",
-        f"- Licence: {LICENCE.get(cfg.dataset, '')}",
-        "",
-        "## Quality (independent judges, validation faces never trained on)",
-        "",
     ]
-    lines += quality_lines(manifest.name, metrics, forced)
-    lines += ["", "![samples](samples.png)", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _card_tail(manifest, cfg, metrics, forced))
 
 
 def _target_age_record(cfg: TrainConfig) -> dict[str, Any]:

@@ -82,6 +82,9 @@ def test_the_card_shows_every_gate_and_a_forced_export() -> None:
 
 
 def test_cli_export_without_metrics_is_refused_with_one_line(tmp_path: Path) -> None:
+    # A run with a checkpoint (its content never read): what is missing is only the quality report.
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "ckpt-1.npz").write_bytes(b"")
     proc = subprocess.run(
         [sys.executable, "-m", "training", "export", str(tmp_path / "run")],
         cwd=ROOT,
