@@ -18,15 +18,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from faceage_video.face.align import AlignTemplate, align_face
-from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, detect_padded, face_box
+from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, detect_padded
 from training.datasets import AgeRanges, DomainSplit, FaceRecord
 from training.errors import DatasetError
+from training.landmarks import largest_face, read_rgb
 
 PARTS = ("young_train", "young_val", "old_train", "old_val")
 
@@ -37,13 +37,6 @@ class CropSet:
 
     crops: NDArray[np.uint8]  # (N, S, S, 3) RGB
     records: tuple[FaceRecord, ...]
-
-
-def _read_rgb(path: str) -> NDArray[np.uint8] | None:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        return None
-    return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), np.uint8)
 
 
 def align_records(
@@ -63,17 +56,12 @@ def align_records(
     missing: list[str] = []
     task = progress.add_task(label, total=len(records)) if progress is not None else None
     for rec in records:
-        img = _read_rgb(rec.path)
+        img = read_rgb(rec.path)
         faces = detect_padded(landmarker, img) if img is not None else []
         if img is None or not faces:
             missing.append(rec.path)
         else:
-            # The chip's subject is the largest face; bystanders in the margin are smaller.
-            def _area(lm: NDArray[np.float32]) -> float:
-                b = face_box(lm)
-                return float((b[2] - b[0]) * (b[3] - b[1]))
-
-            lm = max(faces, key=_area)
+            lm = largest_face(faces)  # the chip's subject; bystanders in the margin are smaller
             crop, _ = align_face(img, lm, template)
             crops.append(crop)
             kept.append(rec)
