@@ -32,6 +32,9 @@ class GeneratorConfig:
         norm: "instance" (per-sample, per-channel) or "group" (8 groups).
         cond: conditioning channels after RGB: 0 (none) or 2 (the input age and the target age, each a
             constant map of years / 100, as in FRAN).
+        film: with cond 2, also feed the two ages (and their difference) to every normalisation as a
+            per-channel scale and shift (FiLM). Constant maps alone do not survive the first instance
+            normalisation, which removes each channel's mean: without FiLM the network cannot see the ages.
     """
 
     size: int = 128
@@ -40,6 +43,7 @@ class GeneratorConfig:
     residual: bool = True
     norm: str = "instance"
     cond: int = 0
+    film: bool = False
 
     def __post_init__(self) -> None:
         for name in ("size", "ngf", "n_blocks"):
@@ -55,6 +59,8 @@ class GeneratorConfig:
             raise ValueError(f"norm must be 'instance' or 'group', got {self.norm!r}")
         if self.cond not in (0, 2):
             raise ValueError(f"cond must be 0 (none) or 2 (input and target age), got {self.cond!r}")
+        if not isinstance(self.film, bool) or (self.film and self.cond != 2):
+            raise ValueError(f"film must be a boolean and needs cond 2, got film={self.film!r}, cond={self.cond}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,17 +105,49 @@ class ReflectionPad2D(layers.Layer):
         return {**super().get_config(), "pad": self.pad}
 
 
+@keras.saving.register_keras_serializable(package="faceage")
+class FiLM(layers.Layer):
+    """Feature-wise modulation: x · (1 + γ) + β, with (γ, β) = split(params), per sample and channel.
+
+    Inputs: x (B, H, W, C) and params (B, 2C).
+    """
+
+    def call(self, x: Any, params: Any) -> Any:
+        gamma, beta = ops.split(params, 2, axis=-1)
+        return x * (1.0 + gamma[:, None, None, :]) + beta[:, None, None, :]
+
+    def compute_output_shape(self, x_shape: Any, params_shape: Any) -> Any:
+        return x_shape
+
+
+def _age_code(inp: Any) -> Any:
+    """(B, S, S, 5) generator input → (B, 3): input age, target age and their difference, in years / 100."""
+    ages = ops.mean(inp[..., 3:5], axis=(1, 2))
+    return ops.concatenate([ages, ages[:, 1:2] - ages[:, 0:1]], axis=-1)
+
+
 def _norm(kind: str, name: str) -> layers.Layer:
     groups = -1 if kind == "instance" else 8
     return layers.GroupNormalization(groups=groups, epsilon=1e-5, name=name)
 
 
-def _conv_block(x: Any, filters: int, kernel: int, stride: int, norm: str, name: str) -> Any:
+def _normalise(x: Any, kind: str, name: str, code: Any) -> Any:
+    """Normalisation, then FiLM from the age code when there is one. The FiLM projection starts at zero, so
+    a new conditioned generator starts as its unconditioned self. `name` is the normalisation layer's own
+    name, which the weight files of earlier bundles key on."""
+    x = _norm(kind, name)(x)
+    if code is None:
+        return x
+    params = layers.Dense(2 * int(x.shape[-1]), kernel_initializer="zeros", name=f"{name}_film")(code)
+    return FiLM(name=f"{name}_mod")(x, params)
+
+
+def _conv_block(x: Any, filters: int, kernel: int, stride: int, norm: str, name: str, code: Any = None) -> Any:
     x = ReflectionPad2D(kernel // 2, name=f"{name}_pad")(x)
     x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False, name=f"{name}_conv")(
         x
     )
-    x = _norm(norm, f"{name}_norm")(x)
+    x = _normalise(x, norm, f"{name}_norm", code)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -130,21 +168,26 @@ def build_generator(config: GeneratorConfig, name: str = "G") -> keras.Model:
     c = config
     inp = keras.Input((c.size, c.size, 3 + c.cond), name="image")
     rgb = inp if c.cond == 0 else layers.Lambda(lambda t: t[..., :3], name="rgb")(inp)
-    x = _conv_block(inp, c.ngf, 7, 1, c.norm, "enc0")
-    x = _conv_block(x, c.ngf * 2, 3, 2, c.norm, "enc1")
-    x = _conv_block(x, c.ngf * 4, 3, 2, c.norm, "enc2")
+    code = None
+    if c.film:
+        code = layers.Lambda(_age_code, name="age_code")(inp)
+        code = layers.Dense(64, activation="relu", name="age_mlp0")(code)
+        code = layers.Dense(64, activation="relu", name="age_mlp1")(code)
+    x = _conv_block(inp, c.ngf, 7, 1, c.norm, "enc0", code)
+    x = _conv_block(x, c.ngf * 2, 3, 2, c.norm, "enc1", code)
+    x = _conv_block(x, c.ngf * 4, 3, 2, c.norm, "enc2", code)
     for i in range(c.n_blocks):
         y = ReflectionPad2D(1, name=f"res{i}_pad0")(x)
         y = layers.Conv2D(c.ngf * 4, 3, use_bias=False, name=f"res{i}_conv0")(y)
-        y = _norm(c.norm, f"res{i}_norm0")(y)
+        y = _normalise(y, c.norm, f"res{i}_norm0", code)
         y = layers.ReLU(name=f"res{i}_relu")(y)
         y = ReflectionPad2D(1, name=f"res{i}_pad1")(y)
         y = layers.Conv2D(c.ngf * 4, 3, use_bias=False, name=f"res{i}_conv1")(y)
-        y = _norm(c.norm, f"res{i}_norm1")(y)
+        y = _normalise(y, c.norm, f"res{i}_norm1", code)
         x = layers.Add(name=f"res{i}_add")([x, y])
     for i, f in enumerate((c.ngf * 2, c.ngf)):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
-        x = _conv_block(x, f, 3, 1, c.norm, f"dec{i}")
+        x = _conv_block(x, f, 3, 1, c.norm, f"dec{i}", code)
     x = ReflectionPad2D(3, name="out_pad")(x)
     if c.residual:
         delta = layers.Conv2D(3, 7, kernel_initializer="zeros", name="out_conv")(x)

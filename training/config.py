@@ -56,6 +56,8 @@ class TrainConfig:
             the dense mesh, `faceage_video.face.mesh`).
         landmarks: landmark cache (.npz) the mesh cache is built from; detected once when missing.
         conditioned: G and F take the input and target ages as extra channels (mesh space only).
+        film: the conditioned generators also read the ages after every normalisation (FiLM), so a target
+            age reaches the network; without it only the engine's gap scaling does.
         targets_per_face: teacher pairs per training face, each for another target age (conditioned).
         teacher_shading, teacher_detail: the registered teacher's low-pass shading and exemplar-detail
             weights (`training.teacher`); `teacher_shape` is its landmark-displacement weight there.
@@ -99,6 +101,7 @@ class TrainConfig:
     space: str = "five_point"
     landmarks: str = ""
     conditioned: bool = False
+    film: bool = False
     targets_per_face: int = 2
     teacher_shading: float = 2.0
     teacher_detail: float = 1.0
@@ -112,6 +115,8 @@ class TrainConfig:
             raise ConfigError(f"space must be five_point or mesh, got {self.space!r}")
         if self.conditioned and self.space != "mesh":
             raise ConfigError("conditioned generators need space = 'mesh' (their teacher works there)")
+        if self.film and not self.conditioned:
+            raise ConfigError("film = true needs conditioned = true (FiLM reads the age maps)")
         if self.space == "mesh" and not self.landmarks:
             raise ConfigError("space = 'mesh' needs landmarks = PATH (the landmark cache .npz)")
         if not 1 <= self.targets_per_face <= 16:

@@ -262,10 +262,13 @@ def _mesh_card(
 def _target_age_record(cfg: TrainConfig) -> dict[str, Any]:
     """How the runtime reaches a target age with this run's generators, for the manifest.
 
-    The generators' constant age maps are removed by the first instance normalisation, so they learn one
-    average change; the engine scales it by the gap asked for over the mean gap of the teacher pairs
-    (`target_age` "strength", `age_gap` in years per generator).
+    FiLM generators read the ages after every normalisation, so the runtime passes the ages and nothing else
+    (`target_age` "maps"). Without FiLM the constant age maps are removed by the first instance
+    normalisation, so the generators learn one average change; the engine scales it by the gap asked for
+    over the mean gap of the teacher pairs (`target_age` "strength", `age_gap` in years per generator).
     """
+    if cfg.film:
+        return {"target_age": "maps"}
     pairs = sorted(Path(cfg.run_dir).glob("teacher-mesh-*.npz"))
     if not pairs:
         return {"target_age": "strength"}

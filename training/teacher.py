@@ -219,6 +219,12 @@ def warp_shape(img: Array, mesh: CanonicalMesh, displacement: NDArray[np.float32
     # The output's vertices sit at the moved positions; each output pixel samples the input where the
     # unmoved layout has the same point of skin.
     mx, my = mesh.inverse_map(fit)
+    # Where the inverse does not converge (a triangle between the moved oval and the fixed ring folds under
+    # a large displacement), remap would sample a reflection of the far edge, which showed as speckles along
+    # the jaw: such pixels keep their own value instead.
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    off = (mx < -1.0) | (my < -1.0) | (mx > s) | (my > s)
+    mx, my = np.where(off, xx, mx), np.where(off, yy, my)
     out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     return np.asarray(out, np.float32)
 
