@@ -60,7 +60,9 @@ class GeneratorConfig:
         if self.cond not in (0, 2):
             raise ValueError(f"cond must be 0 (none) or 2 (input and target age), got {self.cond!r}")
         if not isinstance(self.film, bool) or (self.film and self.cond != 2):
-            raise ValueError(f"film must be a boolean and needs cond 2, got film={self.film!r}, cond={self.cond}")
+            raise ValueError(
+                f"film must be a boolean and needs cond 2, got film={self.film!r}, cond={self.cond}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,7 +144,9 @@ def _normalise(x: Any, kind: str, name: str, code: Any) -> Any:
     return FiLM(name=f"{name}_mod")(x, params)
 
 
-def _conv_block(x: Any, filters: int, kernel: int, stride: int, norm: str, name: str, code: Any = None) -> Any:
+def _conv_block(
+    x: Any, filters: int, kernel: int, stride: int, norm: str, name: str, code: Any = None
+) -> Any:
     x = ReflectionPad2D(kernel // 2, name=f"{name}_pad")(x)
     x = layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False, name=f"{name}_conv")(
         x

@@ -155,7 +155,10 @@ class CycleGAN:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         gcfg = GeneratorConfig(
-            size=cfg.size, ngf=cfg.ngf, n_blocks=cfg.n_blocks, residual=True,
+            size=cfg.size,
+            ngf=cfg.ngf,
+            n_blocks=cfg.n_blocks,
+            residual=True,
             cond=2 if cfg.conditioned else 0,
             film=cfg.film,
         )

@@ -24,7 +24,9 @@ def _randomise_film(model) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(11)
     for layer in model.layers:
         if layer.name.endswith("_film") or layer.name == "out_conv":
-            layer.set_weights([rng.normal(0.0, 0.05, w.shape).astype(np.float32) for w in layer.get_weights()])
+            layer.set_weights(
+                [rng.normal(0.0, 0.05, w.shape).astype(np.float32) for w in layer.get_weights()]
+            )
 
 
 def test_film_needs_the_age_channels() -> None:
