@@ -26,6 +26,9 @@ FOREHEAD_GROWTH = 0.35
 # the rest: a duller, yellower skin is a few levels and is part of aging; a larger shift of the whole face is
 # the generator's colour or lighting cast, which would show as a tinted patch.
 MAX_GLOBAL_SHIFT = 8.0
+# Alpha below half a step of the 8-bit matte is zero: a pixel the matte writes as 0 is then untouched at any
+# plate depth (a 10-bit plate would otherwise round alpha 0.0015 × 128 levels up to a changed pixel).
+ALPHA_FLOOR = 0.5 / 255.0
 
 
 @dataclass(frozen=True)
@@ -240,9 +243,7 @@ def warp_change(
     change = cv2.warpAffine(
         residual, m_roi, dsize, flags=cv2.INTER_CUBIC | inverse, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    return WarpedChange(
-        (x0, y0, x1, y1), np.clip(alpha, 0.0, 1.0).astype(np.float32), np.asarray(change, np.float32)
-    )
+    return WarpedChange((x0, y0, x1, y1), _floored(alpha), np.asarray(change, np.float32))
 
 
 def apply_change(frame: Frame, warped: WarpedChange) -> tuple[Frame, Mask]:
@@ -260,6 +261,13 @@ def apply_change(frame: Frame, warped: WarpedChange) -> tuple[Frame, Mask]:
     out[y0:y1, x0:x1] = np.where(alpha[..., None] > 0.0, blended, roi)
     alpha_full[y0:y1, x0:x1] = alpha
     return out, alpha_full
+
+
+def _floored(alpha: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(H, W) alpha clipped to [0, 1], with values below `ALPHA_FLOOR` set to 0."""
+    a = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0)
+    a[a < ALPHA_FLOOR] = 0.0
+    return a.astype(np.float32, copy=False)
 
 
 def warp_change_mesh(
@@ -309,8 +317,7 @@ def warp_change_mesh(
     else:
         cx, cy = mx, my
     change = cv2.remap(res, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    alpha32: NDArray[np.float32] = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0).astype(np.float32)
-    return WarpedChange(fit.roi, alpha32, np.asarray(change, np.float32))
+    return WarpedChange(fit.roi, _floored(alpha), np.asarray(change, np.float32))
 
 
 def apply_change_roi(frame: Frame, warped: WarpedChange) -> Frame:

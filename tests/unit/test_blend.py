@@ -184,3 +184,17 @@ def test_paste_back_rejects_mismatched_shapes() -> None:
     crop, generated, mask = _paste_case(frame, m)
     with pytest.raises(ValueError, match="generated"):
         paste_back(frame, generated[:64], crop, m, mask, BlendOptions())
+
+
+def test_a_pixel_the_8bit_matte_writes_as_zero_gets_no_change_at_any_plate_depth() -> None:
+    """Alpha under half a matte step is 0, so a 10- or 16-bit plate cannot round a trace of change into a
+    pixel that the matte calls untouched."""
+    frame = textured_frame(300, 400)
+    m = similarity(0.8, 10.0, -100.0, -60.0)
+    crop, generated, mask = _paste_case(frame, m, delta=40.0)
+    warped = blend.warp_change(frame.shape, generated, crop, m, mask, BlendOptions(color_match=False))
+    a = warped.alpha
+    assert not np.any((a > 0.0) & (a < blend.ALPHA_FLOOR))
+    assert np.any(a > 0.0) and np.any(a == 0.0)
+    matte = np.rint(a * 255.0)
+    assert np.all(a[matte == 0] == 0.0)
