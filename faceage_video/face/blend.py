@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -263,7 +264,7 @@ def apply_change(frame: Frame, warped: WarpedChange) -> tuple[Frame, Mask]:
     return out, alpha_full
 
 
-def _floored(alpha: NDArray[np.float32]) -> NDArray[np.float32]:
+def _floored(alpha: NDArray[Any]) -> NDArray[np.float32]:
     """(H, W) alpha clipped to [0, 1], with values below `ALPHA_FLOOR` set to 0."""
     a = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0)
     a[a < ALPHA_FLOOR] = 0.0
