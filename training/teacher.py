@@ -47,6 +47,13 @@ EYES = (
 )
 BROWS = ((46, 53, 52, 65, 55, 70, 63, 105, 66, 107), (276, 283, 282, 295, 285, 300, 293, 334, 296, 336))
 LIPS = ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),)
+# Where a beard or stubble grows (under the nose, around the mouth, the chin and the jaw), and a reference
+# patch of bare skin (the upper forehead) to compare its detail and darkness with.
+BEARD = (2, 98, 327, 203, 423, 207, 427, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397)
+FOREHEAD = (10, 109, 67, 103, 338, 297, 332, 151, 9)
+# Male groups build their prototypes and exemplars from the least bearded fraction of their faces, so the
+# difference between two ages carries no beard: a beard the input has is kept, none is added.
+BEARDLESS_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,36 @@ def skin_mask(mesh: CanonicalMesh) -> Array:
     return np.asarray(face * (1.0 - _blur(keep.astype(np.float32), grow)), np.float32)
 
 
+def landmark_region(mesh: CanonicalMesh, points: tuple[int, ...]) -> NDArray[np.bool_]:
+    """(S, S) inside the convex hull of some canonical landmarks."""
+    s = mesh.size
+    out = np.zeros((s, s), np.uint8)
+    pts = np.round(mesh.vertices[list(points)] * 16).astype(np.int32)
+    cv2.fillPoly(out, [cv2.convexHull(pts)], 1, lineType=cv2.LINE_8, shift=4)
+    return out.astype(bool)
+
+
+def beard_scores(data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh) -> NDArray[np.float64]:
+    """How bearded each face `data.faces[idx]` looks: a higher score is more beard (or stubble).
+
+    The sum of two ranks within `idx`: the fine-band energy of the beard region over that of the forehead,
+    and how much darker the beard region is than the forehead. Lips are left out of the beard region.
+    """
+    sig, _, _ = _sigmas(mesh.size)
+    lips = landmark_region(mesh, LIPS[0])
+    beard = landmark_region(mesh, BEARD) & ~lips & (mesh.mask("face") > 0.5)
+    fore = landmark_region(mesh, FOREHEAD) & (mesh.mask("face") > 0.5)
+    energy = np.empty(len(idx))
+    dark = np.empty(len(idx))
+    for n, i in enumerate(idx):
+        y = luma(data.faces[i].astype(np.float32) / 255.0)
+        bands, _ = band_split(y, sig[:2])
+        e = np.abs(bands[0]) + np.abs(bands[1])
+        energy[n] = e[beard].mean() / (e[fore].mean() + 1e-3)
+        dark[n] = y[fore].mean() - y[beard].mean()
+    return (np.argsort(np.argsort(energy)) + np.argsort(np.argsort(dark))).astype(np.float64)
+
+
 @dataclass(frozen=True)
 class Prototypes:
     """Per gender (0 male, 1 female) and age band: mean texture, band amplitudes, shape, exemplar detail.
@@ -129,7 +166,7 @@ class Prototypes:
 
     @classmethod
     def build(cls, data: CanonicalSet, mesh: CanonicalMesh, train_only: bool = True) -> Prototypes:
-        """Prototypes from the training split of a canonical cache."""
+        """Prototypes from the training split of a canonical cache (male groups: the least bearded half)."""
         sig, env_sig, _ = _sigmas(mesh.size)
         s, b, k = mesh.size, len(sig), len(BAND_EDGES)
         mean = np.zeros((2, k, s, s), np.float64)
@@ -144,10 +181,12 @@ class Prototypes:
                 if train_only:
                     sel &= ~data.val
                 idx = np.flatnonzero(sel)
+                if g == 0 and len(idx) > 1:
+                    keep = max(1, round(len(idx) * BEARDLESS_FRACTION))
+                    idx = np.sort(idx[np.argsort(beard_scores(data, idx, mesh))[:keep]])
                 counts[g, j] = len(idx)
-                pick = set(
-                    idx[np.linspace(0, len(idx) - 1, EXEMPLARS_PER_GROUP).round().astype(int)].tolist()
-                )
+                spread = np.linspace(0, len(idx) - 1, EXEMPLARS_PER_GROUP).round().astype(int)
+                pick = set(idx[spread].tolist()) if len(idx) else set()
                 e = 0
                 for i in idx:
                     y = luma(data.faces[i].astype(np.float32) / 255.0)

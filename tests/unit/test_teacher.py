@@ -7,7 +7,17 @@ import pytest
 
 from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh, MeshOptions
 from training.canonical import CanonicalSet
-from training.teacher import BAND_EDGES, Prototypes, RegisteredTeacher, band_weights, luma
+from training.teacher import (
+    BAND_EDGES,
+    BEARD,
+    LIPS,
+    Prototypes,
+    RegisteredTeacher,
+    band_weights,
+    beard_scores,
+    landmark_region,
+    luma,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +88,36 @@ def test_band_weights_interpolate_between_band_centres() -> None:
     assert w.sum() == pytest.approx(1.0) and np.count_nonzero(w) == 2
     assert band_weights(10.0)[0] == 1.0 and band_weights(99.0)[-1] == 1.0
     assert N_LANDMARKS == 468
+
+
+def test_male_prototypes_leave_out_the_bearded_half_so_aging_adds_no_beard() -> None:
+    mesh = CanonicalMesh(MeshOptions(size=64))
+    rng = np.random.default_rng(1)
+    beard = landmark_region(mesh, BEARD) & ~landmark_region(mesh, LIPS[0])
+    ages, faces, bearded = [], [], []
+    for lo, hi in BAND_EDGES:
+        for k in range(4):
+            face = 150 + rng.normal(0, 3.0, (64, 64, 1)) * np.ones((1, 1, 3))
+            # Every other face has a dark, rough beard; it is as common in the young bands as in the old.
+            if k % 2:
+                face[beard] = 70 + rng.normal(0, 25.0, (int(beard.sum()), 3))
+            faces.append(np.clip(face, 0, 255).astype(np.uint8))
+            ages.append(min(lo + 5, hi))
+            bearded.append(bool(k % 2))
+    n = len(ages)
+    data = CanonicalSet(
+        np.stack(faces),
+        np.array(ages, np.int32),
+        np.zeros(n, np.int32),
+        np.zeros(n, np.int32),
+        np.zeros(n, bool),
+        np.stack([mesh.landmark_vertices] * n).astype(np.float32),
+        np.array([f"face{i}.jpg" for i in range(n)]),
+    )
+    idx = np.arange(n)
+    scores = beard_scores(data, idx, mesh)
+    assert scores[np.array(bearded)].min() > scores[~np.array(bearded)].max()
+    protos = Prototypes.build(data, mesh)
+    assert (protos.counts[0] == 2).all()
+    # The male means in the beard region are bare skin (about 150/255), not the beards' 70/255.
+    assert protos.mean[0][:, beard].mean() > 0.5
