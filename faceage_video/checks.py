@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from faceage_video.errors import InputError, OutputError
 from faceage_video.media.atomic import check_writable_file, same_file
 from faceage_video.media.matte import matte_format
+from faceage_video.media.patterns import is_sequence_path
 from faceage_video.media.reader import VideoInfo
-from faceage_video.media.sequence import is_sequence_path
 from faceage_video.types import Frame
 
 if TYPE_CHECKING:

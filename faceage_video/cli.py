@@ -112,7 +112,7 @@ def age(
     )
     opts = flags.to_options(sequence, matte_alpha)
     if ray is not None:
-        from faceage_video.media.sequence import is_sequence_path
+        from faceage_video.media.patterns import is_sequence_path
 
         if is_sequence_path(input):
             raise OptionsError(f"{input}: --ray splits videos only; run image sequences without --ray")

@@ -44,6 +44,7 @@ from faceage_video.face.blend import (
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box
 from faceage_video.face.tracker import FaceTracker, TrackerOptions
 from faceage_video.media.matte import MattePngWriter, MatteVideoWriter, MatteWriter
+from faceage_video.media.patterns import is_sequence_path, output_pattern
 from faceage_video.media.plates import Plate
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoReader
 from faceage_video.media.sequence import (
@@ -51,10 +52,8 @@ from faceage_video.media.sequence import (
     SequenceOptions,
     SequenceReader,
     SequenceWriter,
-    is_sequence_path,
     matte_plate,
     matte_spec,
-    output_pattern,
     with_matte_alpha,
 )
 from faceage_video.media.writer import VideoWriter, WriterOptions
