@@ -649,12 +649,16 @@ def run_naive(
 
 
 def run_e2e(
-    src: Path, dst: Path, engine: Any, start_s: float | None, end_s: float | None, **age_kw: Any
+    src: Path, dst: Path, engine: Any, start_s: float | None, end_s: float | None, **stage_kw: Any
 ) -> dict[str, Any]:
-    """The real pipeline, `age_video`, with a warm engine and the progress bar off."""
-    from faceage_video.pipeline import AgeOptions, age_video
+    """The real pipeline, `age_video`, with a warm engine and no progress callback."""
+    from faceage_video.media.reader import ReaderOptions
+    from faceage_video.pipeline import AgeOptions, StageOptions, age_video
 
-    opts = AgeOptions(engine=engine.options, start_s=start_s, end_s=end_s, progress=False, **age_kw)
+    opts = AgeOptions(
+        stages=StageOptions(engine=engine.options, **stage_kw),
+        reader=ReaderOptions(start_s=start_s, end_s=end_s),
+    )
     rep = age_video(src, dst, opts, engine=engine)
     r = rate(rep.frames, rep.wall_s)
     r.update(
