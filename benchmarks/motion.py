@@ -86,7 +86,7 @@ def run_clip(
     """
     from faceage_video.engine.temporal import TemporalOptions
     from faceage_video.media.writer import WriterOptions
-    from faceage_video.pipeline import AgeOptions, age_video
+    from faceage_video.pipeline import AgeOptions, StageOptions, age_video
 
     size = (face.image.shape[1], face.image.shape[0])
     path = stability.motion_path(size, options, seed)
@@ -98,10 +98,8 @@ def run_clip(
         src,
         dst,
         AgeOptions(
-            engine=engine.options,
-            temporal=temporal or TemporalOptions(),
+            stages=StageOptions(engine=engine.options, temporal=temporal or TemporalOptions()),
             writer=WriterOptions(codec="ffv1", audio=False),
-            progress=False,
         ),
         engine=engine,
     )

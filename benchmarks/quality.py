@@ -477,7 +477,7 @@ def pipeline_runner(
         pipeline = importlib.import_module("faceage_video.pipeline")
         gen = importlib.import_module("faceage_video.engine.generator")
         temporal = importlib.import_module("faceage_video.engine.temporal")
-        age_video, age_options = pipeline.age_video, pipeline.AgeOptions
+        age_video, age_options, stage_options = pipeline.age_video, pipeline.AgeOptions, pipeline.StageOptions
     except (ImportError, AttributeError) as error:
         return None, f"faceage_video.pipeline.age_video is not available yet ({error}); clips skipped"
     engines: dict[Direction, Any] = {}
@@ -491,7 +491,7 @@ def pipeline_runner(
             )
         # Smoothing off is the residual EMA at strength 0: the generator's change passes through per frame.
         smooth = temporal.TemporalOptions() if smoothing else temporal.TemporalOptions(strength=0.0)
-        options = age_options(engine=engines[direction].options, temporal=smooth, progress=False)
+        options = age_options(stages=stage_options(engine=engines[direction].options, temporal=smooth))
         report = age_video(src, dst, options, engine=engines[direction])
         return {
             "model": getattr(report, "model", None),

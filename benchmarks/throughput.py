@@ -610,21 +610,32 @@ def run_naive(
 ) -> dict[str, Any]:
     """The naive loop: per frame, detect (IMAGE mode), align, eager Keras at batch 1, paste back, encode.
 
-    The model call and the detector are warmed once before the clock starts; nothing else is cached.
+    The model call and the detector are warmed once before the clock starts; nothing else is cached. The
+    network's input is the engine's own (`model_input`: RGB, plus the two age maps of a conditioned bundle),
+    and faces are cut in the bundle's face space (five-point crop or canonical mesh), so any bundle runs.
     """
-    from faceage_video.face.align import AlignTemplate, align_face, apply_affine
-    from faceage_video.face.blend import crop_mask, paste_back
+    from faceage_video.engine.generator import EngineOptions, face_space, model_input
+    from faceage_video.face.align import align_face, apply_affine
+    from faceage_video.face.blend import crop_mask, paste_back, paste_back_mesh
     from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, oval_polygon
+    from faceage_video.face.mesh import CanonicalMesh
     from faceage_video.media.reader import ReaderOptions, VideoReader
     from faceage_video.media.writer import VideoWriter
     from models.bundle import load_generator
 
     g, manifest = load_generator(model, "G")
-    template = AlignTemplate.from_dict(manifest.template)
-    size = template.size
+    space = face_space(manifest.template)
+    conditioned = manifest.generator.cond > 0
+    ages = np.asarray([EngineOptions(model=model).ages], np.float32)  # (1, 2): the engine's defaults
+    size = space.size
+
+    def generate(crop: NDArray[np.uint8]) -> NDArray[np.float32]:
+        y = np.asarray(g(model_input(crop[None], ages, conditioned), training=False))[0]
+        return ((y + 1.0) * 127.5).astype(np.float32)
+
     n = faces = 0
     with FaceLandmarker(LandmarkerOptions(mode="image", max_faces=max_faces)) as lm:
-        g(np.zeros((1, size, size, 3), np.float32), training=False)
+        generate(np.zeros((size, size, 3), np.uint8))
         lm.detect(np.zeros((256, 256, 3), np.uint8))
         t = time.perf_counter()
         with VideoReader(src, ReaderOptions(start_s=start_s, end_s=end_s)) as reader:
@@ -633,28 +644,37 @@ def run_naive(
                 for fr in reader:
                     img = fr.image
                     for lms in lm.detect(img):
-                        crop, m = align_face(img, lms, template)
-                        oval = apply_affine(m, oval_polygon(lms)) if blend.mask == "face" else None
-                        mask = crop_mask(blend.mask, size, oval, blend.feather)
-                        x = crop[None].astype(np.float32) / 127.5 - 1.0
-                        y = np.asarray(g(x, training=False))[0]
-                        img, _ = paste_back(img, (y + 1.0) * 127.5, crop, m, mask, blend)
+                        if isinstance(space, CanonicalMesh):
+                            fit = space.fit(lms, img.shape)
+                            crop = space.to_canonical(img, fit)
+                            mask = space.face_mask(fit, blend.mask)
+                            change = generate(crop) - crop.astype(np.float32)
+                            img, _ = paste_back_mesh(img, change, mask, fit, space, blend)
+                        else:
+                            crop, m = align_face(img, lms, space)
+                            oval = apply_affine(m, oval_polygon(lms)) if blend.mask == "face" else None
+                            mask = crop_mask(blend.mask, size, oval, blend.feather)
+                            img, _ = paste_back(img, generate(crop), crop, m, mask, blend)
                         faces += 1
                     w.write(img, fr.pts, fr.time_base)
                     n += 1
-        s = time.perf_counter() - t
+    s = time.perf_counter() - t
     r = rate(n, s)
     r["faces"] = faces
     return r
 
 
 def run_e2e(
-    src: Path, dst: Path, engine: Any, start_s: float | None, end_s: float | None, **age_kw: Any
+    src: Path, dst: Path, engine: Any, start_s: float | None, end_s: float | None, **stage_kw: Any
 ) -> dict[str, Any]:
-    """The real pipeline, `age_video`, with a warm engine and the progress bar off."""
-    from faceage_video.pipeline import AgeOptions, age_video
+    """The real pipeline, `age_video`, with a warm engine and no progress callback."""
+    from faceage_video.media.reader import ReaderOptions
+    from faceage_video.pipeline import AgeOptions, StageOptions, age_video
 
-    opts = AgeOptions(engine=engine.options, start_s=start_s, end_s=end_s, progress=False, **age_kw)
+    opts = AgeOptions(
+        stages=StageOptions(engine=engine.options, **stage_kw),
+        reader=ReaderOptions(start_s=start_s, end_s=end_s),
+    )
     rep = age_video(src, dst, opts, engine=engine)
     r = rate(rep.frames, rep.wall_s)
     r.update(

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from faceage_video.errors import InputError, OutputError
 from faceage_video.media.atomic import check_writable_file, same_file
 from faceage_video.media.matte import matte_format
+from faceage_video.media.patterns import is_sequence_path
 from faceage_video.media.reader import VideoInfo
-from faceage_video.media.sequence import is_sequence_path
 from faceage_video.types import Frame
 
 if TYPE_CHECKING:
-    from faceage_video.pipeline import AgeOptions
+    from faceage_video.options import AgeOptions
 
 # Bytes all three inter-stage queues may hold together (see the module docstring).
 QUEUE_BUDGET_BYTES = 384 * 2**20
@@ -31,7 +31,8 @@ def check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
     """Refuse, before any work, extra outputs that would overwrite the input or another output, a report that
     could not be written (missing or read-only folder: it is written last, so it would fail only after the
     whole run), and a malformed matte pattern."""
-    extra = (("--matte", opts.matte), ("--side-by-side", opts.side_by_side), ("--report", opts.report))
+    ex = opts.extras
+    extra = (("--matte", ex.matte), ("--side-by-side", ex.side_by_side), ("--report", ex.report))
     named = [("output", dst)] + [(what, path) for what, path in extra if path]
     for i, (what, path) in enumerate(named):
         if same_file(path, src):
@@ -39,12 +40,12 @@ def check_outputs(src: str, dst: str, opts: AgeOptions) -> None:
         for other, other_path in named[:i]:
             if same_file(path, other_path):
                 raise OutputError(f"{path}: {what} and {other} are the same file; give each its own path")
-    if opts.report:
-        check_writable_file(opts.report, "--report", [("input", src), *named[:-1]])
+    if ex.report:
+        check_writable_file(ex.report, "--report", [("input", src), *named[:-1]])
     # A bad PNG pattern fails now, not at the first frame; a sequence input's matte may be a sequence pattern
     # of any image format (written by the sequence writer, checked there).
-    if opts.matte and not (is_sequence_path(src) and is_sequence_path(opts.matte)):
-        matte_format(opts.matte)
+    if ex.matte and not (is_sequence_path(src) and is_sequence_path(ex.matte)):
+        matte_format(ex.matte)
 
 
 def check_sequence_io(src: str, dst: str, opts: AgeOptions) -> bool:
@@ -58,7 +59,7 @@ def check_sequence_io(src: str, dst: str, opts: AgeOptions) -> bool:
         raise OutputError(
             f"{dst}: an image-sequence output needs an image-sequence input; write a video file instead"
         )
-    if opts.matte_alpha and not seq_out:
+    if opts.extras.matte_alpha and not seq_out:
         raise OutputError(f"{dst}: --matte-alpha needs an image-sequence output, e.g. out.%04d.exr")
     return seq_in
 
@@ -67,8 +68,8 @@ def can_copy_input(src: str, dst: str, opts: AgeOptions) -> bool:
     """Whether a clip without faces may be handed back as a byte copy: whole clip, same container, audio
     kept, and a local file."""
     return (
-        opts.start_s is None
-        and opts.end_s is None
+        opts.reader.start_s is None
+        and opts.reader.end_s is None
         and Path(src).suffix.lower() == Path(dst).suffix.lower()
         and opts.writer.audio
         and os.path.isfile(src)

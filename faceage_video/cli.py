@@ -40,7 +40,10 @@ from faceage_video.flags import (
 from faceage_video.quiet import quiet_native_logs, wants_verbose
 
 if TYPE_CHECKING:
-    from faceage_video.pipeline import AgeOptions
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+    from faceage_video.options import AgeOptions
 
 
 class Terminated(BaseException):
@@ -49,6 +52,56 @@ class Terminated(BaseException):
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
+
+
+class ProgressBar:
+    """The terminal progress bar of a run (frames, fps, elapsed, ETA), drawn with rich; a library `Progress`.
+
+    Use as a context manager around the run and pass it as `progress=`. A total that changes, or a count that
+    goes back (the next shot of a local batch), starts a new bar line.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._prog: RichProgress | None = None
+        self._task: TaskID | None = None
+        self._last: tuple[int, int | None] = (0, None)
+
+    def __enter__(self) -> ProgressBar:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self._prog = RichProgress(
+            TextColumn("[bold]aging"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]} fps"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not self.enabled,
+            transient=False,
+        )
+        self._prog.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._prog is not None:
+            self._prog.__exit__(None, None, None)
+            self._prog = None
+
+    def __call__(self, done: int, total: int | None, fps: float) -> None:
+        if self._prog is None:
+            return
+        if self._task is None or done < self._last[0] or total != self._last[1]:
+            self._task = self._prog.add_task("aging", total=total, fps="-")
+        self._last = (done, total)
+        self._prog.update(self._task, completed=done, fps=f"{fps:.1f}")
 
 
 app = typer.Typer(
@@ -112,17 +165,21 @@ def age(
     )
     opts = flags.to_options(sequence, matte_alpha)
     if ray is not None:
-        from faceage_video.media.sequence import is_sequence_path
+        from faceage_video.media.patterns import is_sequence_path
 
         if is_sequence_path(input):
             raise OptionsError(f"{input}: --ray splits videos only; run image sequences without --ray")
         from faceage_video.scale.pool import age_video_ray
 
-        rep = age_video_ray(input, output, opts, address=ray, segment_seconds=segment_seconds)
+        with ProgressBar() as bar:
+            rep = age_video_ray(
+                input, output, opts, address=ray, segment_seconds=segment_seconds, progress=bar
+            )
     else:
         from faceage_video.pipeline import age_video
 
-        rep = age_video(input, output, opts)
+        with ProgressBar() as bar:
+            rep = age_video(input, output, opts, progress=bar)
     for w in rep.warnings:
         typer.secho(f"warning: {w}", fg="yellow", err=True)
     typer.echo(
@@ -142,7 +199,10 @@ def demo(
     """Make a short clip from scikit-image's public-domain `astronaut` and age it with the bundled model."""
     from faceage_video.demo import run_demo
 
-    paths = run_demo(out_dir, direction=direction, strength=strength, model=model, seconds=seconds)
+    with ProgressBar() as bar:
+        paths = run_demo(
+            out_dir, direction=direction, strength=strength, model=model, seconds=seconds, progress=bar
+        )
     for k, p in paths.items():
         typer.echo(f"{k}: {p}")
 
@@ -391,15 +451,17 @@ def batch(
     def build(p: Mapping[str, Any]) -> AgeOptions:
         return replace(flags, **p).to_options()
 
-    res = run_batch(
-        manifest,
-        build,
-        ray_options,
-        force=force,
-        on_shot=shot_line,
-        output_root=output_root,
-        allow_outside=allow_outside,
-    )
+    with ProgressBar() as bar:
+        res = run_batch(
+            manifest,
+            build,
+            ray_options,
+            force=force,
+            on_shot=shot_line,
+            output_root=output_root,
+            allow_outside=allow_outside,
+            progress=bar,
+        )
     counts = f"{len(res.done)} done, {len(res.skipped)} skipped, {len(res.failed)} failed"
     typer.echo(f"{counts}; status in {res.status_file}")
     if res.failed:

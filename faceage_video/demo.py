@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from faceage_video.errors import OutputError
+from faceage_video.report import Progress
 from faceage_video.types import Direction, Frame
 
 
@@ -67,14 +68,15 @@ def run_demo(
     strength: float = 1.0,
     model: str | None = None,
     seconds: float = 2.0,
+    progress: Progress | None = None,
 ) -> dict[str, Path]:
-    """Make the demo clip, age it, and write a before/after picture.
+    """Make the demo clip, age it, and write a before/after picture (`progress`: as `age_video`'s).
 
     Returns:
         Paths of the input clip, the aged clip, the side-by-side preview, the matte and the picture.
     """
     from faceage_video.engine.generator import EngineOptions
-    from faceage_video.pipeline import AgeOptions, age_video
+    from faceage_video.pipeline import AgeOptions, ExtraOutputs, StageOptions, age_video
 
     out_dir = Path(out_dir)
     try:
@@ -86,12 +88,10 @@ def run_demo(
     sbs = out_dir / f"astronaut_{direction}_side_by_side.mp4"
     matte = out_dir / f"astronaut_{direction}_matte.mkv"
     opts = AgeOptions(
-        engine=EngineOptions(model=model, direction=direction, strength=strength),
-        side_by_side=str(sbs),
-        matte=str(matte),
-        report=str(out_dir / "report.json"),
+        stages=StageOptions(engine=EngineOptions(model=model, direction=direction, strength=strength)),
+        extras=ExtraOutputs(side_by_side=str(sbs), matte=str(matte), report=str(out_dir / "report.json")),
     )
-    age_video(clip, aged, opts)
+    age_video(clip, aged, opts, progress=progress)
     picture = out_dir / f"astronaut_{direction}.png"
     cv2.imwrite(str(picture), cv2.cvtColor(_last_frame(sbs), cv2.COLOR_RGB2BGR))
     return {"input": clip, "output": aged, "side_by_side": sbs, "matte": matte, "picture": picture}

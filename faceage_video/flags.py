@@ -24,7 +24,7 @@ from faceage_video.types import Direction, FaceSelection, MaskKind
 
 if TYPE_CHECKING:
     from faceage_video.media.sequence import SequenceOptions
-    from faceage_video.pipeline import AgeOptions
+    from faceage_video.options import AgeOptions
 
 DirectionFlag = Annotated[Direction, typer.Option("--direction", "-d", help="older (G) or younger (F)")]
 StrengthFlag = Annotated[float, typer.Option(min=0.0, max=1.0, help="share of the generated change, 0..1")]
@@ -132,13 +132,8 @@ class AgeFlags:
     detect_width: DetectWidthFlag = 0
     allow_protocols: AllowProtocolsFlag = False
 
-    def to_options(
-        self,
-        sequence: SequenceOptions | None = None,
-        matte_alpha: bool = False,
-        progress: bool = True,
-    ) -> AgeOptions:
-        """The run's `AgeOptions`; `sequence`, `matte_alpha` and `progress` are the `age`-only extras.
+    def to_options(self, sequence: SequenceOptions | None = None, matte_alpha: bool = False) -> AgeOptions:
+        """The run's `AgeOptions`; `sequence` and `matte_alpha` are the `age`-only extras.
 
         Raises:
             OptionsError: a value the stage options refuse, naming the option and the fix.
@@ -148,11 +143,13 @@ class AgeFlags:
         from faceage_video.face.blend import BlendOptions
         from faceage_video.face.landmarks import LandmarkerOptions
         from faceage_video.face.tracker import TrackerOptions
+        from faceage_video.media.reader import ReaderOptions
         from faceage_video.media.sequence import SequenceOptions
         from faceage_video.media.writer import WriterOptions
-        from faceage_video.pipeline import AgeOptions
+        from faceage_video.options import AgeOptions, ExtraOutputs
+        from faceage_video.stages import StageOptions
 
-        return AgeOptions(
+        stages = StageOptions(
             engine=EngineOptions(
                 model=self.model,
                 direction=self.direction,
@@ -168,17 +165,16 @@ class AgeFlags:
             tracker=TrackerOptions(max_faces=self.max_faces),
             temporal=TemporalOptions(strength=self.temporal),
             blend=BlendOptions(mask=self.mask, feather=self.feather, color_match=self.color_match),
-            writer=WriterOptions(codec=self.codec, crf=self.crf, preset=self.preset, audio=self.audio),
             faces=parse_faces(self.faces),
-            start_s=self.start,
-            end_s=self.end,
-            matte=self.matte,
-            side_by_side=self.side_by_side,
-            report=self.report,
-            allow_protocols=self.allow_protocols,
+        )
+        return AgeOptions(
+            stages=stages,
+            reader=ReaderOptions(start_s=self.start, end_s=self.end, allow_protocols=self.allow_protocols),
             sequence=sequence if sequence is not None else SequenceOptions(),
-            matte_alpha=matte_alpha,
-            progress=progress,
+            writer=WriterOptions(codec=self.codec, crf=self.crf, preset=self.preset, audio=self.audio),
+            extras=ExtraOutputs(
+                matte=self.matte, side_by_side=self.side_by_side, report=self.report, matte_alpha=matte_alpha
+            ),
         )
 
 

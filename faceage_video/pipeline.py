@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,99 +36,38 @@ from faceage_video.checks import (
     pending_cap,
 )
 from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.engine.temporal import ResidualSmoother, TemporalOptions
+from faceage_video.engine.temporal import ResidualSmoother
 from faceage_video.errors import OptionsError
-from faceage_video.face.blend import (
-    BlendOptions,
-)
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box
 from faceage_video.face.tracker import FaceTracker, TrackerOptions
 from faceage_video.media.matte import MattePngWriter, MatteVideoWriter, MatteWriter
+from faceage_video.media.patterns import is_sequence_path, output_pattern
 from faceage_video.media.plates import Plate
 from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoReader
 from faceage_video.media.sequence import (
     PlateFrame,
-    SequenceOptions,
     SequenceReader,
     SequenceWriter,
-    is_sequence_path,
     matte_plate,
     matte_spec,
-    output_pattern,
     with_matte_alpha,
 )
-from faceage_video.media.writer import VideoWriter, WriterOptions
+from faceage_video.media.writer import VideoWriter
+from faceage_video.options import AgeOptions, ExtraOutputs
 from faceage_video.report import (
+    Progress,
     Report,
     expected_frames,
     finish_report,
     note_no_face,
-    progress_bar,
     report_options,
 )
-from faceage_video.stages import FaceAnalyzer, FrameJob, render
-from faceage_video.types import FaceSelection, Frame, Mask
+from faceage_video.stages import FaceAnalyzer, FrameJob, StageOptions, render
+from faceage_video.types import Frame, Mask
+
+__all__ = ["AgeOptions", "ExtraOutputs", "Report", "StageOptions", "age_video", "inspect_video", "run_stages"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AgeOptions:
-    """Everything `age_video` needs, one frozen options object per stage.
-
-    Attributes:
-        engine: model, direction, strength, batch size, XLA.
-        landmarks: landmarker model, most faces, detection thresholds, downscale width.
-        tracker: association and One Euro landmark smoothing.
-        temporal: residual smoothing strength and scene-cut threshold.
-        blend: mask kind, feather, colour match.
-        writer: codec and quality of the output; `writer.audio` False drops the audio.
-        faces: "all", "largest", or a tuple of track ids (as `faceage-video info` lists them).
-        start_s: first second to process; None = from the start.
-        end_s: stop before this second; None = to the end.
-        matte: also write the blend mask here (grey video, or PNG sequence for a folder/pattern).
-        side_by_side: also write an input | output preview video here.
-        report: also write a JSON report here.
-        allow_protocols: let FFmpeg read URLs and indirect demuxers (off: local files and pipes only).
-        sequence: frame rate, gap policy and colour management of an image-sequence input.
-        matte_alpha: write the matte as the alpha channel of an RGB sequence output.
-        queue_size: frames each inter-stage queue holds.
-        progress: show a progress bar on the terminal.
-    """
-
-    engine: EngineOptions = field(default_factory=EngineOptions)
-    landmarks: LandmarkerOptions = field(default_factory=LandmarkerOptions)
-    tracker: TrackerOptions = field(default_factory=TrackerOptions)
-    temporal: TemporalOptions = field(default_factory=TemporalOptions)
-    blend: BlendOptions = field(default_factory=BlendOptions)
-    writer: WriterOptions = field(default_factory=WriterOptions)
-    faces: FaceSelection | tuple[int, ...] = "all"
-    start_s: float | None = None
-    end_s: float | None = None
-    matte: str | None = None
-    side_by_side: str | None = None
-    report: str | None = None
-    allow_protocols: bool = False
-    sequence: SequenceOptions = field(default_factory=SequenceOptions)
-    matte_alpha: bool = False
-    queue_size: int = 8
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.faces, str) and self.faces not in ("all", "largest"):
-            raise OptionsError(f"faces must be 'all', 'largest' or track ids, got {self.faces!r}")
-        if not isinstance(self.faces, str) and not all(isinstance(i, int) and i >= 0 for i in self.faces):
-            raise OptionsError(f"face track ids must be integers >= 0, got {self.faces!r}")
-        if not 1 <= self.queue_size <= 256:
-            raise OptionsError(f"queue_size must be in 1..256, got {self.queue_size}")
-        if self.landmarks.mode != "video":
-            raise OptionsError("the video pipeline needs the landmarker in 'video' mode")
-        _ = self.reader  # built once here: validates start/end with the reader's own messages
-
-    @property
-    def reader(self) -> ReaderOptions:
-        """The reader's options of this run: its window (`start_s`, `end_s`) and `allow_protocols`."""
-        return ReaderOptions(start_s=self.start_s, end_s=self.end_s, allow_protocols=self.allow_protocols)
 
 
 class _Stop:
@@ -194,6 +133,8 @@ def age_video(
     output: str | Path,
     options: AgeOptions | None = None,
     engine: AgingEngine | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> Report:
     """Age or de-age every selected face of a video.
 
@@ -202,7 +143,8 @@ def age_video(
         output: the file to write; its extension picks the container. Written to a temporary file beside it
             and renamed only on success, so an error or Ctrl-C leaves nothing under this name.
         options: every stage's options; defaults age with the bundled model.
-        engine: a loaded engine to reuse across calls (its options win over `options.engine`).
+        engine: a loaded engine to reuse across calls (its options win over `options.stages.engine`).
+        progress: told the frames done, the total and the rate after each generator batch; None: silent.
 
     Returns:
         The run's `Report` (also written to `options.report` when set).
@@ -212,30 +154,31 @@ def age_video(
             message naming the cause and the fix.
     """
     opts = options or AgeOptions()
+    st, ro, ex = opts.stages, opts.reader, opts.extras
     src, dst = str(input), str(output)
     t0 = time.perf_counter()
     check_outputs(src, dst, opts)
     seq = check_sequence_io(src, dst, opts)
     reader: VideoReader | SequenceReader
     if seq:
-        reader = SequenceReader(src, opts.sequence, opts.start_s, opts.end_s)
-        if opts.matte_alpha and "A" in reader.info.channels:
+        reader = SequenceReader(src, opts.sequence, ro.start_s, ro.end_s)
+        if ex.matte_alpha and "A" in reader.info.channels:
             raise OptionsError(
                 f"{src}: has an alpha channel already; write the matte as its own sequence (--matte PATTERN)"
             )
     else:
         # deep=None: a 10/12-bit video is decoded at 16 bits too, and the change applied at that precision.
-        reader = VideoReader(src, replace(opts.reader, deep=None))
+        reader = VideoReader(src, replace(ro, deep=None))
     timer = _Timer()
     with reader:
         info = reader.info.video if isinstance(reader, SequenceReader) else reader.info
-        if opts.start_s is not None and info.duration_s is not None and opts.start_s >= info.duration_s:
+        if ro.start_s is not None and info.duration_s is not None and ro.start_s >= info.duration_s:
             raise OptionsError(
-                f"start ({opts.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
+                f"start ({ro.start_s} s) is at or past the end of {src} ({info.duration_s:.2f} s); "
                 "pick a start inside the clip"
             )
-        batch_size = engine.options.batch_size if engine is not None else opts.engine.batch_size
-        stage_opts = replace(opts, queue_size=check_frame_memory(info, batch_size, opts.queue_size))
+        batch_size = engine.options.batch_size if engine is not None else st.engine.batch_size
+        stage_opts = replace(st, queue_size=check_frame_memory(info, batch_size, st.queue_size))
         writer_cm: VideoWriter | SequenceWriter
         if isinstance(reader, SequenceReader) and is_sequence_path(dst):
             writer_cm = SequenceWriter(output_pattern(dst, reader.info.pattern))
@@ -245,13 +188,13 @@ def age_video(
                 info,
                 opts.writer,
                 audio_source=src if opts.writer.audio and not seq else None,
-                start_s=opts.start_s,
-                end_s=opts.end_s,
-                allow_protocols=opts.allow_protocols,
+                start_s=ro.start_s,
+                end_s=ro.end_s,
+                allow_protocols=ro.allow_protocols,
             )
         with writer_cm as writer:
             startup: dict[str, float] = {}
-            eng = engine or load_engine(opts.engine, startup)
+            eng = engine or load_engine(st.engine, startup)
             report = Report(
                 input=src,
                 output=dst,
@@ -261,34 +204,36 @@ def age_video(
                     "direction": eng.options.direction,
                     "strength": eng.options.strength,
                 },
-                options=report_options(opts, eng.options.batch_size, eng.xla),
+                options=report_options(st, opts.writer, eng.options.batch_size, eng.xla),
             )
             matte: MatteVideoWriter | MattePngWriter | SequenceWriter | None = None
-            if opts.matte and isinstance(reader, SequenceReader) and is_sequence_path(opts.matte):
-                matte = SequenceWriter(output_pattern(opts.matte, reader.info.pattern))
-            elif opts.matte:
-                matte = MatteWriter(opts.matte, info, opts.start_s)
+            if ex.matte and isinstance(reader, SequenceReader) and is_sequence_path(ex.matte):
+                matte = SequenceWriter(output_pattern(ex.matte, reader.info.pattern))
+            elif ex.matte:
+                matte = MatteWriter(ex.matte, info, ro.start_s)
             sbs = None
-            if opts.side_by_side:
+            if ex.side_by_side:
                 sbs_info = replace(info, width=info.width * 2)
                 sbs = VideoWriter(
-                    opts.side_by_side,
+                    ex.side_by_side,
                     sbs_info,
                     replace(opts.writer, audio=False),
-                    start_s=opts.start_s,
-                    end_s=opts.end_s,
+                    start_s=ro.start_s,
+                    end_s=ro.end_s,
                 )
             try:
                 _run_stages(
                     reader,
                     writer,
-                    matte,
-                    sbs,
                     eng,
                     stage_opts,
-                    timer,
                     report,
-                    expected_frames(info, opts.start_s, opts.end_s),
+                    timer=timer,
+                    matte=matte,
+                    sbs=sbs,
+                    matte_alpha=ex.matte_alpha,
+                    expected=expected_frames(info, ro.start_s, ro.end_s),
+                    progress=progress,
                     started=t0,
                 )
                 report.startup = {**startup, **report.startup}
@@ -309,7 +254,7 @@ def age_video(
     if msg is not None:
         warnings.warn(msg, stacklevel=2)
     report.stage_s = {k: round(v, 3) for k, v in timer.seconds.items()}
-    return finish_report(report, t0, opts.report)
+    return finish_report(report, t0, ex.report)
 
 
 def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngine:
@@ -328,16 +273,16 @@ def run_stages(
     frames: Iterable[DecodedFrame],
     writer: VideoWriter,
     engine: AgingEngine,
-    options: AgeOptions,
+    options: StageOptions,
     report: Report,
     *,
     warmup: Callable[[DecodedFrame], bool] | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    expected: int | None = None,
 ) -> dict[str, float]:
     """Run the stages (analyse → generate/smooth/blend → encode) on any frame source into an open writer.
 
     `age_video` is this plus opening the reader and writers; a distributed worker uses it on one segment.
-    `options.matte`, `side_by_side`, `start_s`/`end_s` and `report` are not used here.
 
     Args:
         frames: decoded frames in presentation order.
@@ -347,19 +292,32 @@ def run_stages(
         report: counts are added to it (warm-up frames are not counted).
         warmup: frames for which this is True go through every stage, so tracking and temporal smoothing
             settle on them, but are not written or counted (a segment's lead-in).
-        on_progress: called with the number of frames written so far after each generator batch.
+        progress: told the frames written so far (and `expected`, the rate) after each generator batch.
+        expected: the frames `progress` is told to expect; None: unknown.
 
     Returns:
         Seconds spent in each stage.
     """
     timer = _Timer()
-    _run_stages(frames, writer, None, None, engine, options, timer, report, None, warmup, on_progress)
+    _run_stages(
+        frames,
+        writer,
+        engine,
+        options,
+        report,
+        timer=timer,
+        expected=expected,
+        warmup=warmup,
+        progress=progress,
+    )
     return dict(timer.seconds)
 
 
-def _write_plate(writer: SequenceWriter, fr: PlateFrame, plate: Plate, matte: Mask, opts: AgeOptions) -> None:
+def _write_plate(
+    writer: SequenceWriter, fr: PlateFrame, plate: Plate, matte: Mask, matte_alpha: bool
+) -> None:
     """One sequence frame under its own number; with `matte_alpha` the matte becomes its alpha channel."""
-    if opts.matte_alpha:
+    if matte_alpha:
         plate, spec = with_matte_alpha(fr, plate, matte)
         writer.write_plate(fr.number, plate, spec)
     else:
@@ -369,20 +327,26 @@ def _write_plate(writer: SequenceWriter, fr: PlateFrame, plate: Plate, matte: Ma
 def _run_stages(
     frames: Iterable[DecodedFrame],
     writer: VideoWriter | SequenceWriter,
-    matte: MatteVideoWriter | MattePngWriter | SequenceWriter | None,
-    sbs: VideoWriter | None,
     engine: AgingEngine,
-    opts: AgeOptions,
-    timer: _Timer,
+    opts: StageOptions,
     report: Report,
-    expected: int | None,
+    *,
+    timer: _Timer,
+    matte: MatteVideoWriter | MattePngWriter | SequenceWriter | None = None,
+    sbs: VideoWriter | None = None,
+    matte_alpha: bool = False,
+    expected: int | None = None,
     warmup: Callable[[DecodedFrame], bool] | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     started: float | None = None,
 ) -> None:
-    """The stages; with `started` (the run's `perf_counter()` start) it stamps `report.startup_s`."""
+    """The stages; with `started` (the run's `perf_counter()` start) it stamps `report.startup_s`.
+
+    `matte` and `sbs` are the extra outputs (None: not written); `matte_alpha` writes the matte as the alpha
+    channel of a sequence output; `expected` is the total `progress` is told.
+    """
     # Full-frame mattes only where something writes them: a matte output, or a sequence (matte as alpha).
-    need_mattes = matte is not None or isinstance(writer, SequenceWriter) or opts.matte_alpha
+    need_mattes = matte is not None or isinstance(writer, SequenceWriter) or matte_alpha
     stop = threading.Event()
     errors: list[BaseException] = []
     q_frames: queue.Queue[Any] = queue.Queue(opts.queue_size)
@@ -429,7 +393,7 @@ def _run_stages(
             if m is None and need_mattes:
                 m = np.zeros(fr.image.shape[:2], np.float32)
             if isinstance(writer, SequenceWriter):
-                _write_plate(writer, fr, job.plate if job.plate is not None else fr.plate, m, opts)
+                _write_plate(writer, fr, job.plate if job.plate is not None else fr.plate, m, matte_alpha)
             elif writer.deep and fr.plate is not None:
                 writer.write_plate(job.plate if job.plate is not None else fr.plate, fr.pts, fr.time_base)
             else:
@@ -447,58 +411,55 @@ def _run_stages(
         _worker("analyze", analyze, errors, stop),
         _worker("encode", encode, errors, stop),
     ]
-    prog, task = progress_bar(expected, opts.progress)
     t_start = time.perf_counter()
     if started is not None:
         report.startup_s = t_start - started
     try:
-        with prog:
-            pending: list[FrameJob] = []
-            n_crops = 0
-            done = False
-            while not done:
-                job = _get(q_jobs, stop)
-                if job is _STOP:
-                    done = True
-                else:
-                    pending.append(job)
-                    n_crops += len(job.faces)
-                # Flush when a batch is full, at the end, or when frames wait without faces to fill it
-                # (a face-free stretch must not stall the output), or when the waiting frames hold a
-                # queue's share of the byte budget (large frames: a batch of 8K frames is 2.6 GB).
-                if pending and (
-                    done
-                    or n_crops >= batch
-                    or (n_crops == 0 and len(pending) >= batch)
-                    or len(pending) >= pending_cap(pending[0].frame.image)
-                ):
-                    t = time.perf_counter()
-                    render(pending, engine, smoother, opts.blend, need_mattes)
-                    timer.add("generate_smooth_blend", time.perf_counter() - t)
-                    for j in pending:
-                        if warmup is not None and warmup(j.frame):
-                            continue
-                        report.frames += 1
-                        if j.faces:
-                            report.frames_with_faces += 1
-                            report.faces += len(j.faces)
-                            for f in j.faces:
-                                report.tracks[f.track_id] = report.tracks.get(f.track_id, 0) + 1
-                        if not _put(q_out, j, stop):
-                            break
-                    pending, n_crops = [], 0
+        pending: list[FrameJob] = []
+        n_crops = 0
+        done = False
+        while not done:
+            job = _get(q_jobs, stop)
+            if job is _STOP:
+                done = True
+            else:
+                pending.append(job)
+                n_crops += len(job.faces)
+            # Flush when a batch is full, at the end, or when frames wait without faces to fill it
+            # (a face-free stretch must not stall the output), or when the waiting frames hold a
+            # queue's share of the byte budget (large frames: a batch of 8K frames is 2.6 GB).
+            if pending and (
+                done
+                or n_crops >= batch
+                or (n_crops == 0 and len(pending) >= batch)
+                or len(pending) >= pending_cap(pending[0].frame.image)
+            ):
+                t = time.perf_counter()
+                render(pending, engine, smoother, opts.blend, need_mattes)
+                timer.add("generate_smooth_blend", time.perf_counter() - t)
+                for j in pending:
+                    if warmup is not None and warmup(j.frame):
+                        continue
+                    report.frames += 1
+                    if j.faces:
+                        report.frames_with_faces += 1
+                        report.faces += len(j.faces)
+                        for f in j.faces:
+                            report.tracks[f.track_id] = report.tracks.get(f.track_id, 0) + 1
+                    if not _put(q_out, j, stop):
+                        break
+                pending, n_crops = [], 0
+                if progress is not None:
                     el = time.perf_counter() - t_start
-                    prog.update(task, completed=report.frames, fps=f"{report.frames / max(el, 1e-9):.1f}")
-                    if on_progress is not None:
-                        on_progress(report.frames)
+                    progress(report.frames, expected, report.frames / max(el, 1e-9))
+            if errors:
+                break
+        _put(q_out, _STOP, stop)
+        for th in threads:
+            while th.is_alive():
+                th.join(timeout=0.1)
                 if errors:
-                    break
-            _put(q_out, _STOP, stop)
-            for th in threads:
-                while th.is_alive():
-                    th.join(timeout=0.1)
-                    if errors:
-                        stop.set()
+                    stop.set()
     except BaseException:
         stop.set()
         raise

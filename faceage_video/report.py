@@ -1,4 +1,8 @@
-"""What a run did: the `Report` (written by `--report`), its finishing touches, and the progress bar."""
+"""What a run did: the `Report` (written by `--report`), its finishing touches, and the `Progress` callback.
+
+The library draws nothing on the terminal: a caller that wants a progress bar passes a `Progress` (the CLI's
+`ProgressBar`) and draws it from the frames done, the total and the rate.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,26 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faceage_video.errors import OutputError
 from faceage_video.media.atomic import write_file_atomic
 from faceage_video.media.reader import VideoInfo
 
 if TYPE_CHECKING:
-    from faceage_video.pipeline import AgeOptions
+    from faceage_video.media.writer import WriterOptions
+    from faceage_video.stages import StageOptions
+
+
+class Progress(Protocol):
+    """Told how a run is going, after each generator batch (and, on Ray, every poll of the workers)."""
+
+    def __call__(self, done: int, total: int | None, fps: float) -> None:
+        """Args:
+        done: frames written so far.
+        total: frames the run should write; None when the input does not say.
+        fps: frames per second since the stages started (start-up excluded).
+        """
 
 
 @dataclass
@@ -55,13 +71,15 @@ class Report:
         return json.dumps(d, indent=2, default=str)
 
 
-def report_options(opts: AgeOptions, batch_size: int, xla: bool | None) -> dict[str, Any]:
+def report_options(
+    stages: StageOptions, writer: WriterOptions, batch_size: int, xla: bool | None
+) -> dict[str, Any]:
     """The options a `Report` records for a run (`batch_size` and `xla` as the engine really ran)."""
     return {
-        "faces": opts.faces,
-        "mask": opts.blend.mask,
-        "temporal": opts.temporal.strength,
-        "codec": opts.writer.codec,
+        "faces": stages.faces,
+        "mask": stages.blend.mask,
+        "temporal": stages.temporal.strength,
+        "codec": writer.codec,
         "batch_size": batch_size,
         "xla": xla,
     }
@@ -95,31 +113,6 @@ def finish_report(report: Report, started: float, path: str | None) -> Report:
             raise OutputError(f"report folder {rp.parent} does not exist")
         write_file_atomic(rp, report.to_json().encode())
     return report
-
-
-def progress_bar(total: int | None, enabled: bool) -> tuple[Any, Any]:
-    """The terminal progress bar of a run and its task: (rich `Progress`, task id); `total` None: unknown."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    prog = Progress(
-        TextColumn("[bold]aging"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]} fps"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-    task = prog.add_task("aging", total=total, fps="-")
-    return prog, task
 
 
 def expected_frames(info: VideoInfo, start_s: float | None, end_s: float | None) -> int | None:

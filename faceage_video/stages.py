@@ -3,19 +3,21 @@
 `FaceAnalyzer` turns frames into face jobs in two public halves: `track` (scene cut, landmarks, tracking,
 stabilisation) and `register` (face selection, then a five-point alignment or a canonical-mesh fit, with
 each face's crop and mask); `analyze` is both. `render` generates every face of a batch of frames and
-`composite` smooths each face's change per track and pastes it back.
+`composite` smooths each face's change per track and pastes it back. `StageOptions` holds what these
+stages need, the one options object the offline pipeline and the Ray workers hand them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from faceage_video.engine.generator import AgingEngine
+from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
+from faceage_video.errors import OptionsError
 from faceage_video.face.align import align_face, apply_affine
 from faceage_video.face.blend import (
     BlendOptions,
@@ -36,6 +38,42 @@ from faceage_video.types import Affine, Crop, FaceSelection, Frame, Mask
 
 # Decoded 10/12-bit video comes as 16-bit RGB (ReaderOptions.deep), display-referred like the 8-bit frames.
 _DEEP_VIDEO = IntegerTransfer(65535.0)
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """What the per-frame stages of a video need: one frozen options object per stage.
+
+    Attributes:
+        engine: model, direction, strength, batch size, XLA.
+        landmarks: landmarker model, most faces, detection thresholds, downscale width ('video' mode).
+        tracker: association and One Euro landmark smoothing.
+        temporal: residual smoothing strength and scene-cut threshold.
+        blend: mask kind, feather, colour match.
+        faces: "all", "largest", or a tuple of track ids (as `faceage-video info` lists them).
+        queue_size: frames each inter-stage queue holds (capped by the byte budget, `checks.queue_frames`).
+
+    Raises:
+        OptionsError: a face selection, queue size or landmarker mode the stages cannot use.
+    """
+
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    landmarks: LandmarkerOptions = field(default_factory=LandmarkerOptions)
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    temporal: TemporalOptions = field(default_factory=TemporalOptions)
+    blend: BlendOptions = field(default_factory=BlendOptions)
+    faces: FaceSelection | tuple[int, ...] = "all"
+    queue_size: int = 8
+
+    def __post_init__(self) -> None:
+        if isinstance(self.faces, str) and self.faces not in ("all", "largest"):
+            raise OptionsError(f"faces must be 'all', 'largest' or track ids, got {self.faces!r}")
+        if not isinstance(self.faces, str) and not all(isinstance(i, int) and i >= 0 for i in self.faces):
+            raise OptionsError(f"face track ids must be integers >= 0, got {self.faces!r}")
+        if not 1 <= self.queue_size <= 256:
+            raise OptionsError(f"queue_size must be in 1..256, got {self.queue_size}")
+        if self.landmarks.mode != "video":
+            raise OptionsError("the video pipeline needs the landmarker in 'video' mode")
 
 
 @dataclass

@@ -311,3 +311,23 @@ def _mesh_template(size: int) -> dict[str, Any]:
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
 
     return CanonicalMesh(MeshOptions(size=size)).to_dict()
+
+
+_STAGE_FIELDS = ("engine", "landmarks", "tracker", "temporal", "blend", "faces", "queue_size")
+_READER_FIELDS = ("start_s", "end_s", "allow_protocols")
+_EXTRA_FIELDS = ("matte", "side_by_side", "report", "matte_alpha")
+
+
+def age_options(**kw: Any) -> Any:
+    """`AgeOptions` from the options' own names, each put in its group (`engine=` in `stages`, `start_s=` in
+    `reader`, `matte=` in `extras`; `writer=` and `sequence=` as they are)."""
+    from faceage_video.media.reader import ReaderOptions
+    from faceage_video.pipeline import AgeOptions, ExtraOutputs, StageOptions
+
+    def take(names: tuple[str, ...]) -> dict[str, Any]:
+        return {n: kw.pop(n) for n in names if n in kw}
+
+    stages, reader, extras = take(_STAGE_FIELDS), take(_READER_FIELDS), take(_EXTRA_FIELDS)
+    return AgeOptions(
+        stages=StageOptions(**stages), reader=ReaderOptions(**reader), extras=ExtraOutputs(**extras), **kw
+    )

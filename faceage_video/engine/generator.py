@@ -144,11 +144,7 @@ class AgingEngine:
         def run(x: Any, ages: Any) -> Any:
             # A Python side effect runs only while tracing, so it counts traces.
             self.trace_count += 1
-            f = tf.cast(x, tf.float32) / 127.5 - 1.0
-            if self.conditioned:
-                maps = tf.broadcast_to(ages[:, None, None, :] / 100.0, (b, s, s, 2))
-                f = tf.concat([f, maps], axis=-1)
-            y = self._model(f, training=False)
+            y = self._model(model_input(x, ages, self.conditioned), training=False)
             return (y + 1.0) * 127.5
 
         self.xla = bool(tf.config.list_physical_devices("GPU")) if options.xla is None else options.xla
@@ -211,6 +207,29 @@ class AgingEngine:
     ) -> NDArray[np.float32]:
         """The strength-scaled change s·(G(in) − in), float32 (N, S, S, 3) in -255..255."""
         return self(crops, ages) - crops.astype(np.float32)
+
+
+def model_input(crops: Any, ages: Any, conditioned: bool) -> Any:
+    """What the generator network reads: the crops in -1..1 and, for an age-conditioned bundle, the input- and
+    target-age maps (years / 100) as two more channels. The engine's compiled call uses it; so may an eager
+    call of the bare Keras model (`python -m benchmarks.throughput`'s naive loop).
+
+    Args:
+        crops: (N, S, S, 3) uint8 RGB crops (array or tensor, static shape).
+        ages: (N, 2) float32 input and target age in years per crop; unused when not `conditioned`.
+        conditioned: the bundle's generator takes age maps (`AgingEngine.conditioned`).
+
+    Returns:
+        (N, S, S, 3) float32 tensor, (N, S, S, 5) when `conditioned`.
+    """
+    import tensorflow as tf
+
+    f = tf.cast(crops, tf.float32) / 127.5 - 1.0
+    if conditioned:
+        n, h, w = f.shape[0], f.shape[1], f.shape[2]
+        maps = tf.broadcast_to(tf.cast(ages, tf.float32)[:, None, None, :] / 100.0, (n, h, w, 2))
+        f = tf.concat([f, maps], axis=-1)
+    return f
 
 
 class SpaceMismatch(ValueError):

@@ -18,14 +18,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from faceage_video.errors import FaceAgeError, OptionsError, OutputError
-from faceage_video.pipeline import AgeOptions
-from faceage_video.report import Report
+from faceage_video.options import AgeOptions
+from faceage_video.report import Progress, Report
 from faceage_video.scale.manifest import Shot, read_manifest, shot_params
 from faceage_video.scale.plan import RayOptions
 
@@ -165,7 +165,7 @@ def fingerprint(shot: Shot, options: AgeOptions) -> str:
         "input": shot.input,
         "input_stat": src,
         "output": os.path.abspath(shot.output),
-        "options": repr(replace(options, progress=True)),
+        "options": repr(options),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -208,7 +208,7 @@ def run_batch(
     build_options: BuildOptions,
     ray_options: RayOptions | None = None,
     force: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
     on_shot: Callable[[ShotOutcome], None] | None = None,
     output_root: str | os.PathLike[str] | None = None,
     allow_outside: bool = False,
@@ -221,7 +221,7 @@ def run_batch(
         ray_options: run on Ray with these settings (segments of all shots share the
             warm actors); None runs the shots one after another in this process, reusing loaded models.
         force: run shots already done too.
-        progress: on Ray, one progress bar over all shots (locally each shot's `options.progress` applies).
+        progress: told how the run goes: on Ray, over all shots at once; locally, over each shot in turn.
         on_shot: called as each shot ends (done, skipped or failed).
         output_root, allow_outside: where written paths may go (see `read_manifest`).
 
@@ -248,7 +248,7 @@ def _run_batch(
     build_options: BuildOptions,
     ray_options: RayOptions | None,
     force: bool,
-    progress: bool,
+    progress: Progress | None,
     on_shot: Callable[[ShotOutcome], None] | None,
 ) -> BatchReport:
     outcomes: dict[str, ShotOutcome] = {}
@@ -298,7 +298,7 @@ def _run_batch(
             finish(ShotOutcome(shot, "done", report=report))
 
     if ray_options is None:
-        _run_local(todo, status, record)
+        _run_local(todo, status, record, progress)
     else:
         _run_ray(todo, status, record, ray_options, progress)
     return BatchReport([outcomes[s.id] for s in shots], status.path)
@@ -311,6 +311,7 @@ def _run_local(
     todo: list[tuple[Shot, AgeOptions | None, str | None, BaseException | None]],
     status: StatusFile,
     record: _Record,
+    progress: Progress | None,
 ) -> None:
     from faceage_video.engine.generator import AgingEngine
     from faceage_video.pipeline import age_video
@@ -322,12 +323,12 @@ def _run_local(
             continue
         status.mark(shot, fp, "running", started=time.time())
         try:
-            eng = engines.get(opts.engine)
+            eng = engines.get(opts.stages.engine)
             if eng is None:
                 if len(engines) >= 2:
                     engines.pop(next(iter(engines)))
-                eng = engines[opts.engine] = AgingEngine(opts.engine)
-            report = age_video(shot.input, shot.output, opts, engine=eng)
+                eng = engines[opts.stages.engine] = AgingEngine(opts.stages.engine)
+            report = age_video(shot.input, shot.output, opts, engine=eng, progress=progress)
         except Exception as exc:  # one shot's failure must not stop the batch
             record(shot, fp, None, exc)
         else:
@@ -339,7 +340,7 @@ def _run_ray(
     status: StatusFile,
     record: _Record,
     ray_options: RayOptions,
-    progress: bool,
+    progress: Progress | None,
 ) -> None:
     from faceage_video.scale.pool import RayPool, ShotPlan
 

@@ -24,17 +24,18 @@ from faceage_video.errors import OptionsError
 from faceage_video.media.atomic import copy_file_atomic
 from faceage_video.media.reader import VideoInfo, probe
 from faceage_video.media.remux import stitch_segments
-from faceage_video.pipeline import AgeOptions
+from faceage_video.options import AgeOptions
 from faceage_video.report import (
+    Progress,
     Report,
     expected_frames,
     finish_report,
     note_no_face,
-    progress_bar,
     report_options,
 )
 from faceage_video.scale.plan import DistributedError, RayOptions, Segment, plan_segments
 from faceage_video.scale.worker import ProgressCounter, SegmentJob, SegmentResult, SegmentWorker
+from faceage_video.stages import StageOptions
 
 # Seconds between polls of the cluster for finished segments and progress.
 _POLL_S = 0.25
@@ -72,12 +73,12 @@ def _drop(ray: Any, ref: Any) -> None:
 
 
 def _check_ray_options(opts: AgeOptions) -> None:
-    if not isinstance(opts.faces, str):
+    if not isinstance(opts.stages.faces, str):
         raise OptionsError(
             "faces given by track id need the whole clip's tracking in one process: with --ray use "
             "--faces all or largest, or run without --ray"
         )
-    if opts.matte or opts.side_by_side:
+    if opts.extras.matte or opts.extras.side_by_side:
         raise OptionsError("--matte and --side-by-side are not supported with --ray yet; run without --ray")
 
 
@@ -241,12 +242,12 @@ class RayPool:
         _check_ray_options(o)
         from faceage_video.media.writer import VideoWriter
 
-        _ = o.reader  # validates the window with the reader's own messages
-        shot.info = probe(shot.input, o.allow_protocols)
+        ro = o.reader
+        shot.info = probe(shot.input, ro.allow_protocols)
         dur = shot.info.duration_s
-        if o.start_s is not None and dur is not None and o.start_s >= dur:
+        if ro.start_s is not None and dur is not None and ro.start_s >= dur:
             raise OptionsError(
-                f"start ({o.start_s} s) is at or past the end of {shot.input} ({dur:.2f} s); "
+                f"start ({ro.start_s} s) is at or past the end of {shot.input} ({dur:.2f} s); "
                 "pick a start inside the clip"
             )
         # Open (and drop) the final writer once, so a bad output path, codec/container or audio/container
@@ -256,24 +257,26 @@ class RayPool:
             shot.info,
             o.writer,
             audio_source=shot.input if o.writer.audio else None,
-            start_s=o.start_s,
-            end_s=o.end_s,
-            allow_protocols=o.allow_protocols,
+            start_s=ro.start_s,
+            end_s=ro.end_s,
+            allow_protocols=ro.allow_protocols,
         ).abort()
         shot.segments = plan_segments(
             shot.input,
             shot.info,
             segment_seconds or self.options.segment_seconds,
             self.options.warmup_frames,
-            o.start_s,
-            o.end_s,
-            o.allow_protocols,
+            ro.start_s,
+            ro.end_s,
+            ro.allow_protocols,
         )
 
     # -- running
 
-    def dispatch(self, actor: Any, job: SegmentJob, options: AgeOptions, attempt: int) -> tuple[Any, Any]:
+    def dispatch(self, actor: Any, job: SegmentJob, options: StageOptions, attempt: int) -> tuple[Any, Any]:
         """Start `job` on `actor` (`attempt` counts from 0); returns the refs of its result and its bytes.
+
+        The worker gets the shot's stage options only; `job` carries its reader and writer options.
 
         The one place a segment reaches a worker: a subclass may wrap it (a fault-injection test kills the
         actor here, as a lost node would).
@@ -285,7 +288,7 @@ class RayPool:
         self,
         shots: Sequence[ShotPlan],
         on_done: Callable[[ShotPlan, Report | None, BaseException | None], None] | None = None,
-        progress: bool = True,
+        progress: Progress | None = None,
     ) -> list[Report | BaseException]:
         """Age every prepared shot; a failed shot does not stop the others.
 
@@ -295,7 +298,7 @@ class RayPool:
         Args:
             shots: shots whose `prepare` succeeded (a shot with `failed` set is passed through as failed).
             on_done: called on the driver as each shot finishes, with its report or its error.
-            progress: show one progress bar for all frames of all shots.
+            progress: told the frames done of all shots, their total and the rate at each poll; None: silent.
 
         Returns:
             Per shot, in order, its `Report` or the exception that failed it.
@@ -317,14 +320,14 @@ class RayPool:
             shot.work_dir.mkdir(parents=True, exist_ok=False)
             shot.started = time.perf_counter()
             queue.extend((i, k, 0) for k in range(len(shot.segments)))
-            total_frames += expected_frames(shot.info, shot.options.start_s, shot.options.end_s) or 0
+            ro = shot.options.reader
+            total_frames += expected_frames(shot.info, ro.start_s, ro.end_s) or 0
         if not queue:
             return [outcome[i] for i in range(len(shots))]
         self._ensure(len(queue))
         idle = list(self._actors)
         # meta ref -> (actor, bytes ref, shot, segment, attempt)
         inflight: dict[Any, tuple[Any, Any, int, int, int]] = {}
-        prog, task = progress_bar(total_frames or None, progress)
         t0 = time.perf_counter()
 
         def fail_shot(i: int, exc: BaseException) -> None:
@@ -345,78 +348,80 @@ class RayPool:
                 input=shot.input,
                 suffix=Path(shot.output).suffix,
                 out_dir=str(shot.work_dir) if transport == "path" else None,
+                reader=shot.options.reader,
+                writer=shot.options.writer,
             )
-            meta, data = self.dispatch(actor, job, shot.options, attempt)
+            meta, data = self.dispatch(actor, job, shot.options.stages, attempt)
             inflight[meta] = (actor, data, i, k, attempt)
 
         try:
-            with prog:
-                while queue or inflight:
-                    while idle and queue:
-                        i, k, attempt = queue.popleft()
-                        submit(idle.pop(), i, k, attempt)
-                    ready, _ = ray.wait(list(inflight), num_returns=1, timeout=_POLL_S)
-                    for ref in ready:
-                        actor, data_ref, i, k, attempt = inflight.pop(ref)
-                        shot = shots[i]
-                        try:
-                            res: SegmentResult = ray.get(ref)
-                        except (
-                            ray.exceptions.RayActorError,
-                            ray.exceptions.WorkerCrashedError,
-                            ray.exceptions.ObjectLostError,
-                        ) as exc:
-                            # The worker died: replace it, and run its segment again.
-                            _drop(ray, data_ref)
-                            with contextlib.suppress(Exception):
-                                ray.kill(actor)
-                            self._actors.remove(actor)
-                            fresh = self._new_actor()
-                            self._actors.append(fresh)
-                            idle.append(fresh)
-                            if shot.failed is not None:
-                                continue
-                            if attempt >= self.options.max_retries:
-                                fail_shot(
-                                    i,
-                                    DistributedError(
-                                        f"{shot.input}: segment {k} failed {attempt + 1} times (worker died: "
-                                        f"{type(exc).__name__}); raise max_retries or check the workers' logs"
-                                    ),
-                                )
-                            else:
-                                self.retries += 1
-                                shot.retries += 1
-                                queue.appendleft((i, k, attempt + 1))
-                            continue
-                        except ray.exceptions.RayTaskError as exc:
-                            _drop(ray, data_ref)
-                            idle.append(actor)
-                            if shot.failed is None:
-                                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-                                fail_shot(i, cause)
-                            continue
-                        idle.append(actor)
+            while queue or inflight:
+                while idle and queue:
+                    i, k, attempt = queue.popleft()
+                    submit(idle.pop(), i, k, attempt)
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=_POLL_S)
+                for ref in ready:
+                    actor, data_ref, i, k, attempt = inflight.pop(ref)
+                    shot = shots[i]
+                    try:
+                        res: SegmentResult = ray.get(ref)
+                    except (
+                        ray.exceptions.RayActorError,
+                        ray.exceptions.WorkerCrashedError,
+                        ray.exceptions.ObjectLostError,
+                    ) as exc:
+                        # The worker died: replace it, and run its segment again.
+                        _drop(ray, data_ref)
+                        with contextlib.suppress(Exception):
+                            ray.kill(actor)
+                        self._actors.remove(actor)
+                        fresh = self._new_actor()
+                        self._actors.append(fresh)
+                        idle.append(fresh)
                         if shot.failed is not None:
                             continue
-                        if res.path is None:
-                            assert shot.work_dir is not None
-                            p = shot.work_dir / f"seg{k:05d}{Path(shot.output).suffix}"
-                            p.write_bytes(ray.get(data_ref))
-                            res.path = str(p)
-                        del data_ref
-                        shot.results[k] = res
-                        if len(shot.results) == len(shot.segments):
-                            try:
-                                outcome[i] = self._finish(shot)
-                            except Exception as exc:  # one shot's failure must not stop the rest
-                                fail_shot(i, exc)
-                            else:
-                                if on_done:
-                                    on_done(shot, outcome[i], None)  # type: ignore[arg-type]
+                        if attempt >= self.options.max_retries:
+                            fail_shot(
+                                i,
+                                DistributedError(
+                                    f"{shot.input}: segment {k} failed {attempt + 1} times (worker died: "
+                                    f"{type(exc).__name__}); raise max_retries or check the workers' logs"
+                                ),
+                            )
+                        else:
+                            self.retries += 1
+                            shot.retries += 1
+                            queue.appendleft((i, k, attempt + 1))
+                        continue
+                    except ray.exceptions.RayTaskError as exc:
+                        _drop(ray, data_ref)
+                        idle.append(actor)
+                        if shot.failed is None:
+                            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                            fail_shot(i, cause)
+                        continue
+                    idle.append(actor)
+                    if shot.failed is not None:
+                        continue
+                    if res.path is None:
+                        assert shot.work_dir is not None
+                        p = shot.work_dir / f"seg{k:05d}{Path(shot.output).suffix}"
+                        p.write_bytes(ray.get(data_ref))
+                        res.path = str(p)
+                    del data_ref
+                    shot.results[k] = res
+                    if len(shot.results) == len(shot.segments):
+                        try:
+                            outcome[i] = self._finish(shot)
+                        except Exception as exc:  # one shot's failure must not stop the rest
+                            fail_shot(i, exc)
+                        else:
+                            if on_done:
+                                on_done(shot, outcome[i], None)  # type: ignore[arg-type]
+                if progress is not None:
                     done = ray.get(self._progress_actor.total.remote())
                     el = time.perf_counter() - t0
-                    prog.update(task, completed=done, fps=f"{done / max(el, 1e-9):.1f}")
+                    progress(done, total_frames or None, done / max(el, 1e-9))
         finally:
             for shot in shots:
                 if shot.work_dir is not None:
@@ -442,7 +447,7 @@ class RayPool:
                     report.warnings.append(w)
         report.model = results[0].model if results else {}
         report.options = {
-            **report_options(o, o.engine.batch_size, o.engine.xla),
+            **report_options(o.stages, o.writer, o.stages.engine.batch_size, o.stages.engine.xla),
             "ray": {
                 "segments": len(results),
                 "actors": len(self._actors),
@@ -467,15 +472,15 @@ class RayPool:
                     src,
                     shot.info,
                     audio=o.writer.audio,
-                    start_s=o.start_s,
-                    end_s=o.end_s,
-                    allow_protocols=o.allow_protocols,
+                    start_s=o.reader.start_s,
+                    end_s=o.reader.end_s,
+                    allow_protocols=o.reader.allow_protocols,
                 )
             )
         note_no_face(report, copied)
         shutil.rmtree(shot.work_dir, ignore_errors=True)
         shot.work_dir = None
-        return finish_report(report, shot.started, o.report)
+        return finish_report(report, shot.started, o.extras.report)
 
 
 def age_video_ray(
@@ -486,6 +491,8 @@ def age_video_ray(
     segment_seconds: float | None = None,
     ray_options: RayOptions | None = None,
     pool: RayPool | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> Report:
     """`age_video` on a Ray cluster: split at keyframes, age the segments on warm actors, stitch by remux.
 
@@ -498,6 +505,7 @@ def age_video_ray(
         ray_options: the scale-out settings (default: the pool's, else `RayOptions()`); with `pool`, only its
             segment_seconds applies.
         pool: warm actors to reuse (a batch); otherwise a pool is made for this call and closed after it.
+        progress: told the frames done, the total and the rate at each poll of the cluster; None: silent.
 
     Returns:
         The run's `Report`; `report.options["ray"]` says segments, actors and retries. Track ids in
@@ -519,7 +527,7 @@ def age_video_ray(
     p = pool or RayPool(ropts)
     try:
         p.prepare(shot, ropts.segment_seconds)
-        (res,) = p.run([shot], progress=opts.progress)
+        (res,) = p.run([shot], progress=progress)
     finally:
         if own:
             p.close()

@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from faceage_video.media.reader import DecodedFrame
-from faceage_video.pipeline import AgeOptions
+from faceage_video.media.reader import DecodedFrame, ReaderOptions
+from faceage_video.media.writer import WriterOptions
 from faceage_video.report import Report
 from faceage_video.scale.plan import Segment
+from faceage_video.stages import StageOptions
 
 # Engines an actor keeps loaded at once (a batch may mix models or directions).
 _MAX_ENGINES = 2
@@ -29,6 +30,8 @@ class SegmentJob:
     input: str
     suffix: str  # the output's extension: segments use the output's container
     out_dir: str | None  # "path" transport: where the segment file goes (storage every node sees)
+    reader: ReaderOptions  # the shot's reader (`allow_protocols`); the segment sets its own window
+    writer: WriterOptions  # the shot's codec and quality; segments carry no audio
 
 
 @dataclass
@@ -75,7 +78,9 @@ class SegmentWorker:
         self._engines[options] = eng  # most recently used last
         return eng
 
-    def run(self, job: SegmentJob, options: AgeOptions, progress: Any) -> tuple[SegmentResult, bytes | None]:
+    def run(
+        self, job: SegmentJob, options: StageOptions, progress: Any
+    ) -> tuple[SegmentResult, bytes | None]:
         """Process one segment; returns its counts and, without a shared folder, the encoded bytes."""
         import socket
 
@@ -94,25 +99,25 @@ class SegmentWorker:
         path = out_dir / f"shot{job.shot:05d}_seg{seg.index:05d}{job.suffix}"
         key = (job.shot, seg.index)
 
-        def on_progress(frames: int) -> None:
-            progress.set.remote(key, frames)
+        def on_progress(done: int, total: int | None, fps: float) -> None:
+            progress.set.remote(key, done)
 
         report = Report(input=job.input, output=str(path))
         try:
             reader = VideoReader(
-                job.input, replace(options.reader, start_s=seg.read_start_s, end_s=seg.read_end_s)
+                job.input, replace(job.reader, start_s=seg.read_start_s, end_s=seg.read_end_s)
             )
             with reader:
-                writer = VideoWriter(path, reader.info, replace(options.writer, audio=False))
+                writer = VideoWriter(path, reader.info, replace(job.writer, audio=False))
                 with writer:
                     stage_s = run_stages(
                         _segment_frames(iter(reader), seg),
                         writer,
                         eng,
-                        replace(options, progress=False),
+                        options,
                         report,
                         warmup=seg.is_warmup,
-                        on_progress=on_progress,
+                        progress=on_progress,
                     )
             progress.set.remote(key, report.frames)
             result = SegmentResult(

@@ -166,5 +166,6 @@ def test_shared_options_are_declared_once() -> None:
     assert set(helps["batch"]) >= set(names) - {"start", "end", "matte", "side_by_side", "report"}
     assert list(SHOT_FIELDS) == [n for n in names if n not in CALLER_ONLY]
     opts = AgeFlags(strength=0.5, faces="0,2", max_faces=3, start=1.0).to_options()
-    assert (opts.engine.strength, opts.faces, opts.tracker.max_faces, opts.start_s) == (0.5, (0, 2), 3, 1.0)
-    assert opts.landmarks.max_faces == 3 and opts.sequence.fps == 24
+    st = opts.stages
+    assert (st.engine.strength, st.faces, st.tracker.max_faces, opts.reader.start_s) == (0.5, (0, 2), 3, 1.0)
+    assert st.landmarks.max_faces == 3 and opts.sequence.fps == 24

@@ -114,9 +114,9 @@ def cluster() -> Any:
 
 def _options(bundle: Path, **kw: Any) -> Any:
     from faceage_video.engine.generator import EngineOptions
-    from faceage_video.pipeline import AgeOptions
+    from tests.helpers import age_options
 
-    return AgeOptions(engine=EngineOptions(model=str(bundle), xla=False), progress=False, **kw)
+    return age_options(engine=EngineOptions(model=str(bundle), xla=False), **kw)
 
 
 @pytest.fixture(scope="module")

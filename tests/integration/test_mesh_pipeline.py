@@ -15,8 +15,8 @@ import pytest
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.face.mesh import CanonicalMesh
 from faceage_video.media.writer import WriterOptions
-from faceage_video.pipeline import AgeOptions, age_video
-from tests.helpers import decode_video, make_bundle
+from faceage_video.pipeline import age_video
+from tests.helpers import age_options, decode_video, make_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_mesh_bundle_runs_in_canonical_space_and_keeps_every_frame(
     report = age_video(
         short_clip,
         out,
-        AgeOptions(writer=WriterOptions(codec="ffv1"), matte=str(matte), progress=False),
+        age_options(writer=WriterOptions(codec="ffv1"), matte=str(matte)),
         engine=engine,
     )
     src, dst = decode_video(short_clip), decode_video(out)

@@ -38,6 +38,7 @@ from faceage_video.media.writer import WriterOptions
 from faceage_video.metrics import flicker, psnr
 from faceage_video.pipeline import AgeOptions, Report, age_video
 from tests.helpers import (
+    age_options,
     audio_packets,
     decode_video,
     faststart_copy,
@@ -58,8 +59,7 @@ def engine(tiny_bundle: Path) -> AgingEngine:
 def options(**kw: Any) -> AgeOptions:
     """AgeOptions for tests: no progress bar, lossless output unless a writer is given."""
     kw.setdefault("writer", WriterOptions(codec="ffv1"))
-    kw.setdefault("progress", False)
-    return AgeOptions(**kw)
+    return age_options(**kw)
 
 
 def face_boxes(mattes: list[np.ndarray]) -> list[tuple[int, int, int, int]]:

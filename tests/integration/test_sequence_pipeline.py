@@ -12,7 +12,8 @@ import pytest
 
 from faceage_video.engine.generator import EngineOptions
 from faceage_video.media.sequence import read_plate
-from faceage_video.pipeline import AgeOptions, age_video
+from faceage_video.pipeline import age_video
+from tests.helpers import age_options
 
 oiio = pytest.importorskip("OpenImageIO")
 NUMBERS = (1001, 1002, 1003)
@@ -74,10 +75,9 @@ def test_sequence_round_trip_keeps_everything_outside_the_face(
     plates = _plates(kind)
     for n, px in zip(NUMBERS, plates, strict=True):
         _write(src / f"plate.{n}.{ext}", px, fmt)
-    opts = AgeOptions(
+    opts = age_options(
         engine=EngineOptions(model=str(tiny_bundle), batch_size=2, xla=False),
         matte=str(dst / f"matte.####.{ext}"),
-        progress=False,
     )
     rep = age_video(src / f"plate.#.{ext}", dst / f"aged.#.{ext}", opts)
     assert rep.frames == 3 and rep.frames_with_faces == 3
@@ -107,10 +107,9 @@ def test_matte_as_alpha_of_an_rgb_sequence(tmp_path: Path, tiny_bundle: Path) ->
     px = _plates("tiff16")[0]
     for n in (1, 2):
         _write(src / f"p.{n:03d}.tif", px, "uint16")
-    opts = AgeOptions(
+    opts = age_options(
         engine=EngineOptions(model=str(tiny_bundle), batch_size=2, xla=False),
         matte_alpha=True,
-        progress=False,
     )
     age_video(src, dst, opts)
     out, spec = read_plate(dst / "p.001.tif")
@@ -153,10 +152,9 @@ def test_ten_bit_prores_keeps_ten_bits(tmp_path: Path, tiny_bundle: Path) -> Non
 
     src, dst = tmp_path / "in.mov", tmp_path / "out.mov"
     _ten_bit_clip(src, "prores_ks", "yuv422p10le")
-    opts = AgeOptions(
+    opts = age_options(
         engine=EngineOptions(model=str(tiny_bundle), batch_size=2, xla=False),
         writer=WriterOptions(codec="prores"),
-        progress=False,
     )
     rep = age_video(src, dst, opts)
     assert rep.frames_with_faces == 3  # the face was changed, so this is not the no-face copy of the input
@@ -175,11 +173,10 @@ def test_ten_bit_ffv1_is_bit_identical_outside_the_face(tmp_path: Path, tiny_bun
 
     src, dst, matte = tmp_path / "in.mkv", tmp_path / "out.mkv", tmp_path / "matte.mkv"
     _ten_bit_clip(src, "ffv1", "gbrp10le")
-    opts = AgeOptions(
+    opts = age_options(
         engine=EngineOptions(model=str(tiny_bundle), batch_size=2, xla=False),
         writer=WriterOptions(codec="ffv1"),
         matte=str(matte),
-        progress=False,
     )
     age_video(src, dst, opts)
     pix_fmt, out = _decode16(dst)

@@ -140,12 +140,13 @@ def test_a_good_png_pattern_with_a_literal_percent_passes(tmp_path: Path) -> Non
 
 
 def test_age_refuses_a_bad_matte_pattern_before_opening_anything(tmp_path: Path) -> None:
-    from faceage_video.pipeline import AgeOptions, age_video
+    from faceage_video.pipeline import age_video
+    from tests.helpers import age_options
 
     # The input does not exist: the pattern must be refused first, as an output error.
     with pytest.raises(OutputError, match=r"m_%d_%s\.png"):
         age_video(
-            tmp_path / "missing.mkv", tmp_path / "o.mkv", AgeOptions(matte=str(tmp_path / "m_%d_%s.png"))
+            tmp_path / "missing.mkv", tmp_path / "o.mkv", age_options(matte=str(tmp_path / "m_%d_%s.png"))
         )
 
 
@@ -162,10 +163,10 @@ def engine(tiny_bundle: Path):  # type: ignore[no-untyped-def]
 
 def _opts(**kw):  # type: ignore[no-untyped-def]
     from faceage_video.media.writer import WriterOptions
-    from faceage_video.pipeline import AgeOptions
+    from tests.helpers import age_options
 
     kw.setdefault("writer", WriterOptions(codec="ffv1"))
-    return AgeOptions(progress=False, **kw)
+    return age_options(**kw)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -455,7 +456,7 @@ class _FakeEngine:
 def _fake_age(calls: list[str]):  # type: ignore[no-untyped-def]
     from faceage_video.pipeline import Report
 
-    def age(src: str, dst: str, opts: object, engine: object = None) -> Report:
+    def age(src: str, dst: str, opts: object, engine: object = None, progress: object = None) -> Report:
         calls.append(dst)
         blank_clip(Path(dst), n=6)
         return Report(input=src, output=dst, frames=6)
@@ -478,7 +479,7 @@ def test_resume_runs_a_truncated_output_again(tmp_path: Path, monkeypatch: pytes
     (job / "out").mkdir()
 
     def build(p: object) -> AgeOptions:
-        return AgeOptions(progress=False)
+        return AgeOptions()
 
     assert [o.status for o in run_batch(m, build).outcomes] == ["done"]
     assert [o.status for o in run_batch(m, build).outcomes] == ["skipped"]
@@ -681,7 +682,7 @@ def test_frames_too_large_for_memory_are_refused_before_any_work(
     real = pipeline._run_stages
 
     def spy(*a, **k):  # type: ignore[no-untyped-def]
-        seen.append(a[5].queue_size)
+        seen.append(a[3].queue_size)
         return real(*a, **k)
 
     monkeypatch.setattr(pipeline, "_run_stages", spy)

@@ -12,16 +12,13 @@ import pytest
 from faceage_video import cli
 from faceage_video.errors import InputError, OptionsError, OutputError
 from faceage_video.face.blend import WarpedChange
+from faceage_video.media.patterns import is_sequence_path, output_pattern, parse_pattern, scan_sequence
 from faceage_video.media.plates import IntegerTransfer, OCIOTransfer, SRGBTransfer, apply_plate_change
 from faceage_video.media.sequence import (
     SequenceOptions,
     SequenceReader,
     SequenceWriter,
-    is_sequence_path,
-    output_pattern,
-    parse_pattern,
     read_plate,
-    scan_sequence,
 )
 
 oiio = pytest.importorskip("OpenImageIO")

@@ -149,3 +149,21 @@ def test_stage_timings_run_the_real_analyzer_halves(mesh: bool, short_clip: Path
             # Same stages on the same frames; the landmarker's own VIDEO-mode tracking may move a point a
             # little, so the crops agree closely rather than bit for bit.
             assert np.abs(g.crop.astype(np.int16) - e.crop.astype(np.int16)).mean() < 8.0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("mesh", "cond"), [(False, 0), (True, 2)], ids=["five-point", "canonical-mesh-conditioned"]
+)
+def test_naive_loop_runs_any_bundle(mesh: bool, cond: int, short_clip: Path, tmp_path: Path) -> None:
+    """The naive loop feeds the network the engine's own input: a conditioned bundle (RGB + two age maps)
+    in canonical mesh space runs as a five-point one does, and ages the faces it finds."""
+    from faceage_video.face.blend import BlendOptions
+    from faceage_video.media.writer import WriterOptions
+    from tests.helpers import make_bundle
+
+    bundle = make_bundle(tmp_path / "b", "tiny-naive", mesh=mesh, cond=cond)
+    r = tp.run_naive(
+        short_clip, tmp_path / "naive.mkv", str(bundle), WriterOptions(codec="ffv1"), BlendOptions(), 0.0, 0.3
+    )
+    assert r["frames"] > 0 and r["faces"] >= r["frames"]
