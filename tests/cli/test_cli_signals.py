@@ -16,7 +16,9 @@ import pytest
 from tests.helpers import ROOT, write_ffv1
 
 
-def _clip(path: Path, n: int = 400, size: int = 96) -> Path:
+def _clip(path: Path, n: int = 2400, size: int = 128) -> Path:
+    # Long enough that the run is still going when the signal comes: a faceless 400-frame clip finished
+    # inside the wait on a quiet machine, and the signal then hit the exiting interpreter (rc -15).
     frames = [np.full((size, size, 3), (i * 3) % 256, np.uint8) for i in range(n)]
     return write_ffv1(path, frames)
 
@@ -45,7 +47,7 @@ def _terminate_mid_run(argv: list[str], watch: Path) -> subprocess.CompletedProc
                 f"the run ended (rc {proc.returncode}) before writing a temporary file: {err[-2000:]}"
             )
         time.sleep(0.05)
-    time.sleep(1.0)  # well inside the run: the output is open and the model loads or frames flow
+    time.sleep(0.5)  # well inside the run: the output is open and the model loads or frames flow
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
