@@ -100,20 +100,6 @@ def band_split(y: Array, sigmas: list[float]) -> tuple[list[Array], Array]:
     return out, prev
 
 
-def skin_mask(mesh: CanonicalMesh) -> Array:
-    """(S, S) weight of the skin: 1 on the face, 0 on the eyes, brows and lips, soft at their edges."""
-    s = mesh.size
-    keep = np.zeros((s, s), np.uint8)
-    v = mesh.vertices
-    for group in (*EYES, *BROWS, *LIPS):
-        pts = np.round(v[list(group)] * 16).astype(np.int32)
-        cv2.fillPoly(keep, [cv2.convexHull(pts)], 1, lineType=cv2.LINE_8, shift=4)
-    grow = max(1, round(s / 64))
-    keep = np.asarray(cv2.dilate(keep, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
-    face = mesh.mask("face")
-    return np.asarray(face * (1.0 - _blur(keep.astype(np.float32), grow)), np.float32)
-
-
 def landmark_region(mesh: CanonicalMesh, points: tuple[int, ...]) -> NDArray[np.bool_]:
     """(S, S) inside the convex hull of some canonical landmarks."""
     s = mesh.size
@@ -121,6 +107,18 @@ def landmark_region(mesh: CanonicalMesh, points: tuple[int, ...]) -> NDArray[np.
     pts = np.round(mesh.vertices[list(points)] * 16).astype(np.int32)
     cv2.fillPoly(out, [cv2.convexHull(pts)], 1, lineType=cv2.LINE_8, shift=4)
     return out.astype(bool)
+
+
+def skin_mask(mesh: CanonicalMesh) -> Array:
+    """(S, S) weight of the skin: 1 on the face, 0 on the eyes, brows and lips, soft at their edges."""
+    s = mesh.size
+    keep = np.zeros((s, s), np.uint8)
+    for group in (*EYES, *BROWS, *LIPS):
+        keep |= landmark_region(mesh, group)
+    grow = max(1, round(s / 64))
+    keep = np.asarray(cv2.dilate(keep, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
+    face = mesh.mask("face")
+    return np.asarray(face * (1.0 - _blur(keep.astype(np.float32), grow)), np.float32)
 
 
 def beard_scores(data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh) -> NDArray[np.float64]:

@@ -20,6 +20,22 @@ from training.teacher import (
 )
 
 
+def _canonical_set(
+    faces: list[np.ndarray], ages: list[int], genders: list[int], shapes: list[np.ndarray]
+) -> CanonicalSet:
+    """A training-split canonical set of synthetic faces (race 0, none in validation)."""
+    n = len(ages)
+    return CanonicalSet(
+        np.stack(faces),
+        np.array(ages, np.int32),
+        np.array(genders, np.int32),
+        np.zeros(n, np.int32),
+        np.zeros(n, bool),
+        np.stack(shapes).astype(np.float32),
+        np.array([f"face{i}.jpg" for i in range(n)]),
+    )
+
+
 @pytest.fixture(scope="module")
 def teacher() -> RegisteredTeacher:
     mesh = CanonicalMesh(MeshOptions(size=64))
@@ -39,16 +55,7 @@ def teacher() -> RegisteredTeacher:
                 shape = mesh.landmark_vertices.copy()
                 shape[:, 1] += 0.02 * (age - 18) * (shape[:, 1] > 40)
                 shapes.append(shape)
-    n = len(ages)
-    data = CanonicalSet(
-        np.stack(faces),
-        np.array(ages, np.int32),
-        np.array(genders, np.int32),
-        np.zeros(n, np.int32),
-        np.zeros(n, bool),
-        np.stack(shapes).astype(np.float32),
-        np.array([f"face{i}.jpg" for i in range(n)]),
-    )
+    data = _canonical_set(faces, ages, genders, shapes)
     return RegisteredTeacher(Prototypes.build(data, mesh), mesh)
 
 
@@ -105,15 +112,7 @@ def test_male_prototypes_leave_out_the_bearded_half_so_aging_adds_no_beard() -> 
             ages.append(min(lo + 5, hi))
             bearded.append(bool(k % 2))
     n = len(ages)
-    data = CanonicalSet(
-        np.stack(faces),
-        np.array(ages, np.int32),
-        np.zeros(n, np.int32),
-        np.zeros(n, np.int32),
-        np.zeros(n, bool),
-        np.stack([mesh.landmark_vertices] * n).astype(np.float32),
-        np.array([f"face{i}.jpg" for i in range(n)]),
-    )
+    data = _canonical_set(faces, ages, [0] * n, [mesh.landmark_vertices] * n)
     idx = np.arange(n)
     scores = beard_scores(data, idx, mesh)
     assert scores[np.array(bearded)].min() > scores[~np.array(bearded)].max()
