@@ -76,6 +76,7 @@ from benchmarks.stills import (
     prototype_deltas,
     realism_references,
     safe_auc,
+    safe_breakdown,
     unchanged,
 )
 from faceage_video.face.align import AlignTemplate
@@ -770,7 +771,8 @@ def judge_row(
 
     Returns:
         The row (`compare`'s age and identity numbers over the judged faces; `colour`: `summarize_colour`
-        over every source and b/w face; `realism_auc` against the real targets), the outputs of the sources,
+        over every source and b/w face; `realism_auc` against the real targets and `realism_by`, the same test per
+        feature family and per region), the outputs of the sources,
         and those of the b/w faces.
     """
     src, bw = sets.sources, sets.bw
@@ -786,7 +788,9 @@ def judge_row(
     changes = colour_of([f.image for f in faces], [*outputs, *bw_out], [f.frame for f in faces])
     row["colour"] = summarize_colour(changes)
     row["realism_n"] = len(src)
-    row["realism_auc"] = safe_auc(target_features, features_of(outputs, [f.frame for f in src]), seed)
+    out_features = features_of(outputs, [f.frame for f in src])
+    row["realism_auc"] = safe_auc(target_features, out_features, seed)
+    row["realism_by"] = safe_breakdown(target_features, out_features, seed)
     row["seconds_transform"] = round(seconds, 2)
     return row, outputs, bw_out
 
@@ -1050,6 +1054,24 @@ def _fmt(value: Any, spec: str = ".1f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _print_breakdown(console: Console, report: dict[str, Any]) -> None:
+    """Realism AUC per feature family and per region, for every row and the unchanged input."""
+    entries = [(r["name"], r["direction"], r.get("realism_by")) for r in report["rows"] if "skipped" not in r]
+    entries = [(n, d, by) for n, d, by in entries if by]
+    if not entries:
+        return
+    families, parts = list(entries[0][2]["family"]), list(entries[0][2]["region"])
+    table = Table(title="realism AUC by feature family and by region (what gives the faces away)")
+    for col in ("row", "dir", *families, *parts):
+        table.add_column(col, justify="left" if col in ("row", "dir") else "right")
+    for name, d, by in entries:
+        cells = [_fmt(by["family"][f], ".2f") for f in families] + [
+            _fmt(by["region"][p], ".2f") for p in parts
+        ]
+        table.add_row(name, d, *cells)
+    console.print(table)
+
+
 def _print_table(console: Console, report: dict[str, Any]) -> None:
     table = Table(title=f"quality · model {report['model']} · n={report['n']} judged per direction")
     cols = (
@@ -1090,6 +1112,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
         console.print(
             f"realism references, {d}: real vs real {refs['real_vs_real']}, unchanged {refs['unchanged']} (n={refs['n']} a side)"
         )
+    _print_breakdown(console, report)
     motion = report.get("motion")
     if motion:
         for r in motion["rows"]:

@@ -325,6 +325,15 @@ def realism_references(sets: FaceSets, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def safe_breakdown(
+    a: NDArray[np.float64], b: NDArray[np.float64], seed: int = 0
+) -> dict[str, dict[str, float]] | None:
+    """`realism.breakdown` (AUC per feature family and per region), or None where a set is too small."""
+    if min(len(a), len(b)) < realism.FOLDS:
+        return None
+    return realism.breakdown(a, b, seed)
+
+
 def safe_auc(a: NDArray[np.float64], b: NDArray[np.float64], seed: int = 0) -> float | None:
     """`realism.cv_auc` rounded, or None where a set is too small for the folds (a tiny test run)."""
     if min(len(a), len(b)) < realism.FOLDS:

@@ -84,7 +84,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages."""
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
     from training.canonical import load_canonical
-    from training.teacher import Prototypes, RegisteredTeacher
+    from training.teacher import TEACHER_VERSION, Prototypes, RegisteredTeacher
     from training.teacher import TeacherOptions as RegisteredOptions
     from training.train import TrainData
 
@@ -106,7 +106,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
         texture=cfg.teacher_texture,
         detail=cfg.teacher_detail,
     )
-    key = f"teacher-mesh-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}.npz"
+    key = f"teacher-mesh-v{TEACHER_VERSION}-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}.npz"
     tpath = run / key
     if tpath.exists():
         with np.load(tpath) as d:

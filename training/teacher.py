@@ -54,6 +54,10 @@ FOREHEAD = (10, 109, 67, 103, 338, 297, 332, 151, 9)
 # Male groups build their prototypes and exemplars from the least bearded fraction of their faces, so the
 # difference between two ages carries no beard: a beard the input has is kept, none is added.
 BEARDLESS_FRACTION = 0.5
+# Bumped whenever the transform changes, so cached teacher pairs of an older transform are not reused.
+# 2: the shape warp resamples bicubically (bilinear blurred the eyes and brows it moved), and de-aging scales a
+# band by the prototypes' amplitude ratio itself (it was raised to a further power 1.5, which airbrushed).
+TEACHER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -262,7 +266,8 @@ def warp_shape(img: Array, mesh: CanonicalMesh, displacement: NDArray[np.float32
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     off = (mx < -1.0) | (my < -1.0) | (mx > s) | (my > s)
     mx, my = np.where(off, xx, mx), np.where(off, yy, my)
-    out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    # Bicubic: bilinear sampling at sub-pixel offsets low-passes the pores and lashes of every moved pixel.
+    out = cv2.remap(img, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
     return np.asarray(out, np.float32)
 
 
@@ -304,7 +309,7 @@ class RegisteredTeacher:
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes
             # differ the other way (photographic sharpness, make-up), the band is left alone.
-            gain = np.clip(ratio, 1.0, 2.5) if older else np.clip(ratio**1.5, 0.6 if k == 0 else 0.25, 1.0)
+            gain = np.clip(ratio, 1.0, 2.5) if older else np.clip(ratio, 0.6 if k == 0 else 0.25, 1.0)
             w = self.skin
             out += band * (1.0 + (gain - 1.0) * w)
             if ex is not None and k > 0:

@@ -33,6 +33,14 @@ from benchmarks.measures.colour import to_lab
 from benchmarks.measures.regions import PARTS, Canonical, Masks
 
 FEATURES_PER_REGION = 20
+# Columns of each family within a region's 20 features, in `face_features` order.
+FAMILIES: dict[str, tuple[int, ...]] = {
+    "colour": (0, 1, 2, 3, 4, 5),
+    "bands": (6, 7, 8, 9),
+    "chroma": (10,),
+    "orientation": tuple(range(11, 19)),
+    "gradient": (19,),
+}
 _BANDS = ((0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0))
 _ORIENT_BINS = 8
 # Ridge strength on the mean log-loss; fixed, not tuned per run, so every row is judged by the same test.
@@ -164,6 +172,42 @@ def _one_cv_auc(x: Features, y: NDArray[np.float64], folds: int, seed: int) -> f
         w = _fit((x[train] - mu) / sd, y[train])
         scores[test] = np.hstack([(x[test] - mu) / sd, np.ones((int(test.sum()), 1))]) @ w
     return auc(scores, y.astype(int))
+
+
+def breakdown(a: Features, b: Features, seed: int = 0) -> dict[str, dict[str, float]]:
+    """What gives `b` away: `cv_auc` on one feature family (every region), and on one region (every family).
+
+    It says where an output differs from real faces (e.g. airbrushed bands in the eyes), not by how much a
+    model is worse: the full test over all features is the gate.
+
+    Args:
+        a: (Na, len(PARTS) * FEATURES_PER_REGION) real faces. b: the same width, e.g. outputs.
+
+    Returns:
+        {"family": {name: AUC}, "region": {part: AUC}}, AUCs rounded to 3 places.
+    """
+
+    def cols(regions: Sequence[int], within: Sequence[int]) -> list[int]:
+        return [r * FEATURES_PER_REGION + k for r in regions for k in within]
+
+    every = range(len(PARTS))
+    return {
+        "family": {
+            name: round(cv_auc(a[:, cols(every, c)], b[:, cols(every, c)], seed=seed), 3)
+            for name, c in FAMILIES.items()
+        },
+        "region": {
+            part: round(
+                cv_auc(
+                    a[:, cols([r], range(FEATURES_PER_REGION))],
+                    b[:, cols([r], range(FEATURES_PER_REGION))],
+                    seed=seed,
+                ),
+                3,
+            )
+            for r, part in enumerate(PARTS)
+        },
+    }
 
 
 def balanced_pairs(

@@ -176,7 +176,7 @@ def test_run_quality_judges_gates_and_pictures(utkface_dir: Path, tmp_path: Path
         (n, d) for n in ("model", "prototype_shift", "unchanged") for d in ("older", "younger")
     }
     for row in rows.values():
-        assert set(row) >= REPORT_KEYS | {"colour", "realism_auc"}, row
+        assert set(row) >= REPORT_KEYS | {"colour", "realism_auc", "realism_by"}, row
         assert row["n"] == 2
     for d in ("older", "younger"):
         assert rows[("unchanged", d)]["colour"]["cast_mean"] == 0.0

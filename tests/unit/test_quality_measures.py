@@ -116,6 +116,26 @@ def test_two_different_sets_read_near_one() -> None:
     assert realism.cv_auc(a, b) > 0.9
 
 
+def test_breakdown_points_at_the_family_and_region_that_moved() -> None:
+    rng = np.random.default_rng(3)
+    width = len(regions.PARTS) * realism.FEATURES_PER_REGION
+    a, b = rng.normal(size=(60, width)), rng.normal(size=(60, width))
+    eyes = regions.PARTS.index("eyes")
+    first_band = realism.FAMILIES["bands"][0]
+    b[:, eyes * realism.FEATURES_PER_REGION + first_band] -= 3.0  # the eyes lose their finest band
+    by = realism.breakdown(a, b)
+    assert set(by["family"]) == set(realism.FAMILIES)
+    assert set(by["region"]) == set(regions.PARTS)
+    assert by["family"]["bands"] > 0.9 and by["region"]["eyes"] > 0.9
+    assert max(v for k, v in by["family"].items() if k != "bands") < 0.75
+    assert max(v for k, v in by["region"].items() if k != "eyes") < 0.75
+
+
+def test_families_cover_every_feature_of_a_region_once() -> None:
+    columns = sorted(c for cols in realism.FAMILIES.values() for c in cols)
+    assert columns == list(range(realism.FEATURES_PER_REGION))
+
+
 def test_auc_counts_ties_as_half() -> None:
     assert realism.auc(np.array([0.0, 0.0]), np.array([0, 1])) == 0.5
     assert realism.auc(np.array([0.0, 1.0]), np.array([0, 1])) == 1.0
