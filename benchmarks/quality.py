@@ -1,15 +1,17 @@
 """Quality benchmark: what a person sees in the output, judged by measures no training here optimises.
 
     python -m benchmarks.quality [--model NAME_OR_PATH] [--n 60] [--limit 200] [--bw 12] [--motion-faces 6]
-                                 [--clips] [--out benchmarks/results/quality.json]
+                                 [--clips] [--teacher CONFIG] [--out benchmarks/results/quality.json]
     python -m benchmarks.quality compare IN OUT [--json FILE]     # judge any pair (benchmarks.compare)
 
 On the fixed, gender- and race-balanced UTKFace validation faces at native resolution (`benchmarks.stills`),
-both directions, for the model and two baselines (the prototype shift, and the unchanged input):
+both directions, for the model and two baselines (the prototype shift, and the unchanged input), and with
+`--teacher` the registered teacher a student followed (`benchmarks.teacher`):
 1. colour fidelity in CIELAB inside the inner face: cast, blotches, black-and-white faces tinted
    (`measures.colour`), mean and 90th percentile over faces;
 2. realism: 5-fold CV AUC of a logistic regression telling the outputs from real faces of the target group,
-   beside real against real and the unchanged input, measured in the same run (`measures.realism`);
+   beside real against real and the unchanged input, measured in the same run (`measures.realism`), and the
+   same test per feature family and per region, which says what gives the outputs away;
 3. temporal stability on known motion: still photos moved along known paths through the real pipeline,
    mapped back exactly (`benchmarks.motion`, `measures.stability`); `--clips` adds real clips with the
    judged-age spread, identity drift and the flow-warped ratio (biased, see `FLICKER_BIAS`);
@@ -79,6 +81,8 @@ from benchmarks.stills import (
     safe_breakdown,
     unchanged,
 )
+from benchmarks.teacher import describe as describe_teacher
+from benchmarks.teacher import teacher_transforms
 from faceage_video.face.align import AlignTemplate
 from faceage_video.face.mesh import CanonicalMesh
 
@@ -341,25 +345,6 @@ def prototype_shifts(cache: Path, strength: float = 1.0) -> dict[Direction, Tran
         "older": prototype_shift(old - young, strength),
         "younger": prototype_shift(young - old, strength),
     }
-
-
-def texture_prototypes(cache: Path) -> dict[Direction, Transform] | str:
-    """Training's texture-aware prototype teacher (Tiddeman et al. 2001), or why it is unavailable.
-
-    Optional: it lives in `training.prototype`, which may change independently of this benchmark.
-    """
-    try:
-        proto = importlib.import_module("training.prototype")
-        young = np.load(cache / "young_train.npy", mmap_mode="r")
-        old = np.load(cache / "old_train.npy", mmap_mode="r")
-        protos = proto.AgePrototypes.from_crops(young, old)
-    except Exception as error:  # an optional extra row: any failure skips it, with the reason
-        return f"training.prototype unavailable: {type(error).__name__}: {error}"
-
-    def make(direction: Direction) -> Transform:
-        return lambda crops: proto.age_transform_batch(crops, protos, direction)
-
-    return {d: make(d) for d in DIRECTIONS}
 
 
 def engine_factory(model: str | None, strength: float, batch_size: int, xla: bool | None) -> ModelFactory:
@@ -682,6 +667,8 @@ class QualityOptions:
         clip_seconds: seconds from the start of each clip that are processed.
         clip_samples: frames per clip judged for age, identity and colour (flicker uses every frame).
         seed: fixes the realism folds.
+        teacher: a mesh training config whose registered teacher is judged as one more row (`teacher`), the
+            realism reference a student is compared with; None for none.
     """
 
     model: str | None = None
@@ -704,6 +691,7 @@ class QualityOptions:
     clip_seconds: float = 2.0
     clip_samples: int = 12
     seed: int = 0
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.limit < 10:
@@ -885,6 +873,14 @@ def run_quality(
         ("prototype_shift", {d: prototype_shift(deltas[d], options.baseline_strength) for d in DIRECTIONS}),
         ("unchanged", {d: unchanged for d in DIRECTIONS}),
     ]
+    teacher_note: dict[str, Any] | str | None = None
+    if options.teacher:
+        teaching = teacher_transforms(options.teacher, sets, template)
+        if isinstance(teaching, str):
+            teacher_note = teaching
+        else:
+            rows.append(("teacher", teaching))
+            teacher_note = describe_teacher(options.teacher, sets)
     age_judge, id_judge = AgeJudge(), IdentityJudge()
     report: dict[str, Any] = {
         "benchmark": "quality",
@@ -894,6 +890,7 @@ def run_quality(
         "model": options.model or "default",
         "model_skipped": skipped,
         "model_manifest": _manifest_of(model.get("older")),
+        "teacher": teacher_note,
         "data": str(options.data),
         "n": options.n,
         "faces": {
@@ -1176,6 +1173,11 @@ def parse_args(argv: Sequence[str] | None = None) -> QualityOptions:
     p.add_argument("--clips", action="store_true", help="also run the full pipeline on a few real clips")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT})")
     p.add_argument("--strength", type=float, default=1.0, help="generator strength (default 1.0)")
+    p.add_argument(
+        "--teacher",
+        metavar="CONFIG",
+        help="also judge this mesh training config's registered teacher (a row)",
+    )
     p.add_argument("--xla", dest="xla", action="store_true", default=None, help="compile the engine with XLA")
     p.add_argument("--no-xla", dest="xla", action="store_false", help="run the engine without XLA")
     p.add_argument("--grid-faces", type=int, default=14, help="faces per picture, 4 of them b/w (0: none)")
@@ -1193,6 +1195,7 @@ def parse_args(argv: Sequence[str] | None = None) -> QualityOptions:
         strength=a.strength,
         xla=a.xla,
         grid_faces=a.grid_faces,
+        teacher=a.teacher,
     )
 
 

