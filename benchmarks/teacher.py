@@ -67,6 +67,7 @@ def teacher_transforms(
             shading=cfg.teacher_shading,
             texture=cfg.teacher_texture,
             detail=cfg.teacher_detail,
+            amplify=cfg.teacher_amplify,
         )
         teacher = teaching.RegisteredTeacher(protos, template, opts)
     except Exception as error:  # an optional extra row: any failure skips it, with the reason

@@ -61,6 +61,8 @@ class TrainConfig:
         targets_per_face: teacher pairs per training face, each for another target age (conditioned).
         teacher_shading, teacher_detail: the registered teacher's low-pass shading and exemplar-detail
             weights (`training.teacher`); `teacher_shape` is its landmark-displacement weight there.
+        teacher_amplify: the registered teacher scales a face's own bands up when aging (Tiddeman); False
+            keeps them and takes all the extra detail from real exemplars.
     """
 
     name: str = "utkface-128"
@@ -105,6 +107,7 @@ class TrainConfig:
     targets_per_face: int = 2
     teacher_shading: float = 2.0
     teacher_detail: float = 1.0
+    teacher_amplify: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -105,8 +105,9 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
         shading=cfg.teacher_shading,
         texture=cfg.teacher_texture,
         detail=cfg.teacher_detail,
+        amplify=cfg.teacher_amplify,
     )
-    key = f"teacher-mesh-v{TEACHER_VERSION}-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}.npz"
+    key = f"teacher-mesh-v{TEACHER_VERSION}-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}{'' if opts.amplify else '-exemplar'}.npz"
     tpath = run / key
     if tpath.exists():
         with np.load(tpath) as d:

@@ -9,7 +9,10 @@ age band) stay sharp, and their differences are the folds, not the colour. The t
 3. texture: each luminance band scaled by the ratio of the two prototypes' band amplitudes (Tiddeman),
    on the skin only, so eyes, brows and lips keep their detail when de-aging;
 4. made detail: when aging, the band energy the face still lacks is filled with the registered fine bands of
-   one real exemplar of the target band, instead of amplifying the face's own noise;
+   one real exemplar of the target band. With `amplify` off, the face's own bands are not scaled up at all
+   when aging (that turns a young face's grain into coarse grain, not into wrinkles): every band keeps its
+   own detail and the exemplar adds the rest of the target age's energy, in quadrature (independent detail
+   adds in power, not in amplitude);
 5. chroma: only a slight desaturation with age. Every luminance change is added equally to R, G and B, so a
    black-and-white face stays exactly neutral.
 
@@ -70,6 +73,8 @@ class TeacherOptions:
         texture: exponent of the band-amplitude ratio.
         detail: weight of the exemplar detail that fills missing band energy when aging.
         saturation: chroma change per decade (negative: less saturated when older).
+        amplify: when aging, scale the face's own bands by the amplitude ratio (Tiddeman) and fill only what
+            is still missing; False keeps them and makes all the extra energy from the exemplar.
     """
 
     shape: float = 1.5
@@ -77,6 +82,7 @@ class TeacherOptions:
     texture: float = 1.0
     detail: float = 1.0
     saturation: float = -0.02
+    amplify: bool = True
 
 
 def _sigmas(size: int) -> tuple[list[float], float, float]:
@@ -303,18 +309,26 @@ class RegisteredTeacher:
         if older and o.detail > 0:
             g = 1 if gender == 1 else 0
             j = _band_of(target)
-            n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % EXEMPLARS_PER_GROUP
+            # Only the filled exemplars: a group with fewer faces than EXEMPLARS_PER_GROUP has empty slots.
+            filled = int(min(EXEMPLARS_PER_GROUP, max(self.protos.counts[g, j], 1)))
+            n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % filled
             ex = (self.protos.exemplar_bands[g, j, n], self.protos.exemplar_env[g, j, n])
         for k, band in enumerate(bands):
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes
             # differ the other way (photographic sharpness, make-up), the band is left alone.
-            gain = np.clip(ratio, 1.0, 2.5) if older else np.clip(ratio, 0.6 if k == 0 else 0.25, 1.0)
+            if older:
+                gain = np.clip(ratio, 1.0, 2.5) if o.amplify else np.ones_like(ratio)
+            else:
+                gain = np.clip(ratio, 0.6 if k == 0 else 0.25, 1.0)
             w = self.skin
             out += band * (1.0 + (gain - 1.0) * w)
             if ex is not None and k > 0:
                 # The energy the target age has here that this face, even after the gain, still lacks.
-                missing = np.maximum(e_b[k] - gain * own[k], 0.0)
+                if o.amplify:
+                    missing = np.maximum(e_b[k] - gain * own[k], 0.0)
+                else:
+                    missing = np.sqrt(np.maximum(e_b[k] ** 2 - own[k] ** 2, 0.0))
                 scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
                 out += o.detail * ex[0][k] * scale * w
         shading = _blur(m_b - m_a, self.shading_sigma) - _blur(m_b - m_a, 8.0 * self.shading_sigma)

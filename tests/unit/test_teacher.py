@@ -126,6 +126,31 @@ def test_de_aging_scales_each_band_by_the_prototypes_amplitude_ratio(
         assert kept == pytest.approx(ratio, rel=0.1)
 
 
+def test_without_amplify_aging_keeps_the_own_bands_and_makes_the_extra_detail_from_exemplars(
+    aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes],
+) -> None:
+    mesh, data, protos = aging_set
+    i = int(np.flatnonzero((data.age == 23) & (data.gender == 1))[0])
+    face = data.faces[i].astype(np.float32) / 255.0
+
+    def band_rms(options: TeacherOptions, k: int) -> float:
+        t = RegisteredTeacher(protos, mesh, options)
+        bands, _ = band_split(luma(t(face, 23.0, 65.0, gender=1, key="young")), t.sigmas)
+        return float(np.sqrt(np.mean(bands[k][t.skin > 0.99] ** 2)))
+
+    plain = dict(shape=0.0, shading=0.0)
+    t = RegisteredTeacher(protos, mesh)
+    own, _ = band_split(luma(face), t.sigmas)
+    for k in (1, 2):
+        before = float(np.sqrt(np.mean(own[k][t.skin > 0.99] ** 2)))
+        # No exemplar: the face's own detail is left exactly as it is, where Tiddeman's ratio scales it up.
+        kept = band_rms(TeacherOptions(**plain, detail=0.0, amplify=False), k)
+        assert kept == pytest.approx(before, rel=1e-3)
+        assert band_rms(TeacherOptions(**plain, detail=0.0, amplify=True), k) > 1.5 * before
+        # With the exemplar, the extra energy is made, not amplified.
+        assert band_rms(TeacherOptions(**plain, detail=1.0, amplify=False), k) > 1.5 * before
+
+
 def test_the_shape_warp_keeps_the_fine_detail_it_moves() -> None:
     # A sub-pixel move of every landmark: bilinear resampling kept 14 % of a noise texture's finest band
     # (a blur of the eyes and brows that the warp moves), bicubic keeps 39 %.
