@@ -23,7 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.stills import DIRECTIONS, Crops, Direction, Face, FaceSets, Space, Transform, cut_face
-from faceage_video.face.mesh import CanonicalMesh
+from faceage_video.face.align import apply_affine
+from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh
 
 
 def _key(crop: NDArray[np.uint8]) -> str:
@@ -73,14 +74,13 @@ def teacher_transforms(
     except Exception as error:  # an optional extra row: any failure skips it, with the reason
         return f"training.teacher unavailable: {type(error).__name__}: {error}"
 
-    def make(faces: dict[str, Face], target: float) -> Transform:
+    def make(faces: dict[str, tuple[Face, NDArray[np.float32]]], target: float) -> Transform:
         def transform(crops: Crops) -> NDArray[np.float32]:
             out = []
             for crop in crops:
-                face = faces[_key(crop)]
-                aged = teacher(
-                    crop.astype(np.float32) / 255.0, float(face.age), target, face.gender, face.name
-                )
+                face, shape = faces[_key(crop)]
+                img = crop.astype(np.float32) / 255.0
+                aged = teacher(img, float(face.age), target, face.gender, face.name, shape)
                 out.append(aged * 255.0)
             return np.stack(out).astype(np.float32)
 
@@ -89,7 +89,12 @@ def teacher_transforms(
     result: dict[Direction, Transform] = {}
     for d in DIRECTIONS:
         s = sets[d]
-        faces = {_key(cut_face(f.image, f.landmarks, template)[0]): f for f in (*s.sources, *s.bw)}
+        faces = {}
+        for f in (*s.sources, *s.bw):
+            crop, fit = cut_face(f.image, f.landmarks, template)
+            # The registered landmarks in canonical pixels, as the training cache stores them.
+            shape = apply_affine(fit.similarity, fit.vertices[:N_LANDMARKS]).astype(np.float32)
+            faces[_key(crop)] = (f, shape)
         result[d] = make(faces, target_age(s))
     return result
 

@@ -132,6 +132,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
                 float(targets[n]),
                 int(data.gender[i]),
                 str(data.paths[i]),
+                data.shape[i],
             )
             src[n] = face
             tgt[n] = np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)

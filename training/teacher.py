@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from faceage_video.face.landmarks import FACE_OVAL
 from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh, MeshFit
 from training.canonical import CanonicalSet
 
@@ -60,7 +61,11 @@ BEARDLESS_FRACTION = 0.5
 # Bumped whenever the transform changes, so cached teacher pairs of an older transform are not reused.
 # 2: the shape warp resamples bicubically (bilinear blurred the eyes and brows it moved), and de-aging scales a
 # band by the prototypes' amplitude ratio itself (it was raised to a further power 1.5, which airbrushed).
-TEACHER_VERSION = 2
+# 3: given the face's registered landmarks, the change fades out on skin the camera did not see (the runtime's
+# visibility), which removed streaks of background pulled onto the far cheek of turned faces.
+TEACHER_VERSION = 3
+# Landmark displacements fade to 0 towards the face oval over this fraction of the texture size.
+OVAL_FADE = 0.08
 
 
 @dataclass(frozen=True)
@@ -277,6 +282,18 @@ def warp_shape(img: Array, mesh: CanonicalMesh, displacement: NDArray[np.float32
     return np.asarray(out, np.float32)
 
 
+def oval_fade(mesh: CanonicalMesh, width: float = OVAL_FADE) -> NDArray[np.float32]:
+    """(468,) weight of each landmark's displacement: 0 on the face oval, rising to 1 at `width` of the
+    texture size inside it.
+
+    The runtime pastes a change inside the input's oval only, so a moved outline would show as half an edge:
+    a streak of the background the texture holds past a turned face's silhouette."""
+    pts = mesh.vertices[:N_LANDMARKS].astype(np.float32)
+    oval = mesh.vertices[list(FACE_OVAL)].astype(np.float32)
+    dist = np.sqrt(((pts[:, None] - oval[None]) ** 2).sum(-1)).min(1)
+    return np.clip(dist / (width * mesh.size), 0.0, 1.0).astype(np.float32)
+
+
 class RegisteredTeacher:
     """Age any canonical face from its age to a target age: see the module docstring."""
 
@@ -287,14 +304,35 @@ class RegisteredTeacher:
         self.skin = skin_mask(mesh)
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
+        self.shape_weight = oval_fade(mesh)
 
-    def __call__(self, img: Array, age: float, target: float, gender: int, key: str = "") -> Array:
+    def visible(self, shape: NDArray[np.float32]) -> Array:
+        """(S, S) weight of each canonical pixel being skin the camera saw, from the face's registered
+        landmarks (468, 2) in canonical pixels (`CanonicalSet.shape`): the runtime's `visibility`."""
+        verts = self.mesh.vertices.copy()
+        verts[:N_LANDMARKS] = shape
+        s = self.mesh.size
+        fit = MeshFit(verts, np.array([[1.0, 0, 0], [0, 1.0, 0]]), (0, 0, s, s), 1.0)
+        return self.mesh.visibility(fit)
+
+    def __call__(
+        self,
+        img: Array,
+        age: float,
+        target: float,
+        gender: int,
+        key: str = "",
+        shape: NDArray[np.float32] | None = None,
+    ) -> Array:
         """Aged (or de-aged) copy of one (S, S, 3) canonical face in [0, 1].
 
         Args:
             img: the face; its age `age`, its gender (0 male, 1 female).
             target: the age to move to.
             key: picks the exemplar deterministically (e.g. the file name).
+            shape: the face's registered landmarks (468, 2), canonical pixels. Given, the change fades out
+                where the camera did not see skin: at the far silhouette of a turned face the texture holds
+                background, and the shape warp moved it onto the cheek as a bright or dark streak.
         """
         o = self.options
         m_a, e_a, s_a = self.protos.at(gender, age)
@@ -337,5 +375,9 @@ class RegisteredTeacher:
         sat_map = 1.0 + (sat - 1.0) * self.face
         res = out[..., None] + chroma * sat_map[..., None]
         if o.shape:
-            res = warp_shape(np.asarray(res, np.float32), self.mesh, o.shape * (s_b - s_a))
+            move = o.shape * (s_b - s_a) * self.shape_weight[:, None]
+            res = warp_shape(np.asarray(res, np.float32), self.mesh, move)
+        if shape is not None:
+            vis = self.visible(shape)[..., None]
+            res = vis * res + (1.0 - vis) * img
         return np.clip(res, 0.0, 1.0).astype(np.float32)

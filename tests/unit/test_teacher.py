@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from faceage_video.face.landmarks import FACE_OVAL
 from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh, MeshOptions
 from training.canonical import CanonicalSet
 from training.teacher import (
@@ -20,8 +21,11 @@ from training.teacher import (
     beard_scores,
     landmark_region,
     luma,
+    oval_fade,
     warp_shape,
 )
+
+NOSE_TIP = 1
 
 
 def _canonical_set(
@@ -167,6 +171,31 @@ def test_the_shape_warp_keeps_the_fine_detail_it_moves() -> None:
     assert inner.sum() > 500
     assert fine(out) / fine(img) > 0.3
     assert np.abs(warp_shape(img, mesh, np.zeros((N_LANDMARKS, 2), np.float32)) - img)[inner].max() < 1e-3
+
+
+def test_the_face_outline_does_not_move(teacher: RegisteredTeacher) -> None:
+    # The runtime pastes inside the input's oval only: a moved outline would show as half an edge.
+    fade = oval_fade(teacher.mesh)
+    assert fade.shape == (N_LANDMARKS,)
+    assert np.all(fade[list(FACE_OVAL)] == 0.0)
+    assert fade[NOSE_TIP] == 1.0
+
+
+def test_skin_the_camera_did_not_see_is_left_alone(teacher: RegisteredTeacher) -> None:
+    mesh = teacher.mesh
+    shape = mesh.landmark_vertices.copy()
+    # A face turned away on its right: that half squeezed towards the midline, as a profile view does.
+    mid = float(shape[NOSE_TIP, 0])
+    right = shape[:, 0] > mid
+    shape[right, 0] = mid + 0.05 * (shape[right, 0] - mid)
+    vis = teacher.visible(shape.astype(np.float32))
+    hidden, seen = (vis == 0.0) & (mesh.mask("face") > 0.5), vis >= 1.0
+    assert hidden.sum() > 50 and seen.sum() > 50
+    face = colour_face()
+    out = teacher(face, 25.0, 75.0, gender=0, key="turned", shape=shape.astype(np.float32))
+    plain = teacher(face, 25.0, 75.0, gender=0, key="turned")
+    assert np.abs(out - face)[hidden].max() < 1e-6
+    assert np.abs(out - plain)[seen].max() < 1e-6
 
 
 def test_band_weights_interpolate_between_band_centres() -> None:
