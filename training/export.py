@@ -215,6 +215,12 @@ def _card_tail(
     ]
 
 
+def _teacher_pairs(cfg: TrainConfig) -> str:
+    """The cached teacher-pair files of the run (their names carry the teacher version), or "not on disk"."""
+    names = sorted(p.name for p in Path(cfg.run_dir).glob("teacher-mesh-*.npz"))
+    return ", ".join(f"`{n}`" for n in names) if names else "not on disk at export"
+
+
 def _mesh_card(
     manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None
 ) -> str:
@@ -236,11 +242,18 @@ def _mesh_card(
         "every face and in every frame.",
         f"- Generator: ngf {g.ngf}, {g.n_blocks} residual blocks, residual output, instance norm, reflection "
         "padding, resize-then-conv upsampling; input RGB plus two constant maps, input age / 100 and target "
-        "age / 100 (FRAN-style).",
+        "age / 100 (FRAN-style)"
+        + (", which also scale and shift the features after every normalisation (FiLM)." if g.film else "."),
         f"- Training: {steps} steps. {min(steps, cfg.warm_steps)} warm-start steps, L1 to pairs of the registered "
         f"teacher (`training/teacher.py`: per gender and age band 20s–70+, interpolated to any target age; "
         f"landmark displacement {cfg.teacher_shape}, low-pass shading {cfg.teacher_shading}, band-amplitude "
-        f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}; luminance and geometry "
+        f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}; "
+        + (
+            "aging scales the face's own detail bands by the prototypes' amplitude ratio; "
+            if cfg.teacher_amplify
+            else "aging keeps the face's own detail bands and makes the extra detail from real exemplars; "
+        )
+        + f"teacher pairs {_teacher_pairs(cfg)}; luminance and geometry "
         f"only, so a black-and-white face stays neutral), {cfg.targets_per_face} target ages per face, "
         f"batch {cfg.warm_batch_size}. "
         + (
