@@ -77,9 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for ck in a.checkpoints:
+        for i, ck in enumerate(a.checkpoints):
             try:
-                folder = export_bundle(ck, name=ck.stem, out_dir=Path(tmp))
+                # Numbered: checkpoints of two runs share their file names (ckpt-3400.npz).
+                folder = export_bundle(ck, name=f"{i:03d}-{ck.stem}", out_dir=Path(tmp))
             except TrainingError as error:
                 print(f"error: {ck}: {error}", file=sys.stderr)
                 return error.exit_code
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             o, y = row["older"], row["younger"]
             verdict = "passes every gate" if not row["failed"] else "FAILS " + "; ".join(row["failed"])
             print(
-                f"{ck.name}: older {o['shift_mean']:+.1f} y (same {o['same_rate']:.0%}, cast {o['colour']['cast_mean']:.2f}, "
+                f"{ck}: older {o['shift_mean']:+.1f} y (same {o['same_rate']:.0%}, cast {o['colour']['cast_mean']:.2f}, "
                 f"AUC {o['realism_auc']}) | younger {y['shift_mean']:+.1f} y (same {y['same_rate']:.0%}, cast "
                 f"{y['colour']['cast_mean']:.2f}, AUC {y['realism_auc']}) | {verdict}",
                 flush=True,
