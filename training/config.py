@@ -63,6 +63,9 @@ class TrainConfig:
             weights (`training.teacher`); `teacher_shape` is its landmark-displacement weight there.
         teacher_amplify: the registered teacher scales a face's own bands up when aging (Tiddeman); False
             keeps them and takes all the extra detail from real exemplars.
+        teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
+            teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
+            a plain L1.
     """
 
     name: str = "utkface-128"
@@ -108,6 +111,7 @@ class TrainConfig:
     teacher_shading: float = 2.0
     teacher_detail: float = 1.0
     teacher_amplify: bool = True
+    teacher_regions: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -149,7 +153,14 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.lr <= 0 or not 0 <= self.beta1 < 1:
             raise ConfigError(f"lr must be > 0 and beta1 in [0, 1), got {self.lr}, {self.beta1}")
-        for name in ("lambda_adv", "lambda_cycle", "lambda_identity", "lambda_teacher", "lambda_teacher_end"):
+        for name in (
+            "lambda_adv",
+            "lambda_cycle",
+            "lambda_identity",
+            "lambda_teacher",
+            "lambda_teacher_end",
+            "teacher_regions",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 

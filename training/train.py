@@ -145,6 +145,27 @@ def _l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
 
 
+def _l1_weighted(a: tf.Tensor, b: tf.Tensor, w: tf.Tensor | None) -> tf.Tensor:
+    """`_l1` with a (S, S, 1) pixel weight of mean 1; None is the plain mean."""
+    if w is None:
+        return _l1(a, b)
+    return tf.reduce_mean(w * tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+def teacher_weight_map(cfg: TrainConfig) -> NDArray[np.float32] | None:
+    """(S, S, 1) weight of the teacher L1, mean 1: `1 + teacher_regions` on the eyes, brows and lips; None
+    where the config asks for none (or trains outside mesh space)."""
+    if cfg.space != "mesh" or cfg.teacher_regions <= 0:
+        return None
+    from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+    from training.teacher import skin_mask
+
+    mesh = CanonicalMesh(MeshOptions(size=cfg.size))
+    features = np.clip(mesh.mask("face") - skin_mask(mesh), 0.0, 1.0)
+    w = 1.0 + cfg.teacher_regions * features
+    return (w / w.mean())[..., None].astype(np.float32)
+
+
 def _mse(a: tf.Tensor, target: float) -> tf.Tensor:
     return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - target))
 
@@ -187,6 +208,8 @@ class CycleGAN:
         self.pool_y = tf.Variable(tf.zeros((p, s, s, 3)), trainable=False, name="pool_y")
         self.pool_n = tf.Variable(tf.zeros((2,), tf.int32), trainable=False, name="pool_n")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        w = teacher_weight_map(cfg)
+        self.teach_w = None if w is None else tf.constant(w)
         jit = cfg.xla
         self.warm_step = tf.function(self._warm_step, jit_compile=jit, reduce_retracing=True)
         self.gan_step = tf.function(self._gan_step, jit_compile=jit, reduce_retracing=True)
@@ -281,8 +304,8 @@ class CycleGAN:
         with tf.GradientTape() as tape:
             fake_y = self.G(self.generator_input(x, xa, xt), training=True)
             fake_x = self.F(self.generator_input(y, ya, yt), training=True)
-            loss_g = _l1(fake_y, t_y)
-            loss_f = _l1(fake_x, t_x)
+            loss_g = _l1_weighted(fake_y, t_y, self.teach_w)
+            loss_f = _l1_weighted(fake_x, t_x, self.teach_w)
             total = loss_g + loss_f
         grads = tape.gradient(total, self.gen_vars)
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
@@ -342,7 +365,7 @@ class CycleGAN:
                 )
             else:
                 ident = tf.constant(0.0)
-            teach = _l1(fake_y, t_y) + _l1(fake_x, t_x)
+            teach = _l1_weighted(fake_y, t_y, self.teach_w) + _l1_weighted(fake_x, t_x, self.teach_w)
             total = (
                 cfg.lambda_adv * (adv_g + adv_f)
                 + cfg.lambda_cycle * cycle

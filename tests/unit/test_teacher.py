@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from training.canonical import CanonicalSet
 from training.teacher import (
     BAND_EDGES,
     BEARD,
+    EYES,
     LIPS,
     Prototypes,
     RegisteredTeacher,
@@ -22,6 +25,7 @@ from training.teacher import (
     landmark_region,
     luma,
     oval_fade,
+    skin_mask,
     warp_shape,
 )
 
@@ -228,3 +232,18 @@ def test_male_prototypes_leave_out_the_bearded_half_so_aging_adds_no_beard() -> 
     assert (protos.counts[0] == 2).all()
     # The male means in the beard region are bare skin (about 150/255), not the beards' 70/255.
     assert protos.mean[0][:, beard].mean() > 0.5
+
+
+def test_the_teacher_weight_map_leans_on_eyes_brows_and_lips() -> None:
+    from training.config import TrainConfig
+    from training.train import teacher_weight_map
+
+    plain = TrainConfig(space="mesh", landmarks="l.npz", size=64, conditioned=True)
+    assert teacher_weight_map(plain) is None
+    w = teacher_weight_map(replace(plain, teacher_regions=4.0))
+    assert w is not None and w.shape == (64, 64, 1)
+    assert float(w.mean()) == pytest.approx(1.0, abs=1e-5)
+    mesh = CanonicalMesh(MeshOptions(size=64))
+    eye = landmark_region(mesh, EYES[0])
+    cheek = skin_mask(mesh) > 0.99
+    assert float(w[eye, 0].mean()) > 2.5 * float(w[cheek, 0].mean())
