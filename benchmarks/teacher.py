@@ -63,13 +63,7 @@ def teacher_transforms(
             protos = teaching.Prototypes.load(saved)
         else:
             protos = teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
-        opts = teaching.TeacherOptions(
-            shape=cfg.teacher_shape,
-            shading=cfg.teacher_shading,
-            texture=cfg.teacher_texture,
-            detail=cfg.teacher_detail,
-            amplify=cfg.teacher_amplify,
-        )
+        opts = teaching.teacher_options(cfg)
         teacher = teaching.RegisteredTeacher(protos, template, opts)
     except Exception as error:  # an optional extra row: any failure skips it, with the reason
         return f"training.teacher unavailable: {type(error).__name__}: {error}"

@@ -84,8 +84,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages."""
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
     from training.canonical import load_canonical
-    from training.teacher import TEACHER_VERSION, Prototypes, RegisteredTeacher
-    from training.teacher import TeacherOptions as RegisteredOptions
+    from training.teacher import TEACHER_VERSION, Prototypes, RegisteredTeacher, teacher_options
     from training.train import TrainData
 
     run = Path(cfg.run_dir)
@@ -100,13 +99,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     else:
         protos = Prototypes.build(data, mesh)
         protos.save(proto_path)
-    opts = RegisteredOptions(
-        shape=cfg.teacher_shape,
-        shading=cfg.teacher_shading,
-        texture=cfg.teacher_texture,
-        detail=cfg.teacher_detail,
-        amplify=cfg.teacher_amplify,
-    )
+    opts = teacher_options(cfg)
     key = f"teacher-mesh-v{TEACHER_VERSION}-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}{'' if opts.amplify else '-exemplar'}.npz"
     tpath = run / key
     if tpath.exists():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 from faceage_video.face.landmarks import FACE_OVAL
 from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh, MeshFit
 from training.canonical import CanonicalSet
+from training.config import TrainConfig
 
 Array = NDArray[np.float32]
 
@@ -88,6 +90,26 @@ class TeacherOptions:
     detail: float = 1.0
     saturation: float = -0.02
     amplify: bool = True
+
+
+def teacher_options(cfg: TrainConfig) -> TeacherOptions:
+    """The registered teacher's options as a training config sets them (`teacher_*` keys)."""
+    return TeacherOptions(
+        shape=cfg.teacher_shape,
+        shading=cfg.teacher_shading,
+        texture=cfg.teacher_texture,
+        detail=cfg.teacher_detail,
+        amplify=cfg.teacher_amplify,
+    )
+
+
+def _canonical_fit(mesh: CanonicalMesh, landmarks: NDArray[np.floating[Any]]) -> MeshFit:
+    """A fit whose frame is the canonical texture itself: the ring where the layout has it, the 468
+    landmarks (canonical pixels) where given."""
+    verts = mesh.vertices.copy()
+    verts[:N_LANDMARKS] = landmarks
+    s = mesh.size
+    return MeshFit(verts, np.array([[1.0, 0, 0], [0, 1.0, 0]]), (0, 0, s, s), 1.0)
 
 
 def _sigmas(size: int) -> tuple[list[float], float, float]:
@@ -264,10 +286,8 @@ def _band_of(age: float) -> int:
 
 def warp_shape(img: Array, mesh: CanonicalMesh, displacement: NDArray[np.float32]) -> Array:
     """Move the canonical landmarks by (468, 2) pixels and warp the texture with them (ring fixed)."""
-    verts = mesh.vertices.copy()
-    verts[:N_LANDMARKS] += displacement
     s = mesh.size
-    fit = MeshFit(verts, np.array([[1.0, 0, 0], [0, 1.0, 0]]), (0, 0, s, s), 1.0)
+    fit = _canonical_fit(mesh, mesh.vertices[:N_LANDMARKS] + displacement)
     # The output's vertices sit at the moved positions; each output pixel samples the input where the
     # unmoved layout has the same point of skin.
     mx, my = mesh.inverse_map(fit)
@@ -309,11 +329,7 @@ class RegisteredTeacher:
     def visible(self, shape: NDArray[np.float32]) -> Array:
         """(S, S) weight of each canonical pixel being skin the camera saw, from the face's registered
         landmarks (468, 2) in canonical pixels (`CanonicalSet.shape`): the runtime's `visibility`."""
-        verts = self.mesh.vertices.copy()
-        verts[:N_LANDMARKS] = shape
-        s = self.mesh.size
-        fit = MeshFit(verts, np.array([[1.0, 0, 0], [0, 1.0, 0]]), (0, 0, s, s), 1.0)
-        return self.mesh.visibility(fit)
+        return self.mesh.visibility(_canonical_fit(self.mesh, shape))
 
     def __call__(
         self,

