@@ -66,6 +66,9 @@ class TrainConfig:
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
+        init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
+            start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
+            whole run. Its generator architecture must be this config's. Ignored when resuming.
     """
 
     name: str = "utkface-128"
@@ -112,6 +115,7 @@ class TrainConfig:
     teacher_detail: float = 1.0
     teacher_amplify: bool = True
     teacher_regions: float = 0.0
+    init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

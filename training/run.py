@@ -268,6 +268,8 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
     ckpt = latest_checkpoint(run) if resume else None
     if ckpt is not None:
         model.restore(ckpt)
+    elif cfg.init_from:
+        model.init_from_bundle(cfg.init_from)
     start = int(model.step.numpy())
     stop = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
     val_x, val_y, age_x, age_y = validation_faces(cfg)

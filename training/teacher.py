@@ -60,12 +60,25 @@ FOREHEAD = (10, 109, 67, 103, 338, 297, 332, 151, 9)
 # Male groups build their prototypes and exemplars from the least bearded fraction of their faces, so the
 # difference between two ages carries no beard: a beard the input has is kept, none is added.
 BEARDLESS_FRACTION = 0.5
+# Glasses: the frame crosses the nose bridge and the upper cheeks under the eyes. Every group builds its
+# prototypes and exemplars from its least glassed fraction, so the difference between two ages carries no
+# frame (old groups wear glasses more often, and their mean band energy there was the frame's): an exemplar
+# transferred frames, bindis and rims onto faces that had none.
+BRIDGE = (168, 6, 197, 193, 417, 122, 351, 245, 465)
+RIMS = ((116, 117, 118, 119, 100, 47, 121, 120), (345, 346, 347, 348, 329, 277, 350, 349))
+CHEEKS = ((205, 50, 187, 123, 147), (425, 280, 411, 352, 376))
+GLASSLESS_FRACTION = 0.5
+# Exemplars are the group's most frontal faces (the texture of a turned face holds mirrored background at the
+# far silhouette), then the least glassed of those.
+FRONTAL_POOL = 3
 # Bumped whenever the transform changes, so cached teacher pairs of an older transform are not reused.
 # 2: the shape warp resamples bicubically (bilinear blurred the eyes and brows it moved), and de-aging scales a
 # band by the prototypes' amplitude ratio itself (it was raised to a further power 1.5, which airbrushed).
 # 3: given the face's registered landmarks, the change fades out on skin the camera did not see (the runtime's
 # visibility), which removed streaks of background pulled onto the far cheek of turned faces.
-TEACHER_VERSION = 3
+# 4: prototypes and exemplars from the least glassed half of every group, exemplars among the most frontal
+# faces, and no exemplar detail at the mouth corners (a broad smile's teeth showed there as white specks).
+TEACHER_VERSION = 4
 # Landmark displacements fade to 0 towards the face oval over this fraction of the texture size.
 OVAL_FADE = 0.08
 
@@ -179,6 +192,54 @@ def beard_scores(data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh
     return (np.argsort(np.argsort(energy)) + np.argsort(np.argsort(dark))).astype(np.float64)
 
 
+def glasses_scores(data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh) -> NDArray[np.float64]:
+    """How likely each face `data.faces[idx]` wears glasses: fine-band energy on the nose bridge and under the
+    eyes, where a frame crosses the skin, over that of the cheeks. Higher is more frame."""
+    sig, _, _ = _sigmas(mesh.size)
+    face = mesh.mask("face") > 0.5
+    bridge = landmark_region(mesh, BRIDGE) & face
+    rims = (landmark_region(mesh, RIMS[0]) | landmark_region(mesh, RIMS[1])) & face
+    cheeks = (landmark_region(mesh, CHEEKS[0]) | landmark_region(mesh, CHEEKS[1])) & face
+    out = np.empty(len(idx))
+    for n, i in enumerate(idx):
+        bands, _ = band_split(luma(data.faces[i].astype(np.float32) / 255.0), sig[:3])
+        e = np.abs(bands[1]) + np.abs(bands[2])
+        out[n] = (e[bridge].mean() + e[rims].mean()) / (2.0 * e[cheeks].mean() + 1e-3)
+    return out
+
+
+def frontality(data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh) -> NDArray[np.float64]:
+    """Mean visibility (`CanonicalMesh.visibility`) of each face's skin: 1 for a frontal face."""
+    face = mesh.mask("face") > 0.5
+    return np.array([mesh.visibility(_canonical_fit(mesh, data.shape[i]))[face].mean() for i in idx])
+
+
+def _least(scores: NDArray[np.float64], idx: NDArray[np.int64], fraction: float) -> NDArray[np.int64]:
+    keep = max(1, round(len(idx) * fraction))
+    return np.sort(idx[np.argsort(scores, kind="stable")[:keep]])
+
+
+def pick_exemplars(
+    data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh, n: int = EXEMPLARS_PER_GROUP
+) -> NDArray[np.int64]:
+    """Up to `n` exemplars of a group's prototype faces `idx`: the least glassed of its `FRONTAL_POOL * n`
+    most frontal faces, in index order."""
+    if len(idx) <= n:
+        return idx
+    front = idx[np.argsort(-frontality(data, idx, mesh), kind="stable")[: FRONTAL_POOL * n]]
+    return np.sort(front[np.argsort(glasses_scores(data, front, mesh), kind="stable")[:n]])
+
+
+def mouth_corners(mesh: CanonicalMesh) -> Array:
+    """(S, S) weight of the lips grown by a tenth of the texture: where an exemplar's broader smile puts its
+    teeth and lip edges, soft at the edge."""
+    s = mesh.size
+    lips = landmark_region(mesh, LIPS[0]).astype(np.uint8)
+    grow = max(1, round(s / 20))
+    big = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, grow + 1)))
+    return _blur(big.astype(np.float32), grow / 3)
+
+
 @dataclass(frozen=True)
 class Prototypes:
     """Per gender (0 male, 1 female) and age band: mean texture, band amplitudes, shape, exemplar detail.
@@ -201,7 +262,8 @@ class Prototypes:
 
     @classmethod
     def build(cls, data: CanonicalSet, mesh: CanonicalMesh, train_only: bool = True) -> Prototypes:
-        """Prototypes from the training split of a canonical cache (male groups: the least bearded half)."""
+        """Prototypes from the training split of a canonical cache: every group's least glassed half (male
+        groups: of their least bearded half), exemplars by `pick_exemplars`."""
         sig, env_sig, _ = _sigmas(mesh.size)
         s, b, k = mesh.size, len(sig), len(BAND_EDGES)
         mean = np.zeros((2, k, s, s), np.float64)
@@ -217,11 +279,11 @@ class Prototypes:
                     sel &= ~data.val
                 idx = np.flatnonzero(sel)
                 if g == 0 and len(idx) > 1:
-                    keep = max(1, round(len(idx) * BEARDLESS_FRACTION))
-                    idx = np.sort(idx[np.argsort(beard_scores(data, idx, mesh))[:keep]])
+                    idx = _least(beard_scores(data, idx, mesh), idx, BEARDLESS_FRACTION)
+                if len(idx) > 1:
+                    idx = _least(glasses_scores(data, idx, mesh), idx, GLASSLESS_FRACTION)
                 counts[g, j] = len(idx)
-                spread = np.linspace(0, len(idx) - 1, EXEMPLARS_PER_GROUP).round().astype(int)
-                pick = set(idx[spread].tolist()) if len(idx) else set()
+                pick = set(pick_exemplars(data, idx, mesh).tolist()) if len(idx) else set()
                 e = 0
                 for i in idx:
                     y = luma(data.faces[i].astype(np.float32) / 255.0)
@@ -322,6 +384,7 @@ class RegisteredTeacher:
         self.mesh = mesh
         self.options = options
         self.skin = skin_mask(mesh)
+        self.detail_skin = self.skin * (1.0 - mouth_corners(mesh))
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.shape_weight = oval_fade(mesh)
@@ -384,7 +447,7 @@ class RegisteredTeacher:
                 else:
                     missing = np.sqrt(np.maximum(e_b[k] ** 2 - own[k] ** 2, 0.0))
                 scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
-                out += o.detail * ex[0][k] * scale * w
+                out += o.detail * ex[0][k] * scale * self.detail_skin
         shading = _blur(m_b - m_a, self.shading_sigma) - _blur(m_b - m_a, 8.0 * self.shading_sigma)
         out += o.shading * np.clip(shading, -0.12, 0.12) * self.skin
         sat = float(np.clip(1.0 + o.saturation * (target - age) / 10.0, 0.7, 1.2))

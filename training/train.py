@@ -241,6 +241,27 @@ class CycleGAN:
         np.savez(tmp, allow_pickle=False, **arrays)
         tmp.replace(path)
 
+    def init_from_bundle(self, folder: str | Path) -> None:
+        """Start G and F from an exported bundle's weights.
+
+        Raises:
+            TrainingError: the bundle is unreadable or its generators are not this config's.
+        """
+        from models.bundle import BundleError, load_generator
+
+        for which, net in (("G", self.G), ("F", self.F)):
+            try:
+                src, manifest = load_generator(folder, which)
+            except BundleError as exc:
+                raise TrainingError(f"init_from = {str(folder)!r}: {exc}") from exc
+            if manifest.generator != self.generator_config:
+                raise TrainingError(
+                    f"init_from = {str(folder)!r}: its generator {manifest.generator} is not this config's "
+                    f"{self.generator_config}. Fix: match size, ngf, n_blocks, conditioned and film."
+                )
+            for mine, theirs in zip(net.weights, src.weights, strict=True):
+                mine.assign(tf.cast(theirs, mine.dtype))
+
     def restore(self, path: Path) -> None:
         """Load a checkpoint written by `save`.
 

@@ -459,6 +459,29 @@ def test_export_loads_in_the_runtime_with_the_same_outputs(straight_run: Straigh
         assert float(np.abs(ref - crops).max()) > 0.5
 
 
+def test_init_from_bundle_starts_g_and_f_from_its_weights(straight_run: StraightRun, tmp_path: Path) -> None:
+    """`init_from` copies a bundle's G and F into a fresh run (the discriminators stay new), and a bundle
+    of another architecture is refused by name."""
+    from training.errors import TrainingError
+    from training.export import export_bundle
+    from training.train import CycleGAN
+
+    run = straight_run
+    folder = export_bundle(Path(run.cfg.run_dir), name="tiny", out_dir=tmp_path / "bundles")
+    fresh = CycleGAN(run.cfg)
+    d_before = [np.array(w.numpy()) for w in fresh.D_X.weights]
+    fresh.init_from_bundle(folder)
+    for mine, theirs in ((fresh.G, run.model.G), (fresh.F, run.model.F)):
+        for a, b in zip(mine.weights, theirs.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not _changed(d_before, [np.array(w.numpy()) for w in fresh.D_X.weights])
+    assert int(fresh.step.numpy()) == 0
+    with pytest.raises(TrainingError, match="is not this config's"):
+        CycleGAN(tiny_config(tmp_path, n_blocks=2)).init_from_bundle(folder)
+    with pytest.raises(TrainingError, match="init_from"):
+        CycleGAN(run.cfg).init_from_bundle(tmp_path / "missing")
+
+
 def test_export_without_checkpoints(tmp_path: Path) -> None:
     from training.errors import TrainingError
     from training.export import export_bundle
