@@ -77,10 +77,16 @@ FRONTAL_POOL = 3
 # 3: given the face's registered landmarks, the change fades out on skin the camera did not see (the runtime's
 # visibility), which removed streaks of background pulled onto the far cheek of turned faces.
 # 4: prototypes and exemplars from the least glassed half of every group, exemplars among the most frontal
-# faces, and no exemplar detail at the mouth corners (a broad smile's teeth showed there as white specks).
+# faces, no exemplar detail at the mouth corners (a broad smile's teeth showed there as white specks), and
+# the inner lip contour does not move (the warp turned the teeth of open mouths into dark blocks).
 TEACHER_VERSION = 4
 # Landmark displacements fade to 0 towards the face oval over this fraction of the texture size.
 OVAL_FADE = 0.08
+# The inner lip contour (MediaPipe FACEMESH_LIPS, inner ring): the opening between the lips holds the teeth of
+# an open mouth in a strip a few texels high. Moving it resampled the teeth edges into dark blocks on paste
+# back, so landmark moves also fade to 0 towards this contour, over this fraction of the texture size.
+INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+MOUTH_FADE = 0.05
 
 
 @dataclass(frozen=True)
@@ -364,16 +370,26 @@ def warp_shape(img: Array, mesh: CanonicalMesh, displacement: NDArray[np.float32
     return np.asarray(out, np.float32)
 
 
+def _fade_from(mesh: CanonicalMesh, points: tuple[int, ...], width: float) -> NDArray[np.float32]:
+    pts = mesh.vertices[:N_LANDMARKS].astype(np.float32)
+    ref = mesh.vertices[list(points)].astype(np.float32)
+    dist = np.sqrt(((pts[:, None] - ref[None]) ** 2).sum(-1)).min(1)
+    return np.clip(dist / (width * mesh.size), 0.0, 1.0).astype(np.float32)
+
+
 def oval_fade(mesh: CanonicalMesh, width: float = OVAL_FADE) -> NDArray[np.float32]:
     """(468,) weight of each landmark's displacement: 0 on the face oval, rising to 1 at `width` of the
     texture size inside it.
 
     The runtime pastes a change inside the input's oval only, so a moved outline would show as half an edge:
     a streak of the background the texture holds past a turned face's silhouette."""
-    pts = mesh.vertices[:N_LANDMARKS].astype(np.float32)
-    oval = mesh.vertices[list(FACE_OVAL)].astype(np.float32)
-    dist = np.sqrt(((pts[:, None] - oval[None]) ** 2).sum(-1)).min(1)
-    return np.clip(dist / (width * mesh.size), 0.0, 1.0).astype(np.float32)
+    return _fade_from(mesh, FACE_OVAL, width)
+
+
+def shape_weights(mesh: CanonicalMesh) -> NDArray[np.float32]:
+    """(468,) weight of each landmark's displacement: `oval_fade`, and 0 on the inner lip contour too (the
+    opening of the mouth stays where it is), rising to 1 at `MOUTH_FADE` of the texture size from it."""
+    return np.minimum(oval_fade(mesh), _fade_from(mesh, INNER_LIPS, MOUTH_FADE))
 
 
 class RegisteredTeacher:
@@ -387,7 +403,7 @@ class RegisteredTeacher:
         self.detail_skin = self.skin * (1.0 - mouth_corners(mesh))
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
-        self.shape_weight = oval_fade(mesh)
+        self.shape_weight = shape_weights(mesh)
 
     def visible(self, shape: NDArray[np.float32]) -> Array:
         """(S, S) weight of each canonical pixel being skin the camera saw, from the face's registered
