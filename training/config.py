@@ -63,6 +63,8 @@ class TrainConfig:
             weights (`training.teacher`); `teacher_shape` is its landmark-displacement weight there.
         teacher_amplify: the registered teacher scales a face's own bands up when aging (Tiddeman); False
             keeps them and takes all the extra detail from real exemplars.
+        teacher_brows: weight of the registered teacher's shading difference on the eyebrows (0: skin
+            only, as before version 4); 1 applies the skin's difference there too.
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -114,6 +116,7 @@ class TrainConfig:
     teacher_shading: float = 2.0
     teacher_detail: float = 1.0
     teacher_amplify: bool = True
+    teacher_brows: float = 0.0
     teacher_regions: float = 0.0
     init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -164,6 +167,7 @@ class TrainConfig:
             "lambda_teacher",
             "lambda_teacher_end",
             "teacher_regions",
+            "teacher_brows",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -244,10 +244,14 @@ def _mesh_card(
         "padding, resize-then-conv upsampling; input RGB plus two constant maps, input age / 100 and target "
         "age / 100 (FRAN-style)"
         + (", which also scale and shift the features after every normalisation (FiLM)." if g.film else "."),
-        f"- Training: {steps} steps. {min(steps, cfg.warm_steps)} warm-start steps, L1 to pairs of the registered "
+        f"- Training: {steps} steps"
+        + (f", G and F started from the bundle `{cfg.init_from}` (a fine-tune)" if cfg.init_from else "")
+        + f". {min(steps, cfg.warm_steps)} warm-start steps, L1 to pairs of the registered "
         f"teacher (`training/teacher.py`: per gender and age band 20s–70+, interpolated to any target age; "
         f"landmark displacement {cfg.teacher_shape}, low-pass shading {cfg.teacher_shading}, band-amplitude "
-        f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}; "
+        f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}"
+        + (f", shading on the brows {cfg.teacher_brows}" if cfg.teacher_brows else "")
+        + "; "
         + (
             "aging scales the face's own detail bands by the prototypes' amplitude ratio; "
             if cfg.teacher_amplify

@@ -100,7 +100,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
         protos = Prototypes.build(data, mesh)
         protos.save(proto_path)
     opts = teacher_options(cfg)
-    key = f"teacher-mesh-v{TEACHER_VERSION}-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}{'' if opts.amplify else '-exemplar'}.npz"
+    key = f"teacher-mesh-v{TEACHER_VERSION}-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}{'' if opts.amplify else '-exemplar'}{f'-b{opts.brows:g}' if opts.brows else ''}.npz"
     tpath = run / key
     if tpath.exists():
         with np.load(tpath) as d:

@@ -101,6 +101,8 @@ class TeacherOptions:
         saturation: chroma change per decade (negative: less saturated when older).
         amplify: when aging, scale the face's own bands by the amplitude ratio (Tiddeman) and fill only what
             is still missing; False keeps them and makes all the extra energy from the exemplar.
+        brows: weight of the shading difference on the eyebrows too (0: skin only). Real brows thin and
+            grey with age, which the prototypes' low-pass difference carries; the brows' own bands are kept.
     """
 
     shape: float = 1.5
@@ -109,6 +111,7 @@ class TeacherOptions:
     detail: float = 1.0
     saturation: float = -0.02
     amplify: bool = True
+    brows: float = 0.0
 
 
 def teacher_options(cfg: TrainConfig) -> TeacherOptions:
@@ -119,6 +122,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         texture=cfg.teacher_texture,
         detail=cfg.teacher_detail,
         amplify=cfg.teacher_amplify,
+        brows=cfg.teacher_brows,
     )
 
 
@@ -234,6 +238,17 @@ def pick_exemplars(
         return idx
     front = idx[np.argsort(-frontality(data, idx, mesh), kind="stable")[: FRONTAL_POOL * n]]
     return np.sort(front[np.argsort(glasses_scores(data, front, mesh), kind="stable")[:n]])
+
+
+def brow_mask(mesh: CanonicalMesh) -> Array:
+    """(S, S) weight of the eyebrows: their landmark hulls, grown by a texel and soft at the edge."""
+    s = mesh.size
+    brows = np.zeros((s, s), np.uint8)
+    for group in BROWS:
+        brows |= landmark_region(mesh, group)
+    grow = max(1, round(s / 64))
+    brows = np.asarray(cv2.dilate(brows, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
+    return np.asarray(_blur(brows.astype(np.float32), grow) * mesh.mask("face"), np.float32)
 
 
 def mouth_corners(mesh: CanonicalMesh) -> Array:
@@ -401,6 +416,7 @@ class RegisteredTeacher:
         self.options = options
         self.skin = skin_mask(mesh)
         self.detail_skin = self.skin * (1.0 - mouth_corners(mesh))
+        self.shading_mask = np.maximum(self.skin, options.brows * brow_mask(mesh)).astype(np.float32)
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.shape_weight = shape_weights(mesh)
@@ -465,7 +481,7 @@ class RegisteredTeacher:
                 scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
                 out += o.detail * ex[0][k] * scale * self.detail_skin
         shading = _blur(m_b - m_a, self.shading_sigma) - _blur(m_b - m_a, 8.0 * self.shading_sigma)
-        out += o.shading * np.clip(shading, -0.12, 0.12) * self.skin
+        out += o.shading * np.clip(shading, -0.12, 0.12) * self.shading_mask
         sat = float(np.clip(1.0 + o.saturation * (target - age) / 10.0, 0.7, 1.2))
         sat_map = 1.0 + (sat - 1.0) * self.face
         res = out[..., None] + chroma * sat_map[..., None]

@@ -345,3 +345,31 @@ def test_the_mouth_opening_does_not_move() -> None:
     assert opening.sum() > 10
     # With the oval fade only, a 1.5 px move changed every texel of the opening (mean 0.15 of full scale).
     assert np.abs(out - img)[opening].mean() < 0.01
+
+
+def test_brows_take_the_shading_difference_only_when_asked(
+    aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes],
+) -> None:
+    from training.teacher import BROWS, brow_mask
+
+    mesh, _, protos = aging_set
+    brows = (brow_mask(mesh) > 0.9) & (skin_mask(mesh) < 0.05)
+    assert brows.sum() > 5
+    # Old brows lighter than young ones in the prototypes: a made difference on the brows only.
+    bright = Prototypes(
+        protos.mean.copy(),
+        *[getattr(protos, k) for k in ("env", "shape", "exemplar_bands", "exemplar_env", "counts")],
+    )
+    region = np.zeros(mesh.size * mesh.size, bool).reshape(mesh.size, mesh.size)
+    for group in BROWS:
+        region |= landmark_region(mesh, group)
+    bright.mean[:, 4:][:, :, region] += 0.2
+    face = colour_face()
+    plain = dict(shape=0.0, texture=0.0, detail=0.0, amplify=False)
+    off = RegisteredTeacher(bright, mesh, TeacherOptions(**plain, brows=0.0))(face, 25.0, 70.0, 0, "b")
+    on = RegisteredTeacher(bright, mesh, TeacherOptions(**plain, brows=1.0))(face, 25.0, 70.0, 0, "b")
+    assert np.abs(luma(off) - luma(face))[brows].max() < 0.02  # skin only: the brows keep their luminance
+    assert luma(on)[brows].mean() > luma(off)[brows].mean() + 0.03
+    # Luminance only: a neutral change on R, G and B alike.
+    d = (on - off)[brows]
+    assert np.abs(d[:, 0] - d[:, 1]).max() < 1e-4
