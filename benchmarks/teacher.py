@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +32,52 @@ def _key(crop: NDArray[np.uint8]) -> str:
     return hashlib.sha1(np.ascontiguousarray(crop).tobytes()).hexdigest()
 
 
+def load_prototypes(config: str, template: CanonicalMesh) -> Any:
+    """A mesh config's registered prototypes: the ones its run saved, or built from its canonical cache."""
+    cfg = importlib.import_module("training.config").load_config(config)
+    teaching = importlib.import_module("training.teacher")
+    saved = Path(cfg.run_dir) / "registered-prototypes.npz"
+    if saved.is_file():
+        return teaching.Prototypes.load(saved)
+    canonical = importlib.import_module("training.canonical")
+    return teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
+
+
 def target_age(sets: FaceSets) -> float:
     """The mean labelled age of the real target faces of one direction."""
     return float(np.mean([f.age for f in sets.targets]))
 
 
 def teacher_transforms(
-    config: str, sets: dict[Direction, FaceSets], template: Space
+    config: str,
+    sets: dict[Direction, FaceSets],
+    template: Space,
+    overrides: dict[str, Any] | None = None,
+    prototypes: Any = None,
 ) -> dict[Direction, Transform] | str:
     """Both directions of a config's registered teacher, or why they are unavailable.
 
     Args:
         config: a training config name or path whose `space` is "mesh".
-        sets: the faces of each direction; a crop of any other face raises KeyError.
+        sets: the faces of each direction wanted; a crop of any other face raises KeyError.
         template: the face space the benchmark cuts crops in; it must be the config's canonical mesh size.
+        overrides: `TeacherOptions` fields to change from the config's (a teacher ablation).
+        prototypes: the config's `training.teacher.Prototypes` when the caller has them (several variants);
+            loaded from the run or built from the config's cache otherwise.
 
     Returns:
         direction → transform ((N, S, S, 3) uint8 crops → (N, S, S, 3) levels), or the reason as a string.
     """
     try:
         config_mod = importlib.import_module("training.config")
-        canonical = importlib.import_module("training.canonical")
         teaching = importlib.import_module("training.teacher")
         cfg = config_mod.load_config(config)
         if cfg.space != "mesh":
             return f"config {cfg.name} trains in the {cfg.space} space; the registered teacher is mesh only"
         if not isinstance(template, CanonicalMesh) or template.size != cfg.size:
             return f"the benchmark's face space is not the {cfg.size} px canonical mesh of config {cfg.name}"
-        saved = Path(cfg.run_dir) / "registered-prototypes.npz"
-        if saved.is_file():
-            protos = teaching.Prototypes.load(saved)
-        else:
-            protos = teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
-        opts = teaching.teacher_options(cfg)
+        protos = prototypes if prototypes is not None else load_prototypes(config, template)
+        opts = replace(teaching.teacher_options(cfg), **(overrides or {}))
         teacher = teaching.RegisteredTeacher(protos, template, opts)
     except Exception as error:  # an optional extra row: any failure skips it, with the reason
         return f"training.teacher unavailable: {type(error).__name__}: {error}"
@@ -81,7 +95,7 @@ def teacher_transforms(
         return transform
 
     result: dict[Direction, Transform] = {}
-    for d in DIRECTIONS:
+    for d in (d for d in DIRECTIONS if d in sets):
         s = sets[d]
         faces = {}
         for f in (*s.sources, *s.bw):

@@ -85,3 +85,32 @@ def test_the_teacher_row_is_judged_beside_the_model(utkface_dir: Path, tmp_path:
         assert teacher["colour"]["bw_tinted"] == 0
     # The teacher is a reference, never gated: the gates are the model's five per direction.
     assert len(report["gates"]) == 10 and report["gates_passed"] is True
+
+
+def test_parse_variant_reads_numbers_and_booleans_and_names_bad_keys() -> None:
+    from benchmarks.teacher_sweep import parse_variant
+
+    assert parse_variant(["strong", "shading=3", "amplify=false"]) == (
+        "strong",
+        {"shading": 3.0, "amplify": False},
+    )
+    with pytest.raises(ValueError, match="KEY one of"):
+        parse_variant(["bad", "wrinkles=2"])
+    with pytest.raises(ValueError, match="number or true/false"):
+        parse_variant(["bad", "shading=lots"])
+
+
+def test_the_sweep_judges_each_variant_with_its_own_options(utkface_dir: Path, tmp_path: Path) -> None:
+    from benchmarks.teacher_sweep import sweep
+
+    # Every term off: the teacher leaves faces as they are, so the variant moves no pixel and no judge.
+    off = {"shape": 0.0, "shading": 0.0, "texture": 0.0, "detail": 0.0, "saturation": 0.0, "brows": 0.0}
+    report = sweep(str(_config(tmp_path)), [("off", off)], n=3, directions=["older"], data=utkface_dir,
+                   pictures=tmp_path / "pics")  # fmt: skip
+    rows = {r["name"]: r for r in report["rows"]}
+    assert set(rows) == {"config", "off"} and rows["off"]["overrides"] == off
+    assert rows["off"]["colour"]["cast_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["off"]["id_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["config"]["id_mean"] > rows["off"]["id_mean"]
+    assert (tmp_path / "pics" / "teacher_off_older.jpg").is_file()
+    assert set(report["unchanged"]) == {"older"}
