@@ -309,6 +309,7 @@ def warp_change_mesh(
         res = _color_matched(res, mask32)
     mx, my = mesh.inverse_map(fit)
     alpha = cv2.remap(mask32, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    alpha *= _fold_fade(mx, my, _frame_px_per_canonical_px(fit))
     # A small texture blown up onto a large face shows bilinear diamonds in the wrinkles: upsample it in
     # canonical space with a cubic first (cheap at texture size), so the per-pixel warp can stay bilinear.
     up = int(np.clip(math.ceil(_frame_px_per_canonical_px(fit) / 1.5), 1, 8))
@@ -364,6 +365,17 @@ def paste_back_mesh(
         raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
     warped = warp_change_mesh(frame.shape, residual, mask, fit, mesh, options)
     return apply_change_roi(frame, warped), warped
+
+
+def _fold_fade(mx: NDArray[np.float32], my: NDArray[np.float32], scale: float) -> NDArray[np.float32]:
+    """(H, W) weight rising from 0 at frame pixels with no point of skin (`inverse_map` marks them off the
+    texture: a fold of a turned face) to 1 two canonical pixels away. Without it the change stopped on the
+    inverse map's grid cells there, as light or dark rectangles along the far cheek."""
+    off = (mx < -1.0) | (my < -1.0)
+    if not off.any():
+        return np.ones(mx.shape, np.float32)
+    dist = cv2.distanceTransform((~off).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.asarray(np.clip(dist / max(2.0 * scale, 1.0), 0.0, 1.0), np.float32)
 
 
 def _frame_px_per_canonical_px(fit: MeshFit) -> float:

@@ -163,6 +163,27 @@ def test_profile_views_are_less_frontal(mesh: CanonicalMesh) -> None:
     assert mesh.fit(folded, (400, 400, 3)).frontal < 0.8
 
 
+def test_the_change_fades_in_from_a_fold_instead_of_stopping_at_a_step(mesh: CanonicalMesh) -> None:
+    # A half-turned head: the far cheek folds, where the inverse map has no point of skin. The change used to
+    # stop there on the map's grid cells, as hard-edged rectangles along the cheek.
+    lm = face_landmarks(mesh, 0.0, 2.0, (50.0, 50.0))
+    cx = float(np.median(lm[:N_LANDMARKS, 0]))
+    right = lm[:, 0] > cx + 20
+    lm[right, 0] = cx + 20 - 0.3 * (lm[right, 0] - cx - 20)
+    frame = smooth_frame(400, 400)
+    fit = mesh.fit(lm, frame.shape)
+    mx, _ = mesh.inverse_map(fit)
+    off = mx < -1.0
+    assert off.sum() > 20
+    change = np.full((128, 128, 3), 20.0, np.float32)
+    _, warped = paste_back_mesh(frame, change, mesh.mask("box"), fit, mesh, BlendOptions(color_match=False))
+    alpha = warped.alpha
+    assert np.all(alpha[off] == 0.0)
+    # Beside an off pixel the matte is small: no full-strength pixel touches the fold.
+    near = cv2.dilate(off.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~off
+    assert near.any() and alpha[near].max() < 0.5
+
+
 def test_flow_stabiliser_cuts_jitter_on_a_rigidly_moving_texture() -> None:
     rng = np.random.default_rng(3)
     tex = cv2.GaussianBlur(rng.integers(0, 255, (400, 400, 3)).astype(np.uint8), (0, 0), 2.0)
