@@ -309,7 +309,7 @@ def warp_change_mesh(
         res = _color_matched(res, mask32)
     mx, my = mesh.inverse_map(fit)
     alpha = cv2.remap(mask32, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    alpha *= _fold_fade(mx, my, _frame_px_per_canonical_px(fit))
+    alpha = np.asarray(alpha, np.float32) * _fold_fade(mx, my, _frame_px_per_canonical_px(fit))
     # A small texture blown up onto a large face shows bilinear diamonds in the wrinkles: upsample it in
     # canonical space with a cubic first (cheap at texture size), so the per-pixel warp can stay bilinear.
     up = int(np.clip(math.ceil(_frame_px_per_canonical_px(fit) / 1.5), 1, 8))
