@@ -68,6 +68,9 @@ class TrainConfig:
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
+        lambda_texture: weight of the band-envelope L1 to the teacher's pair (`train.BandEnvelope`): the
+            local amplitude of each luminance band, whatever the detail's position, so a generator makes the
+            exemplar detail an L1 averages away. 0: off.
         init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
             start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
             whole run. Its generator architecture must be this config's. Ignored when resuming.
@@ -118,6 +121,7 @@ class TrainConfig:
     teacher_amplify: bool = True
     teacher_brows: float = 0.0
     teacher_regions: float = 0.0
+    lambda_texture: float = 0.0
     init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -168,6 +172,7 @@ class TrainConfig:
             "lambda_teacher_end",
             "teacher_regions",
             "teacher_brows",
+            "lambda_texture",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

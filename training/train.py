@@ -152,6 +152,19 @@ def _l1_weighted(a: tf.Tensor, b: tf.Tensor, w: tf.Tensor | None) -> tf.Tensor:
     return tf.reduce_mean(w * tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
 
 
+def texture_loss(cfg: TrainConfig) -> BandEnvelope | None:
+    """The band-envelope loss of a config (`lambda_texture`), on the face of the canonical mesh; None when
+    off."""
+    if cfg.lambda_texture <= 0:
+        return None
+    mask = None
+    if cfg.space == "mesh":
+        from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+
+        mask = CanonicalMesh(MeshOptions(size=cfg.size)).mask("face")
+    return BandEnvelope(cfg.size, mask)
+
+
 def teacher_weight_map(cfg: TrainConfig) -> NDArray[np.float32] | None:
     """(S, S, 1) weight of the teacher L1, mean 1: `1 + teacher_regions` on the eyes, brows and lips; None
     where the config asks for none (or trains outside mesh space)."""
@@ -164,6 +177,55 @@ def teacher_weight_map(cfg: TrainConfig) -> NDArray[np.float32] | None:
     features = np.clip(mesh.mask("face") - skin_mask(mesh), 0.0, 1.0)
     w = 1.0 + cfg.teacher_regions * features
     return (w / w.mean())[..., None].astype(np.float32)
+
+
+# Band-pass scales and envelope blur at 128 px, as the registered teacher splits luminance (scaled with size).
+TEXTURE_SIGMAS_128 = (0.7, 1.4, 2.8, 5.6)
+TEXTURE_ENVELOPE_128 = 4.0
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _gauss(x: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Separable Gaussian blur of (B, S, S, 1), reflected at the edges."""
+    r = max(1, int(np.ceil(3.0 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = (k / k.sum()).astype(np.float32)
+    x = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+    x = tf.nn.conv2d(x, tf.constant(k.reshape(1, -1, 1, 1)), 1, "VALID")
+    return tf.nn.conv2d(x, tf.constant(k.reshape(-1, 1, 1, 1)), 1, "VALID")
+
+
+class BandEnvelope:
+    """Local amplitude of each luminance band: where, and how strongly, an image has detail of each scale,
+    whatever the detail's exact position.
+
+    The teacher's made detail comes from a real exemplar, a pattern the input does not predict: under L1 a
+    generator learns its average, which is no detail at all. The envelope is predictable (the target age's
+    band energy there), so an L1 on it teaches a generator to make detail of the right scale and strength
+    where the teacher has it."""
+
+    def __init__(self, size: int, mask: NDArray[np.float32] | None = None) -> None:
+        k = size / 128.0
+        self.sigmas = [s * k for s in TEXTURE_SIGMAS_128]
+        self.envelope = TEXTURE_ENVELOPE_128 * k
+        m = np.ones((size, size), np.float32) if mask is None else mask.astype(np.float32)
+        self.mask = tf.constant((m / max(float(m.mean()), 1e-6))[None, ..., None])
+
+    def __call__(self, img: tf.Tensor) -> tf.Tensor:
+        """(B, S, S, 3) images in [-1, 1] → (B, S, S, bands) envelopes."""
+        img = tf.cast(img, tf.float32)
+        y = tf.reduce_sum(img * tf.constant(_LUMA, tf.float32), axis=-1, keepdims=True)
+        out, prev = [], y
+        for s in self.sigmas:
+            low = _gauss(y, s)
+            out.append(_gauss(tf.abs(prev - low), self.envelope))
+            prev = low
+        return tf.concat(out, axis=-1)
+
+    def loss(self, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        """Masked L1 between the envelopes of a and b, summed over the bands."""
+        d = tf.abs(self(a) - self(b)) * self.mask
+        return tf.reduce_sum(tf.reduce_mean(d, axis=[0, 1, 2]))
 
 
 def _mse(a: tf.Tensor, target: float) -> tf.Tensor:
@@ -210,6 +272,7 @@ class CycleGAN:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         w = teacher_weight_map(cfg)
         self.teach_w = None if w is None else tf.constant(w)
+        self.texture = texture_loss(cfg)
         jit = cfg.xla
         self.warm_step = tf.function(self._warm_step, jit_compile=jit, reduce_retracing=True)
         self.gan_step = tf.function(self._gan_step, jit_compile=jit, reduce_retracing=True)
@@ -328,10 +391,16 @@ class CycleGAN:
             loss_g = _l1_weighted(fake_y, t_y, self.teach_w)
             loss_f = _l1_weighted(fake_x, t_x, self.teach_w)
             total = loss_g + loss_f
+            out = {"teach_G": loss_g, "teach_F": loss_f}
+            if self.texture is not None:
+                tex = self.texture.loss(fake_y, t_y) + self.texture.loss(fake_x, t_x)
+                # In units of the teacher L1, which the warm start weighs 1.
+                total += self.cfg.lambda_texture / max(self.cfg.lambda_teacher, 1e-6) * tex
+                out["texture"] = tex
         grads = tape.gradient(total, self.gen_vars)
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
         self.step.assign_add(1)
-        return {"teach_G": loss_g, "teach_F": loss_f}
+        return out
 
     @tf.autograph.experimental.do_not_convert
     def _query_pool(self, pool: tf.Variable, which: int, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -387,11 +456,16 @@ class CycleGAN:
             else:
                 ident = tf.constant(0.0)
             teach = _l1_weighted(fake_y, t_y, self.teach_w) + _l1_weighted(fake_x, t_x, self.teach_w)
+            if self.texture is not None:
+                tex = self.texture.loss(fake_y, t_y) + self.texture.loss(fake_x, t_x)
+            else:
+                tex = tf.constant(0.0)
             total = (
                 cfg.lambda_adv * (adv_g + adv_f)
                 + cfg.lambda_cycle * cycle
                 + cfg.lambda_identity * ident
                 + lam_teach * teach
+                + cfg.lambda_texture * tex
             )
         grads = tape.gradient(total, self.gen_vars)
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
@@ -412,6 +486,7 @@ class CycleGAN:
             "cycle": cycle,
             "ident": ident,
             "teach": teach,
+            "texture": tex,
             "D_X": d_x,
             "D_Y": d_y,
         }

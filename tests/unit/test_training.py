@@ -631,3 +631,39 @@ def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_weights(tmp_path: 
     assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     with pytest.raises(ConfigError, match="mixed_precision"):
         tiny_config(tmp_path, mixed_precision="fp8")
+
+
+def test_band_envelope_loss_sees_missing_detail_but_not_where_it_sits() -> None:
+    """The texture term: zero for the same image, large when the detail is gone, small when the same kind of
+    detail sits elsewhere (an exemplar's wrinkles need not land on the teacher's pixels)."""
+    import tensorflow as tf
+
+    from training.train import BandEnvelope
+
+    rng = np.random.default_rng(0)
+    base = np.full((1, 64, 64, 3), 0.1, np.float32)
+    detail = rng.normal(0, 0.2, (1, 64, 64, 1)).astype(np.float32) * np.ones((1, 1, 1, 3), np.float32)
+    other = rng.normal(0, 0.2, (1, 64, 64, 1)).astype(np.float32) * np.ones((1, 1, 1, 3), np.float32)
+    env = BandEnvelope(64)
+    a, b, c = (tf.constant(v) for v in (base + detail, base + other, base))
+    assert float(env.loss(a, a)) == 0.0
+    missing, moved = float(env.loss(a, c)), float(env.loss(a, b))
+    assert missing > 0.05
+    assert moved < 0.25 * missing
+    # A plain L1 says the opposite: the moved detail is further than no detail at all.
+    assert float(tf.reduce_mean(tf.abs(a - b))) > float(tf.reduce_mean(tf.abs(a - c)))
+    assert env(a).shape == (1, 64, 64, 4)
+
+
+def test_lambda_texture_enters_both_phases(tmp_path: Path) -> None:
+    import keras
+
+    from training.train import CycleGAN
+
+    cfg = tiny_config(tmp_path, steps=4, warm_steps=2, lambda_texture=5.0)
+    keras.utils.set_random_seed(cfg.seed)
+    model = CycleGAN(cfg)
+    losses: dict[int, dict[str, float]] = {}
+    model.train_steps(_train_data(), cfg.steps, lambda step, out: losses.__setitem__(step, out))
+    assert "texture" in losses[1] and "texture" in losses[4]
+    assert all(np.isfinite(out["texture"]) and out["texture"] > 0 for out in losses.values())
