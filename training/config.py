@@ -65,6 +65,7 @@ class TrainConfig:
             keeps them and takes all the extra detail from real exemplars.
         teacher_brows: weight of the registered teacher's shading difference on the eyebrows (0: skin
             only, as before version 4); 1 applies the skin's difference there too.
+        teacher_shading_younger: the teacher's shading weight when de-aging; negative: `teacher_shading`.
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -120,6 +121,7 @@ class TrainConfig:
     teacher_detail: float = 1.0
     teacher_amplify: bool = True
     teacher_brows: float = 0.0
+    teacher_shading_younger: float = -1.0
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     init_from: str = ""

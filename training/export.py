@@ -251,6 +251,11 @@ def _mesh_card(
         f"landmark displacement {cfg.teacher_shape}, low-pass shading {cfg.teacher_shading}, band-amplitude "
         f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}"
         + (f", shading on the brows {cfg.teacher_brows}" if cfg.teacher_brows else "")
+        + (
+            f", shading {cfg.teacher_shading_younger} when de-aging"
+            if cfg.teacher_shading_younger >= 0
+            else ""
+        )
         + "; "
         + (
             "aging scales the face's own detail bands by the prototypes' amplitude ratio; "

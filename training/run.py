@@ -80,11 +80,26 @@ def _teacher_targets(age: float, older: bool, rng: np.random.Generator) -> float
     return float(rng.uniform(20.0, max(min(age - 15.0, 45.0), 21.0)))
 
 
+def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
+    """File name of a run's cached teacher pairs: the teacher version and every option that changes them, so
+    pairs of another teacher are never reused. Options at their old defaults keep their old names."""
+    from training.teacher import TEACHER_VERSION
+
+    name = (
+        f"teacher-mesh-v{TEACHER_VERSION}-{targets_per_face}-s{opts.shape:g}-h{opts.shading:g}"
+        f"-t{opts.texture:g}-d{opts.detail:g}"
+    )
+    name += "" if opts.amplify else "-exemplar"
+    name += f"-b{opts.brows:g}" if opts.brows else ""
+    name += "" if opts.shading_younger is None else f"-hy{opts.shading_younger:g}"
+    return name + ".npz"
+
+
 def prepare_mesh_data(cfg: TrainConfig) -> Any:
     """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages."""
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
     from training.canonical import load_canonical
-    from training.teacher import TEACHER_VERSION, Prototypes, RegisteredTeacher, teacher_options
+    from training.teacher import Prototypes, RegisteredTeacher, teacher_options
     from training.train import TrainData
 
     run = Path(cfg.run_dir)
@@ -100,7 +115,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
         protos = Prototypes.build(data, mesh)
         protos.save(proto_path)
     opts = teacher_options(cfg)
-    key = f"teacher-mesh-v{TEACHER_VERSION}-{cfg.targets_per_face}-s{opts.shape:g}-h{opts.shading:g}-t{opts.texture:g}-d{opts.detail:g}{'' if opts.amplify else '-exemplar'}{f'-b{opts.brows:g}' if opts.brows else ''}.npz"
+    key = teacher_pairs_name(cfg.targets_per_face, opts)
     tpath = run / key
     if tpath.exists():
         with np.load(tpath) as d:

@@ -103,6 +103,7 @@ class TeacherOptions:
             is still missing; False keeps them and makes all the extra energy from the exemplar.
         brows: weight of the shading difference on the eyebrows too (0: skin only). Real brows thin and
             grey with age, which the prototypes' low-pass difference carries; the brows' own bands are kept.
+        shading_younger: `shading` when de-aging, where it differs (None: the same as aging).
     """
 
     shape: float = 1.5
@@ -112,6 +113,7 @@ class TeacherOptions:
     saturation: float = -0.02
     amplify: bool = True
     brows: float = 0.0
+    shading_younger: float | None = None
 
 
 def teacher_options(cfg: TrainConfig) -> TeacherOptions:
@@ -123,6 +125,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         detail=cfg.teacher_detail,
         amplify=cfg.teacher_amplify,
         brows=cfg.teacher_brows,
+        shading_younger=None if cfg.teacher_shading_younger < 0 else cfg.teacher_shading_younger,
     )
 
 
@@ -481,7 +484,8 @@ class RegisteredTeacher:
                 scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
                 out += o.detail * ex[0][k] * scale * self.detail_skin
         shading = _blur(m_b - m_a, self.shading_sigma) - _blur(m_b - m_a, 8.0 * self.shading_sigma)
-        out += o.shading * np.clip(shading, -0.12, 0.12) * self.shading_mask
+        weight = o.shading if older or o.shading_younger is None else o.shading_younger
+        out += weight * np.clip(shading, -0.12, 0.12) * self.shading_mask
         sat = float(np.clip(1.0 + o.saturation * (target - age) / 10.0, 0.7, 1.2))
         sat_map = 1.0 + (sat - 1.0) * self.face
         res = out[..., None] + chroma * sat_map[..., None]

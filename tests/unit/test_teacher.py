@@ -373,3 +373,19 @@ def test_brows_take_the_shading_difference_only_when_asked(
     # Luminance only: a neutral change on R, G and B alike.
     d = (on - off)[brows]
     assert np.abs(d[:, 0] - d[:, 1]).max() < 1e-4
+
+
+def test_shading_younger_sets_the_de_aging_shading_alone(teacher: RegisteredTeacher) -> None:
+    protos, mesh = teacher.protos, teacher.mesh
+    face = colour_face()
+    plain = dict(shape=0.0, texture=0.0, detail=0.0, saturation=0.0)
+
+    def run(target: float, **options: float | None) -> np.ndarray:
+        t = RegisteredTeacher(protos, mesh, TeacherOptions(**plain, **options))  # type: ignore[arg-type]
+        return t(face, 50.0, target, gender=1, key="k")
+
+    # De-aging: shading_younger replaces shading; 0 leaves the face's luminance as it is.
+    assert np.abs(run(25.0, shading=2.0, shading_younger=0.0) - face).max() < 1e-5
+    assert np.abs(run(25.0, shading=2.0) - face).max() > 1e-3
+    # Aging is untouched by it.
+    np.testing.assert_array_equal(run(75.0, shading=2.0, shading_younger=0.0), run(75.0, shading=2.0))
