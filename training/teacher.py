@@ -172,16 +172,20 @@ def landmark_region(mesh: CanonicalMesh, points: tuple[int, ...]) -> NDArray[np.
     return out.astype(bool)
 
 
-def skin_mask(mesh: CanonicalMesh) -> Array:
-    """(S, S) weight of the skin: 1 on the face, 0 on the eyes, brows and lips, soft at their edges."""
+def _features(mesh: CanonicalMesh, groups: tuple[tuple[int, ...], ...]) -> Array:
+    """(S, S) weight of some landmark hulls (eyes, brows, lips), grown by a texel and soft at the edge."""
     s = mesh.size
     keep = np.zeros((s, s), np.uint8)
-    for group in (*EYES, *BROWS, *LIPS):
+    for group in groups:
         keep |= landmark_region(mesh, group)
     grow = max(1, round(s / 64))
     keep = np.asarray(cv2.dilate(keep, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
-    face = mesh.mask("face")
-    return np.asarray(face * (1.0 - _blur(keep.astype(np.float32), grow)), np.float32)
+    return _blur(keep.astype(np.float32), grow)
+
+
+def skin_mask(mesh: CanonicalMesh) -> Array:
+    """(S, S) weight of the skin: 1 on the face, 0 on the eyes, brows and lips, soft at their edges."""
+    return np.asarray(mesh.mask("face") * (1.0 - _features(mesh, (*EYES, *BROWS, *LIPS))), np.float32)
 
 
 def beard_scores(data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh) -> NDArray[np.float64]:
@@ -245,13 +249,7 @@ def pick_exemplars(
 
 def brow_mask(mesh: CanonicalMesh) -> Array:
     """(S, S) weight of the eyebrows: their landmark hulls, grown by a texel and soft at the edge."""
-    s = mesh.size
-    brows = np.zeros((s, s), np.uint8)
-    for group in BROWS:
-        brows |= landmark_region(mesh, group)
-    grow = max(1, round(s / 64))
-    brows = np.asarray(cv2.dilate(brows, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
-    return np.asarray(_blur(brows.astype(np.float32), grow) * mesh.mask("face"), np.float32)
+    return np.asarray(_features(mesh, BROWS) * mesh.mask("face"), np.float32)
 
 
 def mouth_corners(mesh: CanonicalMesh) -> Array:

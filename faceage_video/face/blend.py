@@ -309,10 +309,11 @@ def warp_change_mesh(
         res = _color_matched(res, mask32)
     mx, my = mesh.inverse_map(fit)
     alpha = cv2.remap(mask32, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    alpha = np.asarray(alpha, np.float32) * _fold_fade(mx, my, _frame_px_per_canonical_px(fit))
+    scale = _frame_px_per_canonical_px(fit)
+    alpha = np.asarray(alpha, np.float32) * _fold_fade(mx, my, scale)
     # A small texture blown up onto a large face shows bilinear diamonds in the wrinkles: upsample it in
     # canonical space with a cubic first (cheap at texture size), so the per-pixel warp can stay bilinear.
-    up = int(np.clip(math.ceil(_frame_px_per_canonical_px(fit) / 1.5), 1, 8))
+    up = int(np.clip(math.ceil(scale / 1.5), 1, 8))
     if up > 1:
         res = np.asarray(cv2.resize(res, (s * up, s * up), interpolation=cv2.INTER_CUBIC), np.float32)
         cx, cy = (mx + 0.5) * up - 0.5, (my + 0.5) * up - 0.5

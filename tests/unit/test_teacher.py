@@ -356,11 +356,8 @@ def test_brows_take_the_shading_difference_only_when_asked(
     brows = (brow_mask(mesh) > 0.9) & (skin_mask(mesh) < 0.05)
     assert brows.sum() > 5
     # Old brows lighter than young ones in the prototypes: a made difference on the brows only.
-    bright = Prototypes(
-        protos.mean.copy(),
-        *[getattr(protos, k) for k in ("env", "shape", "exemplar_bands", "exemplar_env", "counts")],
-    )
-    region = np.zeros(mesh.size * mesh.size, bool).reshape(mesh.size, mesh.size)
+    bright = replace(protos, mean=protos.mean.copy())
+    region = np.zeros((mesh.size, mesh.size), bool)
     for group in BROWS:
         region |= landmark_region(mesh, group)
     bright.mean[:, 4:][:, :, region] += 0.2
