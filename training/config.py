@@ -72,6 +72,12 @@ class TrainConfig:
         lambda_texture: weight of the band-envelope L1 to the teacher's pair (`train.BandEnvelope`): the
             local amplitude of each luminance band, whatever the detail's position, so a generator makes the
             exemplar detail an L1 averages away. 0: off.
+        teacher_lowpass: in the adversarial phase, the teacher L1 on the skin compares only what is left
+            after a Gaussian blur of this sigma (pixels at 128 px, scaled with size); the skin's finer detail
+            is left to the discriminators and the band-envelope loss. The teacher's made detail is a real
+            exemplar's, a pattern the input does not predict, so a full-resolution L1 pulls it to its
+            average (none) against the discriminator. Eyes, brows, lips and everything off the skin keep
+            the full-resolution L1. 0: off (the full-resolution L1 everywhere).
         init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
             start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
             whole run. Its generator architecture must be this config's. Ignored when resuming.
@@ -124,6 +130,7 @@ class TrainConfig:
     teacher_shading_younger: float = -1.0
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
+    teacher_lowpass: float = 0.0
     init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -175,6 +182,7 @@ class TrainConfig:
             "teacher_regions",
             "teacher_brows",
             "lambda_texture",
+            "teacher_lowpass",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -228,6 +228,44 @@ class BandEnvelope:
         return tf.reduce_sum(tf.reduce_mean(d, axis=[0, 1, 2]))
 
 
+class LowpassTeacher:
+    """The adversarial phase's teacher L1 with the skin's fine detail left free (`teacher_lowpass`).
+
+    On the skin only the Gaussian low-pass of the difference to the teacher counts: shading, shape and
+    colour are what the input predicts; the teacher's fine skin detail is one real exemplar's, which the
+    input does not predict, so matching it pixel for pixel teaches its average (none) and fights the
+    discriminator. Off the skin (eyes, brows, lips, hair, background) the whole difference counts, so
+    their own detail is kept."""
+
+    def __init__(self, size: int, sigma_128: float, skin: NDArray[np.float32]) -> None:
+        self.sigma = sigma_128 * size / 128.0
+        self.free = tf.constant(np.clip(skin, 0.0, 1.0).astype(np.float32)[None, ..., None])
+
+    def lowpass(self, d: tf.Tensor) -> tf.Tensor:
+        """(B, S, S, C) blurred channel by channel."""
+        b, s, c = tf.shape(d)[0], tf.shape(d)[1], d.shape[-1]
+        x = tf.reshape(tf.transpose(d, [0, 3, 1, 2]), [-1, s, s, 1])
+        x = _gauss(x, self.sigma)
+        return tf.transpose(tf.reshape(x, [b, c, s, s]), [0, 2, 3, 1])
+
+    def __call__(self, a: tf.Tensor, b: tf.Tensor, w: tf.Tensor | None) -> tf.Tensor:
+        """Mean of |low-pass of a - b| + (1 - skin) |the rest|, with the pixel weight `w` (mean 1)."""
+        d = tf.cast(a, tf.float32) - tf.cast(b, tf.float32)
+        low = self.lowpass(d)
+        per = tf.abs(low) + (1.0 - self.free) * tf.abs(d - low)
+        return tf.reduce_mean(per if w is None else w * per)
+
+
+def lowpass_teacher(cfg: TrainConfig) -> LowpassTeacher | None:
+    """The config's `LowpassTeacher` (mesh space, `teacher_lowpass` > 0), else None."""
+    if cfg.teacher_lowpass <= 0 or cfg.space != "mesh":
+        return None
+    from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+    from training.teacher import skin_mask
+
+    return LowpassTeacher(cfg.size, cfg.teacher_lowpass, skin_mask(CanonicalMesh(MeshOptions(size=cfg.size))))
+
+
 def _mse(a: tf.Tensor, target: float) -> tf.Tensor:
     return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - target))
 
@@ -273,6 +311,7 @@ class CycleGAN:
         w = teacher_weight_map(cfg)
         self.teach_w = None if w is None else tf.constant(w)
         self.texture = texture_loss(cfg)
+        self.lowpass = lowpass_teacher(cfg)
         jit = cfg.xla
         self.warm_step = tf.function(self._warm_step, jit_compile=jit, reduce_retracing=True)
         self.gan_step = tf.function(self._gan_step, jit_compile=jit, reduce_retracing=True)
@@ -455,7 +494,8 @@ class CycleGAN:
                 )
             else:
                 ident = tf.constant(0.0)
-            teach = _l1_weighted(fake_y, t_y, self.teach_w) + _l1_weighted(fake_x, t_x, self.teach_w)
+            l1 = _l1_weighted if self.lowpass is None else self.lowpass
+            teach = l1(fake_y, t_y, self.teach_w) + l1(fake_x, t_x, self.teach_w)
             if self.texture is not None:
                 tex = self.texture.loss(fake_y, t_y) + self.texture.loss(fake_x, t_x)
             else:

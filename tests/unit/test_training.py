@@ -667,3 +667,68 @@ def test_lambda_texture_enters_both_phases(tmp_path: Path) -> None:
     model.train_steps(_train_data(), cfg.steps, lambda step, out: losses.__setitem__(step, out))
     assert "texture" in losses[1] and "texture" in losses[4]
     assert all(np.isfinite(out["texture"]) and out["texture"] > 0 for out in losses.values())
+
+
+def _fine_detail(shape: tuple[int, ...], amp: float, seed: int = 1) -> np.ndarray:
+    """Grey noise with its coarse part (Gaussian sigma 1) taken out: detail like pores and fine lines."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(shape, np.float32)
+    for i in range(shape[0]):
+        n = rng.normal(0, amp, shape[1:3]).astype(np.float32)
+        out[i] = (n - cv2.GaussianBlur(n, (0, 0), 1.0))[..., None]
+    return out
+
+
+def test_lowpass_teacher_frees_the_skins_fine_detail_only() -> None:
+    """`teacher_lowpass`: on the skin, fine detail unlike the teacher's costs almost nothing, a shading
+    difference costs in full; off the skin, the fine detail costs as a plain L1 does."""
+    import tensorflow as tf
+
+    from training.train import LowpassTeacher, lowpass_teacher
+
+    s = 64
+    skin = np.zeros((s, s), np.float32)
+    skin[:, : s // 2] = 1.0  # left half skin, right half "eyes"
+    teach = LowpassTeacher(s, 1.5, skin)
+    fine = _fine_detail((1, s, s, 3), 0.2)
+    base = np.zeros((1, s, s, 3), np.float32)
+    left, right = np.zeros_like(base), np.zeros_like(base)
+    left[:, 4 : s - 4, 4 : s // 2 - 4] = 1.0
+    right[:, 4 : s - 4, s // 2 + 4 : s - 4] = 1.0
+    t = tf.constant(base)
+    on_skin = float(teach(tf.constant(fine * left), t, None))
+    off_skin = float(teach(tf.constant(fine * right), t, None))
+    plain = float(tf.reduce_mean(tf.abs(fine * right)))
+    assert off_skin > 0.9 * plain
+    assert on_skin < 0.3 * off_skin
+    # A smooth shading step on the skin costs what a plain L1 says.
+    shade = 0.1 * left
+    assert float(teach(tf.constant(shade), t, None)) > 0.8 * float(np.abs(shade).mean())
+    # Off in a config by default.
+    cfg = TrainConfig(space="mesh", landmarks="x.npz")
+    assert lowpass_teacher(cfg) is None and lowpass_teacher(cfg.replace(teacher_lowpass=1.5)) is not None
+
+
+def test_teacher_lowpass_enters_the_adversarial_phase(tmp_path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    from training.train import CycleGAN, LowpassTeacher
+
+    class Marked(LowpassTeacher):
+        """Costs a fixed 0.125 a call, so the step's teacher term shows which L1 it used."""
+
+        def __call__(self, a: tf.Tensor, b: tf.Tensor, w: tf.Tensor | None) -> tf.Tensor:
+            return 0.0 * super().__call__(a, b, w) + 0.125
+
+    def teacher_term(lowpass: LowpassTeacher | None) -> float:
+        """The teacher term of the first adversarial step (the same weights either way)."""
+        cfg = tiny_config(tmp_path, steps=1, warm_steps=0)
+        keras.utils.set_random_seed(cfg.seed)
+        model = CycleGAN(cfg)
+        model.lowpass = lowpass
+        return model.train_steps(_train_data(), cfg.steps)["teach"]
+
+    plain = teacher_term(None)
+    assert plain > 0.3
+    assert teacher_term(Marked(S, 1.5, np.ones((S, S), np.float32))) == pytest.approx(0.25)
