@@ -72,9 +72,10 @@ class TrainConfig:
         lambda_texture: weight of the band-envelope L1 to the teacher's pair (`train.BandEnvelope`): the
             local amplitude of each luminance band, whatever the detail's position, so a generator makes the
             exemplar detail an L1 averages away. 0: off.
-        teacher_lowpass: in the adversarial phase, the teacher L1 on the skin compares only what is left
-            after a Gaussian blur of this sigma (pixels at 128 px, scaled with size); the skin's finer detail
-            is left to the discriminators and the band-envelope loss. The teacher's made detail is a real
+        teacher_lowpass: in the adversarial phase, the teacher L1 on the skin compares what is left after
+            a Gaussian blur of this sigma (pixels at 128 px, scaled with size) and the chroma of the rest;
+            the luminance of the skin's finer detail is left to the discriminators and the band-envelope
+            loss. The teacher's made detail is a real
             exemplar's, a pattern the input does not predict, so a full-resolution L1 pulls it to its
             average (none) against the discriminator. Eyes, brows, lips and everything off the skin keep
             the full-resolution L1. 0: off (the full-resolution L1 everywhere).

@@ -231,8 +231,8 @@ class BandEnvelope:
 class LowpassTeacher:
     """The adversarial phase's teacher L1 with the skin's fine detail left free (`teacher_lowpass`).
 
-    On the skin only the Gaussian low-pass of the difference to the teacher counts: shading, shape and
-    colour are what the input predicts; the teacher's fine skin detail is one real exemplar's, which the
+    On the skin the Gaussian low-pass of the difference to the teacher counts, and the chroma of the rest:
+    shading, shape and colour are what the input predicts; the luminance of the teacher's fine skin detail is one real exemplar's, which the
     input does not predict, so matching it pixel for pixel teaches its average (none) and fights the
     discriminator. Off the skin (eyes, brows, lips, hair, background) the whole difference counts, so
     their own detail is kept."""
@@ -249,10 +249,15 @@ class LowpassTeacher:
         return tf.transpose(tf.reshape(x, [b, c, s, s]), [0, 2, 3, 1])
 
     def __call__(self, a: tf.Tensor, b: tf.Tensor, w: tf.Tensor | None) -> tf.Tensor:
-        """Mean of |low-pass of a - b| + (1 - skin) |the rest|, with the pixel weight `w` (mean 1)."""
+        """Mean of |low-pass of a - b| + |chroma of the rest| + (1 - skin) |luminance of the rest|, with the
+        pixel weight `w` (mean 1)."""
         d = tf.cast(a, tf.float32) - tf.cast(b, tf.float32)
         low = self.lowpass(d)
-        per = tf.abs(low) + (1.0 - self.free) * tf.abs(d - low)
+        high = d - low
+        y = tf.reduce_sum(high * tf.constant(_LUMA, tf.float32), axis=-1, keepdims=True)
+        # Only the luminance of the fine detail is free: the teacher's detail is grey (aging adds lines,
+        # not colour), and a discriminator left free on chroma too painted red mottling on the cheeks.
+        per = tf.abs(low) + tf.abs(high - y) + (1.0 - self.free) * tf.abs(y)
         return tf.reduce_mean(per if w is None else w * per)
 
 

@@ -680,8 +680,8 @@ def _fine_detail(shape: tuple[int, ...], amp: float, seed: int = 1) -> np.ndarra
 
 
 def test_lowpass_teacher_frees_the_skins_fine_detail_only() -> None:
-    """`teacher_lowpass`: on the skin, fine detail unlike the teacher's costs almost nothing, a shading
-    difference costs in full; off the skin, the fine detail costs as a plain L1 does."""
+    """`teacher_lowpass`: on the skin, fine grey detail unlike the teacher's costs almost nothing, a shading
+    difference or fine colour costs in full; off the skin, the fine detail costs as a plain L1 does."""
     import tensorflow as tf
 
     from training.train import LowpassTeacher, lowpass_teacher
@@ -701,6 +701,9 @@ def test_lowpass_teacher_frees_the_skins_fine_detail_only() -> None:
     plain = float(tf.reduce_mean(tf.abs(fine * right)))
     assert off_skin > 0.9 * plain
     assert on_skin < 0.3 * off_skin
+    # Fine colour on the skin costs in full: only the luminance of the detail is free.
+    tint = fine * np.array([0.587, -0.299, 0.0], np.float32) / 0.587
+    assert float(teach(tf.constant(tint * left), t, None)) > 0.9 * float(np.abs(tint * left).mean())
     # A smooth shading step on the skin costs what a plain L1 says.
     shade = 0.1 * left
     assert float(teach(tf.constant(shade), t, None)) > 0.8 * float(np.abs(shade).mean())
