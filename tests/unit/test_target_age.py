@@ -34,7 +34,7 @@ def test_de_aging_targets_are_measured_and_drawn(utkface_dir: Path, tmp_path: Pa
     for r in res["targets"]:
         assert r["abs_error_mean"] >= 0.0
         # The judge's reference: real faces labelled within 3 years of the target.
-        assert r["real_n"] == 3 and r["real_abs_error_mean"] >= 0.0
+        assert r["real_n"] == 3 and r["real_abs_error_mean"] >= 0.0 and r["calibrated_error_mean"] >= 0.0
     assert res["targets"][0]["real_judged_mean"] > res["targets"][1]["real_judged_mean"]
     # De-aging moves the judged age down, and further for the younger target.
     assert res["targets"][1]["shift_mean"] < res["targets"][0]["shift_mean"] < 0.0
