@@ -256,6 +256,7 @@ def _mesh_card(
             if cfg.teacher_shading_younger >= 0
             else ""
         )
+        + (", chroma scaled by the luminance ratio (shade keeps the hue)" if cfg.teacher_ratio_chroma else "")
         + "; "
         + (
             "aging scales the face's own detail bands by the prototypes' amplitude ratio; "
@@ -268,7 +269,15 @@ def _mesh_card(
         + (
             f"Then {adv} adversarial steps: LSGAN (λ_adv {cfg.lambda_adv}), cycle (λ {cfg.lambda_cycle}) and "
             f"identity ({cfg.lambda_identity}) with the ages swapped or equal, teacher L1 "
-            f"({cfg.lambda_teacher} → {cfg.lambda_teacher_end})."
+            f"({cfg.lambda_teacher} → {cfg.lambda_teacher_end})"
+            + (
+                f", on the skin only its low-pass (σ {cfg.teacher_lowpass} px at 128) and the chroma of the "
+                "rest, the finer luminance detail left to the discriminators"
+                if cfg.teacher_lowpass > 0
+                else ""
+            )
+            + (f", band-envelope L1 (λ {cfg.lambda_texture})" if cfg.lambda_texture > 0 else "")
+            + "."
             if adv > 0
             else "No adversarial steps."
         ),
