@@ -66,9 +66,6 @@ class TrainConfig:
         teacher_brows: weight of the registered teacher's shading difference on the eyebrows (0: skin
             only, as before version 4); 1 applies the skin's difference there too.
         teacher_shading_younger: the teacher's shading weight when de-aging; negative: `teacher_shading`.
-        teacher_ratio_chroma: the registered teacher scales the chroma by the luminance ratio, so shaded
-            skin keeps its hue and saturation (`TeacherOptions.ratio_chroma`); false: version 4's equal
-            change of R, G and B.
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -132,7 +129,6 @@ class TrainConfig:
     teacher_amplify: bool = True
     teacher_brows: float = 0.0
     teacher_shading_younger: float = -1.0
-    teacher_ratio_chroma: bool = False
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     teacher_lowpass: float = 0.0

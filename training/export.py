@@ -256,7 +256,6 @@ def _mesh_card(
             if cfg.teacher_shading_younger >= 0
             else ""
         )
-        + (", chroma scaled by the luminance ratio (shade keeps the hue)" if cfg.teacher_ratio_chroma else "")
         + "; "
         + (
             "aging scales the face's own detail bands by the prototypes' amplitude ratio; "

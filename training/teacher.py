@@ -14,8 +14,7 @@ age band) stay sharp, and their differences are the folds, not the colour. The t
    own detail and the exemplar adds the rest of the target age's energy, in quadrature (independent detail
    adds in power, not in amplitude);
 5. chroma: only a slight desaturation with age. Every luminance change is added equally to R, G and B, so a
-   black-and-white face stays exactly neutral; with `ratio_chroma` the chroma is scaled by the luminance
-   ratio instead, so a shaded pixel keeps its hue and saturation (and a neutral one stays neutral).
+   black-and-white face stays exactly neutral.
 
 Arrays are float32 RGB in [0, 1], (S, S, 3), in canonical space at the cache's size.
 """
@@ -105,10 +104,6 @@ class TeacherOptions:
         brows: weight of the shading difference on the eyebrows too (0: skin only). Real brows thin and
             grey with age, which the prototypes' low-pass difference carries; the brows' own bands are kept.
         shading_younger: `shading` when de-aging, where it differs (None: the same as aging).
-        ratio_chroma: the chroma follows the luminance change as a ratio, so a pixel darkened or
-            lightened keeps its hue and saturation, as under a change of light. False adds the luminance
-            change equally to R, G and B, which turns darkened skin redder and browner (teacher version 4's
-            dirty cheeks).
     """
 
     shape: float = 1.5
@@ -119,7 +114,6 @@ class TeacherOptions:
     amplify: bool = True
     brows: float = 0.0
     shading_younger: float | None = None
-    ratio_chroma: bool = False
 
 
 def teacher_options(cfg: TrainConfig) -> TeacherOptions:
@@ -132,7 +126,6 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         amplify=cfg.teacher_amplify,
         brows=cfg.teacher_brows,
         shading_younger=None if cfg.teacher_shading_younger < 0 else cfg.teacher_shading_younger,
-        ratio_chroma=cfg.teacher_ratio_chroma,
     )
 
 
@@ -493,10 +486,6 @@ class RegisteredTeacher:
         out += weight * np.clip(shading, -0.12, 0.12) * self.shading_mask
         sat = float(np.clip(1.0 + o.saturation * (target - age) / 10.0, 0.7, 1.2))
         sat_map = 1.0 + (sat - 1.0) * self.face
-        if o.ratio_chroma:
-            # Shade scales a surface's R, G and B alike; it does not subtract the same amount from each.
-            # The chroma scales with the luminance, so a black-and-white face still gets none.
-            sat_map = sat_map * np.clip((out + 0.02) / (y + 0.02), 0.5, 2.0)
         res = out[..., None] + chroma * sat_map[..., None]
         if o.shape:
             move = o.shape * (s_b - s_a) * self.shape_weight[:, None]
