@@ -111,6 +111,10 @@ def export(
     force: Annotated[
         bool, typer.Option(help="export despite failed or missing quality gates; the card says so")
     ] = False,
+    g_from: Annotated[
+        Path | None,
+        typer.Option(help="take G from this bundle instead of the checkpoint (the manifest and card say so)"),
+    ] = None,
 ) -> None:
     """Write a model bundle (manifest, G/F weights, card, samples) from a checkpoint.
 
@@ -126,7 +130,13 @@ def export(
             "--out quality.json, then --metrics quality.json), or pass --force"
         )
     folder = export_bundle(
-        checkpoint, name=name, config=config, out_dir=out_dir, metrics_path=metrics, force=force
+        checkpoint,
+        name=name,
+        config=config,
+        out_dir=out_dir,
+        metrics_path=metrics,
+        force=force,
+        g_from=g_from,
     )
     if force:
         typer.secho("exported with --force: the card lists the gates it failed", fg="yellow", err=True)

@@ -228,6 +228,7 @@ def _mesh_card(
     g = manifest.generator
     steps = int(manifest.training.get("steps") or 0)
     adv = steps - min(steps, cfg.warm_steps)
+    g_from = manifest.training.get("G_from")
     lines = [
         f"# {manifest.name}",
         "",
@@ -280,6 +281,15 @@ def _mesh_card(
             if adv > 0
             else "No adversarial steps."
         ),
+        *(
+            [
+                f"- `G` is not this run's: it is the bundle `{g_from['bundle']}`'s (config "
+                f"`{g_from['training'].get('config')}`, checkpoint `{g_from['training'].get('checkpoint')}`), "
+                "unchanged. This run's `F` ships beside it; its own `G` did not pass the gates."
+            ]
+            if g_from
+            else []
+        ),
         "",
         "## Data",
         "",
@@ -315,6 +325,7 @@ def export_bundle(
     out_dir: Path | None = None,
     metrics_path: Path | None = None,
     force: bool = False,
+    g_from: Path | None = None,
 ) -> Path:
     """Write `out_dir/name/` from a checkpoint.
 
@@ -326,6 +337,9 @@ def export_bundle(
         metrics_path: JSON from `benchmarks.quality` to record in the manifest and card. When given, the
             export refuses a model that failed any of its gates (or a report without gates).
         force: export despite failed gates; the card says so and lists them.
+        g_from: a bundle whose `G` the new bundle takes instead of the checkpoint's (G and F train apart,
+            with no cycle term, so an `F` that improved can ship beside a `G` that did not); the manifest
+            and card name it.
 
     Returns:
         The bundle folder.
@@ -351,6 +365,12 @@ def export_bundle(
     cfg = _run_config(ckpt, config)
     model = CycleGAN(cfg)
     model.restore(ckpt)
+    g_record: dict[str, Any] = {}
+    if g_from is not None:
+        from models.bundle import load_manifest
+
+        model.init_from_bundle(g_from, ("G",))
+        g_record = {"G_from": {"bundle": Path(g_from).name, "training": load_manifest(g_from)[1].training}}
     metrics = summarize_metrics(report) if report is not None else {}
     if force and failures:
         metrics["forced"] = failures
@@ -386,6 +406,7 @@ def export_bundle(
             "checkpoint": ckpt.name,
             "exported": dt.date.today().isoformat(),
             **extra,
+            **g_record,
         },
         metrics=metrics,
     )

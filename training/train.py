@@ -348,8 +348,8 @@ class CycleGAN:
         np.savez(tmp, allow_pickle=False, **arrays)
         tmp.replace(path)
 
-    def init_from_bundle(self, folder: str | Path) -> None:
-        """Start G and F from an exported bundle's weights.
+    def init_from_bundle(self, folder: str | Path, which_nets: tuple[str, ...] = ("G", "F")) -> None:
+        """Set G and F (or those named in `which_nets`) to an exported bundle's weights.
 
         Raises:
             TrainingError: the bundle is unreadable or its generators are not this config's.
@@ -357,6 +357,8 @@ class CycleGAN:
         from models.bundle import BundleError, load_generator
 
         for which, net in (("G", self.G), ("F", self.F)):
+            if which not in which_nets:
+                continue
             try:
                 src, manifest = load_generator(folder, which)
             except BundleError as exc:
