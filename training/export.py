@@ -202,9 +202,20 @@ def _card_tail(
     manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None
 ) -> list[str]:
     """The card's counts, licence, quality section and samples, the same for every face space."""
+    g_from = manifest.training.get("G_from")
+    own_g = (
+        [
+            f"- `G` is not this run's: it is the bundle `{g_from['bundle']}`'s (config "
+            f"`{g_from['training'].get('config')}`, checkpoint `{g_from['training'].get('checkpoint')}`), "
+            "unchanged; this run's `F` ships beside it (`--g-from`)."
+        ]
+        if g_from
+        else []
+    )
     return [
         f"- Counts: {manifest.data.get('counts', {})}.",
         f"- Licence: {LICENCE.get(cfg.dataset, '')}",
+        *own_g,
         "",
         "## Quality (independent judges, validation faces never trained on)",
         "",
@@ -228,7 +239,6 @@ def _mesh_card(
     g = manifest.generator
     steps = int(manifest.training.get("steps") or 0)
     adv = steps - min(steps, cfg.warm_steps)
-    g_from = manifest.training.get("G_from")
     lines = [
         f"# {manifest.name}",
         "",
@@ -280,15 +290,6 @@ def _mesh_card(
             + "."
             if adv > 0
             else "No adversarial steps."
-        ),
-        *(
-            [
-                f"- `G` is not this run's: it is the bundle `{g_from['bundle']}`'s (config "
-                f"`{g_from['training'].get('config')}`, checkpoint `{g_from['training'].get('checkpoint')}`), "
-                "unchanged. This run's `F` ships beside it; its own `G` did not pass the gates."
-            ]
-            if g_from
-            else []
         ),
         "",
         "## Data",

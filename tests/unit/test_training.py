@@ -482,6 +482,34 @@ def test_init_from_bundle_starts_g_and_f_from_its_weights(straight_run: Straight
         CycleGAN(run.cfg).init_from_bundle(tmp_path / "missing")
 
 
+def test_export_g_from_ships_another_bundles_g_beside_this_runs_f(
+    straight_run: StraightRun, tmp_path: Path
+) -> None:
+    """`--g-from`: the bundle's G is the named bundle's, bit for bit, its F the checkpoint's; the manifest
+    and the card say where G came from."""
+    from models.bundle import load_generator, load_manifest
+    from training.export import export_bundle
+
+    run = straight_run
+    half = run.cfg.steps // 2
+    early = export_bundle(run.checkpoints[half], name="early", out_dir=tmp_path / "b")
+    mixed = export_bundle(Path(run.cfg.run_dir), name="mixed", out_dir=tmp_path / "b", g_from=early)
+
+    def weights(folder: Path, which: str) -> list[np.ndarray]:
+        return [np.array(w) for w in load_generator(folder, which)[0].get_weights()]
+
+    assert all(np.array_equal(a, b) for a, b in zip(weights(mixed, "G"), weights(early, "G"), strict=True))
+    final_f = [np.array(w.numpy()) for w in run.model.F.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(weights(mixed, "F"), final_f, strict=True))
+    # The early G is another network than the run's final one, so the check above is not trivial.
+    final_g = [np.array(w.numpy()) for w in run.model.G.weights]
+    assert _changed(weights(early, "G"), final_g)
+    record = load_manifest(mixed)[1].training
+    assert record["G_from"]["bundle"] == "early" and record["G_from"]["training"]["steps"] == half
+    assert record["steps"] == run.cfg.steps
+    assert "it is the bundle `early`'s" in (mixed / "CARD.md").read_text()
+
+
 def test_export_without_checkpoints(tmp_path: Path) -> None:
     from training.errors import TrainingError
     from training.export import export_bundle
