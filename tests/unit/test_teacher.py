@@ -384,5 +384,5 @@ def test_shading_younger_sets_the_de_aging_shading_alone(teacher: RegisteredTeac
     # De-aging: shading_younger replaces shading; 0 leaves the face's luminance as it is.
     assert np.abs(run(25.0, shading=2.0, shading_younger=0.0) - face).max() < 1e-5
     assert np.abs(run(25.0, shading=2.0) - face).max() > 1e-3
-    # Aging is untouched by it.
-    np.testing.assert_array_equal(run(75.0, shading=2.0, shading_younger=0.0), run(75.0, shading=2.0))
+    # Aging is untouched by it (to float rounding: threaded blurs may sum in another order, 1e-7 here).
+    np.testing.assert_allclose(run(75.0, shading=2.0, shading_younger=0.0), run(75.0, shading=2.0), atol=1e-6)
