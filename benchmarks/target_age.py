@@ -10,8 +10,9 @@ target: the judged age, its mean absolute error against the target, and the judg
 inputs from the same run. Beside each target, the judge reads real validation faces labelled within
 `REAL_SPAN` years of it: its own error on real faces of that age is the floor no aging can get under (the
 judge reads most old faces younger than their labels), and the error against the judged age of those real
-faces (`calibrated_error_mean`) says how far the outputs are from looking like them. `--grid` writes the first faces at native resolution, the input and one column per
-target. The judge only measures; nothing here is tuned on it.
+faces (`calibrated_error_mean`) says how far the outputs are from looking like them. `--grid` writes the
+first faces at native resolution, the input and one column per target. The judge only measures; nothing
+here is tuned on it.
 """
 
 from __future__ import annotations

@@ -75,10 +75,10 @@ class TrainConfig:
         teacher_lowpass: in the adversarial phase, the teacher L1 on the skin compares what is left after
             a Gaussian blur of this sigma (pixels at 128 px, scaled with size) and the chroma of the rest;
             the luminance of the skin's finer detail is left to the discriminators and the band-envelope
-            loss. The teacher's made detail is a real
-            exemplar's, a pattern the input does not predict, so a full-resolution L1 pulls it to its
-            average (none) against the discriminator. Eyes, brows, lips and everything off the skin keep
-            the full-resolution L1. 0: off (the full-resolution L1 everywhere).
+            loss. The teacher's made detail is a real exemplar's, a pattern the input does not predict, so
+            a full-resolution L1 pulls it to its average (none) against the discriminator. Eyes, brows, lips
+            and everything off the skin keep the full-resolution L1. 0: off (the full-resolution L1
+            everywhere).
         init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
             start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
             whole run. Its generator architecture must be this config's. Ignored when resuming.

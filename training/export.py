@@ -368,10 +368,8 @@ def export_bundle(
     model.restore(ckpt)
     g_record: dict[str, Any] = {}
     if g_from is not None:
-        from models.bundle import load_manifest
-
-        model.init_from_bundle(g_from, ("G",))
-        g_record = {"G_from": {"bundle": Path(g_from).name, "training": load_manifest(g_from)[1].training}}
+        source = model.init_from_bundle(g_from, ("G",), option="--g-from")
+        g_record = {"G_from": {"bundle": Path(g_from).name, "training": source.training}}
     metrics = summarize_metrics(report) if report is not None else {}
     if force and failures:
         metrics["forced"] = failures

@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
+from models.bundle import Manifest
 from models.networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 from training.config import TrainConfig
 from training.errors import TrainingError
@@ -232,10 +233,10 @@ class LowpassTeacher:
     """The adversarial phase's teacher L1 with the skin's fine detail left free (`teacher_lowpass`).
 
     On the skin the Gaussian low-pass of the difference to the teacher counts, and the chroma of the rest:
-    shading, shape and colour are what the input predicts; the luminance of the teacher's fine skin detail is one real exemplar's, which the
-    input does not predict, so matching it pixel for pixel teaches its average (none) and fights the
-    discriminator. Off the skin (eyes, brows, lips, hair, background) the whole difference counts, so
-    their own detail is kept."""
+    shading, shape and colour are what the input predicts. The luminance of the teacher's fine skin detail
+    is one real exemplar's, which the input does not predict, so matching it pixel for pixel teaches its
+    average (none) and fights the discriminator. Off the skin (eyes, brows, lips, hair, background) the
+    whole difference counts, so their own detail is kept."""
 
     def __init__(self, size: int, sigma_128: float, skin: NDArray[np.float32]) -> None:
         self.sigma = sigma_128 * size / 128.0
@@ -348,28 +349,40 @@ class CycleGAN:
         np.savez(tmp, allow_pickle=False, **arrays)
         tmp.replace(path)
 
-    def init_from_bundle(self, folder: str | Path, which_nets: tuple[str, ...] = ("G", "F")) -> None:
+    def init_from_bundle(
+        self, folder: str | Path, which_nets: tuple[str, ...] = ("G", "F"), option: str = "init_from"
+    ) -> Manifest:
         """Set G and F (or those named in `which_nets`) to an exported bundle's weights.
+
+        Args:
+            option: how the caller named the bundle (`init_from`, `--g-from`), for the error messages.
+
+        Returns:
+            The bundle's manifest.
 
         Raises:
             TrainingError: the bundle is unreadable or its generators are not this config's.
         """
         from models.bundle import BundleError, load_generator
 
+        manifest: Manifest | None = None
         for which, net in (("G", self.G), ("F", self.F)):
             if which not in which_nets:
                 continue
             try:
                 src, manifest = load_generator(folder, which)
             except BundleError as exc:
-                raise TrainingError(f"init_from = {str(folder)!r}: {exc}") from exc
+                raise TrainingError(f"{option} = {str(folder)!r}: {exc}") from exc
             if manifest.generator != self.generator_config:
                 raise TrainingError(
-                    f"init_from = {str(folder)!r}: its generator {manifest.generator} is not this config's "
+                    f"{option} = {str(folder)!r}: its generator {manifest.generator} is not this config's "
                     f"{self.generator_config}. Fix: match size, ngf, n_blocks, conditioned and film."
                 )
             for mine, theirs in zip(net.weights, src.weights, strict=True):
                 mine.assign(tf.cast(theirs, mine.dtype))
+        if manifest is None:
+            raise TrainingError(f"{option}: no generator named in {which_nets} (G or F)")
+        return manifest
 
     def restore(self, path: Path) -> None:
         """Load a checkpoint written by `save`.
