@@ -5,7 +5,10 @@ For one face, with Δa*, Δb* the per-pixel change of the output against the inp
 - **blotches**: the 95th percentile of |(Δa*, Δb*) − mean| after a Gaussian blur of σ = `BLUR_SIGMA` px of
   the canonical frame (so sensor noise and JPEG grain do not count);
 - **black-and-white**: an input whose mean chroma C* = |(a*, b*)| is under `BW_CHROMA` is black-and-white,
-  and its output is tinted when its mean chroma reaches `BW_CHROMA + BW_TINT`.
+  and its output is tinted when its mean chroma reaches `BW_CHROMA + BW_TINT`, or when a patch of it does:
+  the `BW_PATCH_PERCENTILE`th percentile of its chroma, blurred like the blotches, reaches `BW_CHROMA`. Pink
+  cheeks and a blue chin painted on a grey face cover too little of it to move the mean, but a person sees
+  them at once.
 
 The gates (`CAST_GATE`, `BLOTCH_GATE`, no tinted face) apply to the mean over faces.
 """
@@ -26,6 +29,7 @@ BLUR_SIGMA = 2.0
 BLOTCH_PERCENTILE = 95.0
 BW_CHROMA = 3.0
 BW_TINT = 1.5
+BW_PATCH_PERCENTILE = 95.0
 CAST_GATE = 1.5
 BLOTCH_GATE = 3.0
 
@@ -52,14 +56,17 @@ class ColourChange:
         blotches: 95th percentile of the blurred local chroma change once the mean is removed.
         chroma_in: mean C* of the input face.
         chroma_out: mean C* of the output face.
+        chroma_out_patch: the BW_PATCH_PERCENTILE-th percentile of the output's blurred C*.
         bw: the input is black-and-white (chroma_in < BW_CHROMA).
-        tinted: a black-and-white input whose output reaches BW_CHROMA + BW_TINT.
+        tinted: a black-and-white input whose output reaches BW_CHROMA + BW_TINT on average, or BW_CHROMA in
+            its most colourful patch (chroma_out_patch).
     """
 
     cast: float
     blotches: float
     chroma_in: float
     chroma_out: float
+    chroma_out_patch: float
     bw: bool
     tinted: bool
 
@@ -96,15 +103,19 @@ def colour_change(inp: Canonical, out: Canonical, mask: NDArray[np.bool_]) -> Co
         )
     blotches = float(np.percentile(np.hypot(local[..., 0], local[..., 1])[mask], BLOTCH_PERCENTILE))
     c_in = float(np.hypot(lab_in[..., 1], lab_in[..., 2])[mask].mean())
-    c_out = float(np.hypot(lab_out[..., 1], lab_out[..., 2])[mask].mean())
+    chroma_out = np.hypot(lab_out[..., 1], lab_out[..., 2])
+    c_out = float(chroma_out[mask].mean())
+    patch = cv2.GaussianBlur(chroma_out * w, (0, 0), BLUR_SIGMA) / np.maximum(wb, 1e-6)
+    c_patch = float(np.percentile(patch[mask], BW_PATCH_PERCENTILE))
     bw = c_in < BW_CHROMA
     return ColourChange(
         cast=float(np.hypot(*mean)),
         blotches=blotches,
         chroma_in=c_in,
         chroma_out=c_out,
+        chroma_out_patch=c_patch,
         bw=bw,
-        tinted=bool(bw and c_out >= BW_CHROMA + BW_TINT),
+        tinted=bool(bw and (c_out >= BW_CHROMA + BW_TINT or c_patch >= BW_CHROMA)),
     )
 
 
@@ -113,11 +124,12 @@ def summarize_colour(changes: Sequence[ColourChange]) -> dict[str, Any]:
 
     Returns:
         `faces`, `cast_mean`, `cast_p90`, `blotches_mean`, `blotches_p90`, `bw_faces`, `bw_tinted`,
-        `bw_chroma_out_max` (None without b/w faces); every statistic None without faces.
+        `bw_chroma_out_max` and `bw_chroma_patch_max` (None without b/w faces); every statistic None
+        without faces.
     """
     if not changes:
         return {"faces": 0, "cast_mean": None, "cast_p90": None, "blotches_mean": None, "blotches_p90": None,
-                "bw_faces": 0, "bw_tinted": 0, "bw_chroma_out_max": None}  # fmt: skip
+                "bw_faces": 0, "bw_tinted": 0, "bw_chroma_out_max": None, "bw_chroma_patch_max": None}  # fmt: skip
     cast = np.array([c.cast for c in changes])
     blot = np.array([c.blotches for c in changes])
     bw = [c for c in changes if c.bw]
@@ -130,6 +142,7 @@ def summarize_colour(changes: Sequence[ColourChange]) -> dict[str, Any]:
         "bw_faces": len(bw),
         "bw_tinted": sum(c.tinted for c in bw),
         "bw_chroma_out_max": round(max(c.chroma_out for c in bw), 3) if bw else None,
+        "bw_chroma_patch_max": round(max(c.chroma_out_patch for c in bw), 3) if bw else None,
     }
 
 

@@ -93,6 +93,29 @@ def test_a_tinted_greyscale_face_is_caught_and_an_untinted_one_is_not() -> None:
     assert colour.summarize_colour([kept, tinted])["bw_tinted"] == 1
 
 
+def test_a_pink_cheek_on_a_greyscale_face_is_tinted_though_the_mean_barely_moves() -> None:
+    grey = colour.greyscale(_face())
+    inner = _inner()
+    ys, xs = np.nonzero(inner)
+    # A disc on one side of the face, 10 % of the inner face: pink, as a generator's rosy cheek.
+    cy, cx = int(np.median(ys)), int(np.percentile(xs, 20))
+    yy, xx = np.mgrid[: inner.shape[0], : inner.shape[1]]
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 0.1 * inner.sum() / np.pi
+    pink = grey.astype(np.int16)
+    pink[disc] += np.array([6, -3, 0], np.int16)
+    cheek = colour.colour_change(grey, np.clip(pink, 0, 255).astype(np.uint8), inner)
+    assert cheek.bw and cheek.tinted
+    assert cheek.chroma_out < colour.BW_CHROMA + colour.BW_TINT  # the mean alone would pass it
+    assert cheek.chroma_out_patch >= colour.BW_CHROMA
+    # Grain of the same size spread evenly is not a patch.
+    rng = np.random.default_rng(0)
+    grain = np.clip(grey.astype(np.int16) + rng.integers(-3, 4, grey.shape), 0, 255).astype(np.uint8)
+    noisy = colour.colour_change(grey, grain, inner)
+    assert noisy.bw and not noisy.tinted
+    summary = colour.summarize_colour([cheek, noisy])
+    assert summary["bw_tinted"] == 1 and summary["bw_chroma_patch_max"] >= colour.BW_CHROMA
+
+
 def test_colour_change_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="share"):
         colour.colour_change(_face(), _face()[:100], _inner())
