@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.errors import ModelError, OptionsError
+from faceage_video.engine.grey import keep_grey
 from faceage_video.face.align import AlignTemplate
 from faceage_video.face.mesh import MESH_VERSION, CanonicalMesh, MeshOptions
 from faceage_video.types import DIRECTIONS, Direction
@@ -161,7 +162,7 @@ class AgingEngine:
                 `options.ages` for every crop. Ignored by unconditioned bundles.
 
         Returns:
-            (N, S, S, 3) float32 in 0..255.
+            (N, S, S, 3) float32 in 0..255; the change keeps no colour on a grey crop (`grey.keep_grey`).
         """
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3) or crops.dtype != np.uint8:
@@ -189,7 +190,7 @@ class AgingEngine:
             k = np.clip(np.abs(ages[:, 1] - ages[:, 0]) / max(self.age_gap, 1.0), 0.0, MAX_GAP_GAIN)
             base = crops.astype(np.float32)
             out = base + k[:, None, None, None].astype(np.float32) * (out - base)
-        return out
+        return keep_grey(crops, out)
 
     def __call__(
         self, crops: NDArray[np.uint8], ages: NDArray[np.float32] | None = None
