@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from faceage_video.errors import ModelError, OptionsError
 from faceage_video.engine.grey import keep_grey
+from faceage_video.errors import ModelError, OptionsError
 from faceage_video.face.align import AlignTemplate
 from faceage_video.face.mesh import MESH_VERSION, CanonicalMesh, MeshOptions
 from faceage_video.types import DIRECTIONS, Direction

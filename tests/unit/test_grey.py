@@ -52,9 +52,9 @@ def test_a_coloured_crop_keeps_the_whole_change() -> None:
 
 
 def test_a_desaturated_crop_keeps_a_share_of_the_colour() -> None:
-    crops = _grey().astype(np.int16)
-    crops[..., 0] += 8  # a median spread of 8 levels: halfway between grey and colour
-    crops = np.clip(crops, 0, 255).astype(np.uint8)
+    wide = _grey().astype(np.int16)
+    wide[..., 0] += 8  # a median spread of 8 levels: halfway between grey and colour
+    crops = np.clip(wide, 0, 255).astype(np.uint8)
     share = grey.chroma_share(crops)
     np.testing.assert_allclose(share, 0.5, atol=0.07)
     gen = _rosy(crops)
