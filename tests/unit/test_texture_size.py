@@ -34,9 +34,9 @@ def synthetic_face(mesh: CanonicalMesh, scale: float, side: int) -> tuple[np.nda
     luma = np.full((side, side), 120.0, np.float32)
     for sigma in (0.7, 1.5, 3.0, 6.0, 12.0):
         noise = rng.normal(0.0, 1.0, (side, side)).astype(np.float32)
-        luma += cv2.GaussianBlur(noise, (0, 0), sigma) * sigma * 12.0
+        luma += np.asarray(cv2.GaussianBlur(noise, (0, 0), sigma), np.float32) * np.float32(12.0 * sigma)
     frame = np.clip(np.stack([luma + 20.0, luma, luma - 15.0], -1), 0, 255).astype(np.uint8)
-    m = cv2.getRotationMatrix2D((64.0, 64.0), 11.0, scale)
+    m = np.asarray(cv2.getRotationMatrix2D((64.0, 64.0), 11.0, scale), np.float64)
     m[:, 2] += side / 2.0 - 64.0
     pts = mesh.landmark_vertices @ m[:, :2].T + m[:, 2]
     eyes = (pts[[33, 133]].mean(0), pts[[362, 263]].mean(0))
@@ -81,7 +81,8 @@ def test_summary_picture_and_photo_choice(meshes: dict[int, CanonicalMesh], tmp_
     assert grid.ndim == 3 and grid.shape[2] == 3 and grid.shape[1] >= 3 * 288
     out = tmp_path / "grid.png"
     assert write_picture(out, grid) == out.stat().st_size
-    assert cv2.imread(str(out)).shape == grid.shape
+    back = cv2.imread(str(out))
+    assert back is not None and back.shape == grid.shape
     # Photos: ages 50-80 only, every k-th of the sorted names, the same set each time.
     for age in (12, 49, 50, 63, 81, 75):
         (tmp_path / f"{age}_0_0_2017.jpg.chip.jpg").write_bytes(b"")
