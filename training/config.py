@@ -72,6 +72,10 @@ class TrainConfig:
         lambda_texture: weight of the band-envelope L1 to the teacher's pair (`train.BandEnvelope`): the
             local amplitude of each luminance band, whatever the detail's position, so a generator makes the
             exemplar detail an L1 averages away. 0: off.
+        texture_oriented: the band envelopes are taken per orientation (horizontal, vertical and both
+            diagonals), so the loss also says which way the detail runs: a student free to invent the
+            teacher's fine detail otherwise puts its energy into whatever pattern its discriminator takes
+            for age (horizontal forehead lines).
         teacher_lowpass: in the adversarial phase, the teacher L1 on the skin compares what is left after
             a Gaussian blur of this sigma (pixels at 128 px, scaled with size) and the chroma of the rest;
             the luminance of the skin's finer detail is left to the discriminators and the band-envelope
@@ -131,6 +135,7 @@ class TrainConfig:
     teacher_shading_younger: float = -1.0
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
+    texture_oriented: bool = False
     teacher_lowpass: float = 0.0
     init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -163,7 +163,7 @@ def texture_loss(cfg: TrainConfig) -> BandEnvelope | None:
         from faceage_video.face.mesh import CanonicalMesh, MeshOptions
 
         mask = CanonicalMesh(MeshOptions(size=cfg.size)).mask("face")
-    return BandEnvelope(cfg.size, mask)
+    return BandEnvelope(cfg.size, mask, oriented=cfg.texture_oriented)
 
 
 def teacher_weight_map(cfg: TrainConfig) -> NDArray[np.float32] | None:
@@ -203,23 +203,48 @@ class BandEnvelope:
     The teacher's made detail comes from a real exemplar, a pattern the input does not predict: under L1 a
     generator learns its average, which is no detail at all. The envelope is predictable (the target age's
     band energy there), so an L1 on it teaches a generator to make detail of the right scale and strength
-    where the teacher has it."""
+    where the teacher has it.
 
-    def __init__(self, size: int, mask: NDArray[np.float32] | None = None) -> None:
+    `oriented` splits each band by the way its detail runs: the envelopes of its derivative along x, y and
+    both diagonals (scaled by the band's sigma, so a band and its derivatives have comparable amplitudes),
+    four channels a band instead of one. Energy in horizontal lines and the same energy in a mottled,
+    isotropic texture then read differently."""
+
+    def __init__(self, size: int, mask: NDArray[np.float32] | None = None, oriented: bool = False) -> None:
         k = size / 128.0
         self.sigmas = [s * k for s in TEXTURE_SIGMAS_128]
         self.envelope = TEXTURE_ENVELOPE_128 * k
+        self.oriented = oriented
         m = np.ones((size, size), np.float32) if mask is None else mask.astype(np.float32)
         self.mask = tf.constant((m / max(float(m.mean()), 1e-6))[None, ..., None])
+        # Central differences along x, y and the two diagonals, (3, 3, 1, 4); the diagonal steps are √2 long.
+        d = np.zeros((3, 3, 1, 4), np.float32)
+        d[1, 2, 0, 0], d[1, 0, 0, 0] = 0.5, -0.5
+        d[2, 1, 0, 1], d[0, 1, 0, 1] = 0.5, -0.5
+        d[2, 2, 0, 2], d[0, 0, 0, 2] = 0.5 / np.sqrt(2.0), -0.5 / np.sqrt(2.0)
+        d[2, 0, 0, 3], d[0, 2, 0, 3] = 0.5 / np.sqrt(2.0), -0.5 / np.sqrt(2.0)
+        self.derivatives = tf.constant(d)
+
+    @property
+    def channels(self) -> int:
+        """Envelope channels: one per band, or four per band when oriented."""
+        return len(self.sigmas) * (4 if self.oriented else 1)
 
     def __call__(self, img: tf.Tensor) -> tf.Tensor:
-        """(B, S, S, 3) images in [-1, 1] → (B, S, S, bands) envelopes."""
+        """(B, S, S, 3) images in [-1, 1] → (B, S, S, `channels`) envelopes."""
         img = tf.cast(img, tf.float32)
         y = tf.reduce_sum(img * tf.constant(_LUMA, tf.float32), axis=-1, keepdims=True)
         out, prev = [], y
         for s in self.sigmas:
             low = _gauss(y, s)
-            out.append(_gauss(tf.abs(prev - low), self.envelope))
+            band = prev - low
+            if self.oriented:
+                padded = tf.pad(band, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+                grads = tf.nn.conv2d(padded, self.derivatives, 1, "VALID") * s
+                envs = tf.split(tf.abs(grads), 4, axis=-1)
+                out += [_gauss(e, self.envelope) for e in envs]
+            else:
+                out.append(_gauss(tf.abs(band), self.envelope))
             prev = low
         return tf.concat(out, axis=-1)
 
