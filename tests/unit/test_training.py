@@ -764,6 +764,30 @@ def test_lowpass_teacher_frees_the_skins_fine_detail_only() -> None:
     assert lowpass_teacher(cfg) is None and lowpass_teacher(cfg.replace(teacher_lowpass=1.5)) is not None
 
 
+def test_texture_oriented_reaches_the_trainer_and_its_loss(tmp_path: Path) -> None:
+    """`texture_oriented = true` in a config gives the trainer the oriented envelope (four channels a band),
+    and the texture term of a step changes with it; false keeps the plain one."""
+    import keras
+
+    from training.train import CycleGAN, texture_loss
+
+    plain_cfg = tiny_config(tmp_path, steps=1, warm_steps=0, lambda_texture=1.0)
+    oriented_cfg = tiny_config(tmp_path, steps=1, warm_steps=0, lambda_texture=1.0, texture_oriented=True)
+    plain, oriented = texture_loss(plain_cfg), texture_loss(oriented_cfg)
+    assert plain is not None and oriented is not None
+    assert (plain.oriented, plain.channels) == (False, 4)
+    assert (oriented.oriented, oriented.channels) == (True, 16)
+
+    def texture_term(cfg: TrainConfig) -> float:
+        keras.utils.set_random_seed(cfg.seed)
+        model = CycleGAN(cfg)
+        assert model.texture is not None and model.texture.oriented == cfg.texture_oriented
+        return float(model.train_steps(_train_data(), cfg.steps)["texture"])
+
+    a, b = texture_term(plain_cfg), texture_term(oriented_cfg)
+    assert a > 0.0 and b > 0.0 and b != pytest.approx(a, rel=0.05)
+
+
 def test_teacher_lowpass_enters_the_adversarial_phase(tmp_path: Path) -> None:
     import keras
     import tensorflow as tf
