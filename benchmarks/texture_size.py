@@ -36,7 +36,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -52,6 +51,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.throughput import machine
 from faceage_video.face.mesh import CanonicalMesh, MeshFit, MeshOptions
 from faceage_video.types import Frame, Landmarks
 
@@ -501,26 +501,6 @@ class Options:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _machine() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    versions = {}
-    for pkg in ("numpy", "opencv-python", "opencv-contrib-python", "mediapipe", "tensorflow", "keras", "av"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "versions": versions,
-    }
-
-
 def run(opts: Options) -> dict[str, Any]:
     """Every measurement; the result as JSON-ready dict."""
     t0 = time.perf_counter()
@@ -528,7 +508,7 @@ def run(opts: Options) -> dict[str, Any]:
     res: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": opts.command,
-        "machine": _machine(),
+        "machine": machine(),
         "sizes": list(sizes),
         "bands_sigma_px": [list(b) for b in BANDS],
         "region": {
@@ -677,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(opts)
     print(table(res))
     print(
-        f"\n{res['seconds']} s; load average {res['machine']['loadavg_start']} → {res['machine']['loadavg_end']}"
+        f"\n{res['seconds']} s; load average {res['machine']['loadavg']} → {res['machine']['loadavg_end']}"
     )
     if args.json:
         _write_atomic(args.json, (json.dumps(res, indent=2) + "\n").encode())
