@@ -656,9 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     res = run(opts)
     print(table(res))
-    print(
-        f"\n{res['seconds']} s; load average {res['machine']['loadavg']} → {res['machine']['loadavg_end']}"
-    )
+    print(f"\n{res['seconds']} s; load average {res['machine']['loadavg']} → {res['machine']['loadavg_end']}")
     if args.json:
         _write_atomic(args.json, (json.dumps(res, indent=2) + "\n").encode())
     return 0
