@@ -261,3 +261,94 @@ def test_a_strength_mode_bundle_reaches_the_target_age_by_scaling_its_change(tmp
     assert mean_change(50, 30) == pytest.approx(0.5 * full, rel=0.02)
     assert mean_change(90, 20) == pytest.approx(1.5 * full, rel=0.02)  # capped at 1.5×
     assert mean_change(30, 60) == pytest.approx(-full, rel=0.05)  # F: −bias, a 30-year gap
+
+
+def fine_frame(h: int, w: int, shift: float = 0.0) -> np.ndarray:
+    """Grey detail finer than a texel of a close-up: a 3-pixel grating plus 1-pixel seeded grain, moved right
+    by `shift` frame pixels (a quarter-pixel render, shifted, then area-averaged)."""
+    up, k = 4, round(shift * 4)
+    grain = np.random.default_rng(3).normal(0.0, 25.0, (h, w + 8)).astype(np.float32)
+    grain = np.repeat(np.repeat(grain, up, axis=0), up, axis=1)[:, : (w + 4) * up]
+    xx = np.arange((w + 4) * up, dtype=np.float32)[None] / up
+    fine = 128.0 + 50.0 * np.sin(2 * math.pi * xx / 3.0) + grain
+    fine = fine[:, 8 - k : 8 - k + w * up] if k else fine[:, 8 : 8 + w * up]
+    g = cv2.resize(np.clip(fine, 0, 255), (w, h), interpolation=cv2.INTER_AREA)
+    return np.repeat(g[..., None], 3, axis=2).astype(np.uint8)
+
+
+def test_prefilter_starts_at_the_training_sampling_and_grows_smoothly(mesh: CanonicalMesh) -> None:
+    a = mesh.options.antialias
+    sig = []
+    for scale in (1.5, a, a + 0.01, 3.0, 6.0):
+        fit = mesh.fit(face_landmarks(mesh, 10.0, scale, (20.0, 20.0)), (1200, 1200))
+        assert mesh.sampling(fit) == pytest.approx(scale, rel=1e-4)
+        sig.append(mesh.prefilter_sigma(fit))
+    assert sig[0] == sig[1] == 0.0  # faces the size the generators learned from are sampled as they were
+    assert sig[2] < 0.15  # no step past the threshold
+    assert sig[3] == pytest.approx(0.5 * math.sqrt((3.0 / a) ** 2 - 1.0), rel=1e-3)
+    assert sig[4] > sig[3]
+    off = CanonicalMesh(MeshOptions(size=128, antialias=0.0))
+    assert off.prefilter_sigma(off.fit(face_landmarks(off, 0.0, 6.0, (20.0, 20.0)), (1200, 1200))) == 0.0
+    with pytest.raises(OptionsError, match="antialias"):
+        MeshOptions(antialias=0.5)
+
+
+def test_a_close_up_is_textured_without_aliasing_and_holds_still_under_sub_pixel_motion(
+    mesh: CanonicalMesh,
+) -> None:
+    """Detail finer than a texel aliases into a pattern that jumps with every sub-pixel step of the face;
+    the low-pass keeps the texture's mean and removes both."""
+    off = CanonicalMesh(MeshOptions(size=128, antialias=0.0))
+    lm = face_landmarks(mesh, 0.0, 6.0, (20.0, 20.0))
+    textures = {}
+    for name, m in (("on", mesh), ("off", off)):
+        fit = m.fit(lm, (820, 820))
+        textures[name] = [m.to_canonical(fine_frame(820, 820, s), fit).astype(np.float32) for s in (0.0, 1.5)]
+    face = mesh.mask("face") > 0.99
+    # Sampled every 6 pixels, the 3-pixel grating aliases down to a constant: the off texture's level is off.
+    assert abs(textures["on"][0][face].mean() - 128.0) < 3.0
+    alias = {k: float(v[0][face].std()) for k, v in textures.items()}
+    jump = {k: float(np.abs(v[1] - v[0])[face].mean()) for k, v in textures.items()}
+    assert alias["on"] < 0.3 * alias["off"]
+    assert jump["on"] < 0.3 * jump["off"]
+
+
+def test_the_prefilter_reads_mirrored_pixels_like_the_unfiltered_frame_would(mesh: CanonicalMesh) -> None:
+    """A face half out of the frame: low-passing only the box the maps read (and its mirror) equals
+    low-passing the whole frame."""
+    frame = fine_frame(400, 500)
+    for shift in ((-200.0, 60.0), (240.0, -170.0)):
+        fit = mesh.fit(face_landmarks(mesh, 5.0, 3.5, shift), frame.shape)
+        sigma = mesh.prefilter_sigma(fit)
+        assert sigma > 0.5
+        mx, my = mesh.forward_map(fit)
+        assert mx.min() < 0 or mx.max() > 499 or my.min() < 0 or my.max() > 399
+        whole = cv2.GaussianBlur(frame, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101)
+        want = cv2.remap(whole, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        got = mesh.to_canonical(frame, fit)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_the_pyramid_keeps_every_texel_on_its_point_of_the_frame(mesh: CanonicalMesh) -> None:
+    """A 4K close-up goes through `pyrDown` levels: on waves 500-700 pixels long, which the low-pass keeps
+    (to 0.3 %), the texture must read what plain bilinear sampling of the full frame reads. A texel off by
+    2 frame pixels would read 1-2 levels apart."""
+    h, w = 1800, 2000
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tau = 2 * math.pi
+    frame = np.stack(
+        [
+            128 + 110 * np.sin(tau * xx / 600.0),
+            128 + 110 * np.cos(tau * yy / 500.0),
+            128 + 110 * np.sin(tau * (xx + yy) / 700.0 + 1.0),
+        ],
+        -1,
+    ).astype(np.uint8)
+    off = CanonicalMesh(MeshOptions(size=128, antialias=0.0))
+    fit = mesh.fit(face_landmarks(mesh, 7.0, 11.0, (770.0, 770.0)), frame.shape)  # all of it in the frame
+    assert mesh.prefilter_sigma(fit) > 2.5  # two pyramid levels, then the rest of the blur
+    face = mesh.mask("face") > 0.5
+    got = mesh.to_canonical(frame, fit).astype(np.float32)
+    want = off.to_canonical(frame, fit).astype(np.float32)
+    assert np.abs(got - want)[face].mean() < 0.6
+    assert np.abs(got - want)[face].max() <= 2.0
