@@ -85,7 +85,8 @@ class TrainConfig:
             everywhere).
         init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
             start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
-            whole run. Its generator architecture must be this config's. Ignored when resuming.
+            whole run. Its generator architecture must be this config's, at any texture size (a 128 px
+            bundle can start a 192 px run). Ignored when resuming.
     """
 
     name: str = "utkface-128"

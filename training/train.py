@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -398,10 +398,12 @@ class CycleGAN:
                 src, manifest = load_generator(folder, which)
             except BundleError as exc:
                 raise TrainingError(f"{option} = {str(folder)!r}: {exc}") from exc
-            if manifest.generator != self.generator_config:
+            # The generators are fully convolutional, so the same weights run at any texture size: a
+            # bundle trained at 128 px starts a 192 px run (a feature is then 1.5 times as many texels).
+            if replace(manifest.generator, size=self.generator_config.size) != self.generator_config:
                 raise TrainingError(
                     f"{option} = {str(folder)!r}: its generator {manifest.generator} is not this config's "
-                    f"{self.generator_config}. Fix: match size, ngf, n_blocks, conditioned and film."
+                    f"{self.generator_config}. Fix: match ngf, n_blocks, conditioned and film."
                 )
             for mine, theirs in zip(net.weights, src.weights, strict=True):
                 mine.assign(tf.cast(theirs, mine.dtype))

@@ -51,8 +51,9 @@ _INVERSE_TOLERANCE = 0.5
 _OFF_TEXTURE = -1.0e5
 _INVERSE_ITERATIONS = 6
 # The UTKFace training crops are sampled at 1.95-2.16 frame pixels per texel at 128 px (5th-95th percentile,
-# median 2.06): the bundled generators learned from textures sampled at about 2 frame pixels a texel.
-TRAINING_SAMPLING = 2.0
+# median 2.06): the bundled generators learned from textures sampled at about 2 frame pixels a texel, and a
+# model at S px from 2 * 128 / S.
+TRAINING_SAMPLING_128 = 2.0
 
 
 @dataclass(frozen=True)
@@ -69,24 +70,25 @@ class MeshOptions:
         antialias: frame pixels per texel above which `to_canonical` low-passes the frame before sampling
             it, so a face larger than that (a close-up, a 4K plate) is textured as if it were that size:
             bilinear sampling of a face 8 frame pixels a texel wide aliases its pores and lashes into
-            noise that moves with every sub-pixel step of the face. 0 turns it off. The default is the
-            training crops' own sampling (`TRAINING_SAMPLING`), so faces at or under it are sampled as the
-            generators learned.
+            noise that moves with every sub-pixel step of the face. 0 turns it off; None (the default) is
+            the training crops' own sampling at this size, `TRAINING_SAMPLING_128` * 128 / size, so faces
+            at or under it are sampled as the generators learned.
     """
 
     size: int = 128
     layout: str | None = None
     feather: float = 0.6
-    antialias: float = TRAINING_SAMPLING
+    antialias: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or not 32 <= self.size <= 1024:
             raise OptionsError(f"canonical size must be an integer in 32..1024 px, got {self.size!r}")
         if not (math.isfinite(self.feather) and 0.0 < self.feather <= 1.0):
             raise OptionsError(f"mesh feather must be in (0, 1], got {self.feather}")
-        if not (math.isfinite(self.antialias) and (self.antialias == 0.0 or self.antialias >= 1.0)):
+        a = self.antialias
+        if a is not None and not (math.isfinite(a) and (a == 0.0 or a >= 0.5)):
             raise OptionsError(
-                f"mesh antialias must be 0 (off) or at least 1 frame pixel a texel, got {self.antialias}"
+                f"mesh antialias must be None, 0 (off) or at least 0.5 frame pixels a texel, got {a}"
             )
         if self.layout is not None and not Path(self.layout).is_file():
             raise OptionsError(f"canonical layout {self.layout} not found; omit it to use the packaged one")
@@ -365,6 +367,12 @@ class CanonicalMesh:
         out = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         return np.asarray(out, np.uint8)
 
+    @property
+    def antialias(self) -> float:
+        """`MeshOptions.antialias` with the default filled in: frame pixels a texel, 0 when off."""
+        a = self.options.antialias
+        return TRAINING_SAMPLING_128 * 128.0 / self.size if a is None else float(a)
+
     def sampling(self, fit: MeshFit) -> float:
         """Frame pixels per canonical texel of one registered face (its similarity's scale, inverted)."""
         det = abs(float(np.linalg.det(fit.similarity[:, :2])))
@@ -376,7 +384,7 @@ class CanonicalMesh:
         calls for, sigma = sqrt(r^2 - 1) / 2 (a pixel's own footprint, half a pixel, grown to half a
         downscaled one), so the texture of a face f pixels a texel wide reads like that of the same face at a.
         Continuous in f, so a zoom does not step."""
-        a = self.options.antialias
+        a = self.antialias
         f = self.sampling(fit)
         if a <= 0.0 or f <= a:
             return 0.0

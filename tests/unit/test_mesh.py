@@ -277,7 +277,8 @@ def fine_frame(h: int, w: int, shift: float = 0.0) -> np.ndarray:
 
 
 def test_prefilter_starts_at_the_training_sampling_and_grows_smoothly(mesh: CanonicalMesh) -> None:
-    a = mesh.options.antialias
+    a = mesh.antialias
+    assert a == 2.0 and CanonicalMesh(MeshOptions(size=256)).antialias == 1.0  # the training crops' sampling
     sig = []
     for scale in (1.5, a, a + 0.01, 3.0, 6.0):
         fit = mesh.fit(face_landmarks(mesh, 10.0, scale, (20.0, 20.0)), (1200, 1200))
@@ -290,7 +291,7 @@ def test_prefilter_starts_at_the_training_sampling_and_grows_smoothly(mesh: Cano
     off = CanonicalMesh(MeshOptions(size=128, antialias=0.0))
     assert off.prefilter_sigma(off.fit(face_landmarks(off, 0.0, 6.0, (20.0, 20.0)), (1200, 1200))) == 0.0
     with pytest.raises(OptionsError, match="antialias"):
-        MeshOptions(antialias=0.5)
+        MeshOptions(antialias=0.3)
 
 
 def test_a_close_up_is_textured_without_aliasing_and_holds_still_under_sub_pixel_motion(

@@ -478,6 +478,11 @@ def test_init_from_bundle_starts_g_and_f_from_its_weights(straight_run: Straight
     assert int(fresh.step.numpy()) == 0
     with pytest.raises(TrainingError, match="is not this config's"):
         CycleGAN(tiny_config(tmp_path, n_blocks=2)).init_from_bundle(folder)
+    # The same weights run at another texture size (fully convolutional): a larger run starts from them.
+    larger = CycleGAN(tiny_config(tmp_path, size=2 * S))
+    larger.init_from_bundle(folder)
+    for a, b in zip(larger.G.weights, run.model.G.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(TrainingError, match="init_from"):
         CycleGAN(run.cfg).init_from_bundle(tmp_path / "missing")
 
