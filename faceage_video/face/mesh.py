@@ -354,7 +354,8 @@ class CanonicalMesh:
         return mx.reshape(s, s).astype(np.float32), my.reshape(s, s).astype(np.float32)
 
     def to_canonical(self, frame: Frame, fit: MeshFit) -> Crop:
-        """Warp one face of a frame into the canonical texture.
+        """Warp one face of a frame into the canonical texture: low-passed first where the face is sampled
+        more coarsely than the training crops were (`prefilter_sigma`), then bilinear.
 
         Args:
             frame: (H, W, 3) uint8 RGB.
