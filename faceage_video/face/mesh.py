@@ -11,7 +11,8 @@ teacher's prototypes and the temporal smoothing all work there, and the change i
 same mesh, so it rides on the skin instead of on a five-point similarity.
 
 - Forward (face → canonical): each canonical pixel's triangle and barycentric coordinates are fixed, so a
-  frame's sampling map is one gather of the frame's vertex positions, then `cv2.remap`.
+  frame's sampling map is one gather of the frame's vertex positions, then `cv2.remap`. A face larger than
+  the training crops (more frame pixels a texel) is low-passed first, so its fine detail does not alias.
 - Inverse (canonical → face): triangle ids are rasterised in the face's region of interest (on a coarse
   grid; the map is continuous and piecewise affine, so bilinear upsampling of it is exact inside each
   triangle), each pixel maps through its triangle's affine, then `cv2.remap`. Pixels outside the mask are
