@@ -20,7 +20,6 @@ neighbour; the change ×4 around grey), plain above low-passed.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.quality import DEFAULT_VIDEOS, _read_frames, _write_json
 from benchmarks.stills import open_landmarker
 from faceage_video.face.mesh import CanonicalMesh, MeshFit, MeshOptions
 from faceage_video.types import Frame
 
 DEFAULT_CLIPS = ("liveportrait_d13.mp4", "liveportrait_d3.mp4", "liveportrait_s18.mp4")
-DEFAULT_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 
 
 def shimmer(
@@ -55,18 +54,6 @@ def shimmer(
         "change_dt": round(float(np.abs(np.diff(change, axis=0))[:, face].mean()), 3),
         "change_size": round(float(np.abs(change)[:, face].mean()), 3),
     }
-
-
-def _frames(path: Path, n: int) -> list[Frame]:
-    import av
-
-    out: list[Frame] = []
-    with av.open(str(path)) as c:
-        for f in c.decode(video=0):
-            if len(out) >= n:
-                break
-            out.append(np.asarray(f.to_ndarray(format="rgb24"), np.uint8))
-    return out
 
 
 def picture(
@@ -102,7 +89,7 @@ def measure(
         for clip in clips:
             kept: list[Frame] = []
             fits: list[MeshFit] = []
-            for fr in _frames(clip, frames):
+            for fr in _read_frames(clip, frames):
                 found = landmarker.detect(fr)
                 if found:
                     kept.append(fr)
@@ -150,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{on['change_dt']:.3f} ({off['change_dt']:.3f}) | {on['change_size']:.2f} ({off['change_size']:.2f}) |"
         )
     if args.json:
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(res, indent=2))
-        tmp.replace(args.json)
+        _write_json(args.json, res)
     return 0
 
 

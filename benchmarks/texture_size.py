@@ -16,8 +16,9 @@ original's band energy (mean square) the round trip keeps, the band's error ener
 also counts detail aliased into the band), and the round trip's PSNR. An oversampled texture (`--floor`, 512
 px) is measured beside them, for detail only: what the two bilinear warps lose by themselves, the ceiling no
 texture size gets past. Each size low-passes a face larger than its training crops' sampling first, as the
-runtime does (`MeshOptions.antialias`: 2 frame px a texel at 128, 1.33 at 192, 1 at 256); the floor does not. Each face's size is given as its inter-ocular distance in frame px and as the texture
-side at which the canonical texture samples the face 1:1 ("native S"): below it, S undersamples the face.
+runtime does (`MeshOptions.antialias`: 2 frame px a texel at 128, 1.33 at 192, 1 at 256); the floor does
+not. Each face's size is given as its inter-ocular distance in frame px and as the texture side at which the
+canonical texture samples the face 1:1 ("native S"): below it, S undersamples the face.
 
 Cost, against the 128 px reference measured in the same run (the machine is shared, so the ratios are what
 count): the default bundle's generator shape with only `size` changed (untrained weights: speed does not
