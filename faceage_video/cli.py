@@ -186,6 +186,9 @@ def age(
         f"{rep.output}: {rep.frames} frames, {rep.faces} faces in {len(rep.tracks)} tracks, "
         f"{rep.processing_fps:.1f} fps processing, {rep.startup_s:.1f} s start-up"
     )
+    if rep.input_ages:
+        held = ", ".join(f"track {t}: {a:.0f} y" for t, a in sorted(rep.input_ages.items()))
+        typer.echo(f"input ages estimated (pass --input-age to set them): {held}")
 
 
 @app.command()

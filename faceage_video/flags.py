@@ -39,7 +39,12 @@ TargetAgeFlag = Annotated[
 ]
 InputAgeFlag = Annotated[
     float | None,
-    typer.Option(min=10, max=100, help="the faces' age in years [default: 25 when aging, 62 when de-aging]"),
+    typer.Option(
+        min=10,
+        max=100,
+        help="the faces' age in years [default: with --target-age, each face's own age, estimated by the "
+        "bundled age estimator; without it, 25 when aging and 62 when de-aging]",
+    ),
 ]
 ModelFlag = Annotated[
     str | None, typer.Option(help="bundled model name or bundle folder (default: the bundled default)")

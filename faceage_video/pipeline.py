@@ -36,6 +36,7 @@ from faceage_video.checks import (
     pending_cap,
 )
 from faceage_video.engine.generator import AgingEngine, EngineOptions
+from faceage_video.engine.input_age import track_ages_for
 from faceage_video.engine.temporal import ResidualSmoother
 from faceage_video.errors import OptionsError
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box
@@ -358,6 +359,10 @@ def _run_stages(
     )
     report.startup["landmarker"] = round(time.perf_counter() - t_landmarker, 3)
     smoother = ResidualSmoother(opts.temporal)
+    t_estimator = time.perf_counter()
+    input_ages = track_ages_for(engine, opts.input_age)
+    if input_ages is not None:
+        report.startup["age_estimator"] = round(time.perf_counter() - t_estimator, 3)
     batch = engine.options.batch_size
 
     def decode() -> None:
@@ -435,7 +440,9 @@ def _run_stages(
                 or len(pending) >= pending_cap(pending[0].frame.image)
             ):
                 t = time.perf_counter()
-                render(pending, engine, smoother, opts.blend, need_mattes)
+                render(pending, engine, smoother, opts.blend, need_mattes, input_ages)
+                if input_ages is not None:
+                    report.input_ages.update(input_ages.held())
                 timer.add("generate_smooth_blend", time.perf_counter() - t)
                 for j in pending:
                     if warmup is not None and warmup(j.frame):

@@ -47,6 +47,8 @@ class Report:
         stage_s: seconds spent inside each stage (stages overlap, so these add up to more than wall_s).
         warnings: decode problems and other things the user should know.
         model: the bundle's name and training steps.
+        input_ages: each track's estimated input age in years, where `--target-age` was given without
+            `--input-age` (`engine.input_age`).
     """
 
     input: str
@@ -64,10 +66,12 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    input_ages: dict[int, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = asdict(self)
         d["tracks"] = {str(k): v for k, v in self.tracks.items()}
+        d["input_ages"] = {str(k): round(v, 1) for k, v in self.input_ages.items()}
         return json.dumps(d, indent=2, default=str)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
+from faceage_video.engine.input_age import InputAgeOptions, TrackAges, ask
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
 from faceage_video.errors import OptionsError
 from faceage_video.face.align import align_face, apply_affine
@@ -51,6 +52,7 @@ class StageOptions:
         temporal: residual smoothing strength and scene-cut threshold.
         blend: mask kind, feather, colour match.
         faces: "all", "largest", or a tuple of track ids (as `faceage-video info` lists them).
+        input_age: the per-face input-age estimate, used when the engine has a target age and no input age.
         queue_size: frames each inter-stage queue holds (capped by the byte budget, `checks.queue_frames`).
 
     Raises:
@@ -63,6 +65,7 @@ class StageOptions:
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     blend: BlendOptions = field(default_factory=BlendOptions)
     faces: FaceSelection | tuple[int, ...] = "all"
+    input_age: InputAgeOptions = field(default_factory=InputAgeOptions)
     queue_size: int = 8
 
     def __post_init__(self) -> None:
@@ -235,10 +238,28 @@ def render(
     smoother: ResidualSmoother,
     blend: BlendOptions,
     mattes: bool = True,
+    input_ages: TrackAges | None = None,
 ) -> None:
-    """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place)."""
+    """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place).
+
+    With `input_ages` (`input_age.track_ages_for`), each face is asked for the engine's target age from its
+    track's own estimated age, and a face already at or past the target is left unchanged.
+    """
     crops = [f.crop for j in jobs for f in j.faces]
-    residuals = engine.residual(np.stack(crops)) if crops else np.zeros((0,), np.float32)
+    if not crops:
+        residuals = np.zeros((0,), np.float32)
+    elif input_ages is None:
+        residuals = engine.residual(np.stack(crops))
+    else:
+        own: list[NDArray[np.float32]] = []
+        for job in jobs:
+            for tid in job.ended:
+                input_ages.reset(tid)
+            if job.faces:
+                own.append(input_ages([f.track_id for f in job.faces], np.stack([f.crop for f in job.faces])))
+        ages, done = ask(engine.options.generator, engine.options.ages[1], np.concatenate(own))
+        residuals = engine.residual(np.stack(crops), ages)
+        residuals[done] = 0.0
     composite(jobs, residuals, smoother, blend, mattes)
 
 

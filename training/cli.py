@@ -96,6 +96,26 @@ def train(
 
 
 @app.command()
+def estimator(
+    cache: Annotated[Path, typer.Option(help="a canonical-mesh cache")] = Path("cache/utkface-mesh-128"),
+    out: Annotated[Path, typer.Option(help="estimator folder to write")] = Path("models/utkface-age-64"),
+    steps: Annotated[int, typer.Option(help="optimiser steps")] = 4000,
+    batch_size: Annotated[int, typer.Option(help="faces a step")] = 64,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Train the input-age estimator on a canonical cache's training split; report its validation error."""
+    from training.estimator import EstimatorTrainOptions, train_estimator
+
+    options = EstimatorTrainOptions(
+        cache=cache, out=out, name=out.name, steps=steps, batch_size=batch_size, seed=seed
+    )
+    folder, metrics = train_estimator(options, progress=typer.echo)
+    typer.echo(
+        f"estimator written: {folder}  validation MAE {metrics['mae']:.2f} y ({metrics['mae_18_plus']:.2f} y from 18)"
+    )
+
+
+@app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="ckpt-N.npz, or a run folder (its latest checkpoint)")],
     name: Annotated[str, typer.Option(help="bundle name: writes models/NAME/")] = "utkface-mesh-128",

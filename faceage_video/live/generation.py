@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
+from faceage_video.engine.input_age import beyond
 from faceage_video.live.handoff import POLL_S, LatestSlot
 from faceage_video.live.options import GeneratorMode
 from faceage_video.live.stats import LiveStats
@@ -40,7 +41,8 @@ class GenRequest:
     track_ids: tuple[int, ...]
     crops: NDArray[np.uint8]
     capture_t: float
-    ages: tuple[float, float] | None = None  # (input, target) years for age-conditioned models
+    # (input, target) years for age-conditioned models: one pair for every crop, or (N, 2), one per crop
+    ages: tuple[float, float] | NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,14 +147,22 @@ def warm_up(engine: AgingEngine) -> None:
 
 
 def full_residuals(
-    engine: AgingEngine, crops: NDArray[np.uint8], ages: tuple[float, float] | None = None
+    engine: AgingEngine,
+    crops: NDArray[np.uint8],
+    ages: tuple[float, float] | NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """Full-strength change G(crop) − crop, (N, S, S, 3) float32; the live strength applies at paste time.
 
-    `ages` (input, target) in years go to an age-conditioned model for every crop; None: its defaults.
+    `ages` (input, target) in years go to an age-conditioned model: one pair for every crop, or (N, 2), one
+    per crop, where a face already at or past its target gets no change (`input_age.beyond`); None: the
+    model's defaults.
     """
-    per_crop = None if ages is None else np.tile(np.asarray(ages, np.float32), (len(crops), 1))
+    per_crop = None if ages is None else np.asarray(ages, np.float32)
+    if per_crop is not None and per_crop.ndim == 1:
+        per_crop = np.tile(per_crop, (len(crops), 1))
     out: NDArray[np.float32] = engine.generate(crops, per_crop) - crops.astype(np.float32)
+    if per_crop is not None and engine.conditioned:
+        out[beyond(engine.options.generator, per_crop)] = 0.0
     return out
 
 

@@ -28,7 +28,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine
+from faceage_video.engine.input_age import AgeEstimator, InputAgeOptions, TrackAges
 from faceage_video.engine.temporal import ResidualSmoother
+from faceage_video.face.mesh import CanonicalMesh
 from faceage_video.live.controls import ControlState, LiveControls
 from faceage_video.live.generation import (
     EngineSet,
@@ -136,6 +138,14 @@ class RealtimeSession:
                 options.faces,
             )
             self._stack.callback(self.analyzer.close)
+            # Each face's own age, for a target age set without --input-age (now or from the controls later).
+            self.input_ages: TrackAges | None = None
+            if (
+                first.conditioned
+                and options.engine.input_age is None
+                and isinstance(first.template, CanonicalMesh)
+            ):
+                self.input_ages = TrackAges(AgeEstimator(InputAgeOptions(), first.template))
             self._stack.callback(self._stop_threads)
         except BaseException:
             self._stack.close()
@@ -298,12 +308,19 @@ class RealtimeSession:
         self.stats.stage("landmarks_track_align", time.perf_counter() - t)
         for tid in job.ended:
             self.cache.drop(tid)
+            if self.input_ages is not None:
+                self.input_ages.reset(tid)
         if job.cut:
             self.cache.clear()
         ids = tuple(f.track_id for f in job.faces)
         direction, gen_ages = state.generator(self.options.engine)
         if ids:
-            self._request_residuals(frame, direction, ids, np.stack([f.crop for f in job.faces]), gen_ages)
+            crops = np.stack([f.crop for f in job.faces])
+            asked: tuple[float, float] | NDArray[np.float32] = gen_ages
+            if self.input_ages is not None and state.target_age is not None:
+                own = self.input_ages(ids, crops)
+                asked = np.stack([own, np.full(len(ids), gen_ages[1], np.float32)], axis=1)
+            self._request_residuals(frame, direction, ids, crops, asked)
         residuals = (
             np.zeros((len(ids), *job.faces[0].crop.shape), np.float32) if ids else np.zeros((0,), np.float32)
         )
@@ -330,7 +347,7 @@ class RealtimeSession:
         direction: Direction,
         ids: tuple[int, ...],
         crops: NDArray[np.uint8],
-        ages: tuple[float, float] | None = None,
+        ages: tuple[float, float] | NDArray[np.float32] | None = None,
     ) -> None:
         """On every k-th frame with faces, hand the crops to the generation (thread or inline)."""
         self.pacer.update(frame.capture_t, self.stats.captured, self.capture_slot.dropped)

@@ -62,3 +62,61 @@ def test_target_age_picks_the_generator(mesh_bundle: Path) -> None:
     # The tiny bundle's G adds a bias and its F subtracts it.
     assert older.residual(crops).mean() > 1.0
     assert younger.residual(crops).mean() < -1.0
+
+
+def _fixed_age_estimator(folder: Path, age: int) -> Path:
+    """An estimator that reads every face as `age` (its last layer is a bias alone)."""
+    from faceage_video.face.mesh import MeshOptions
+    from models.estimator import EstimatorConfig, EstimatorManifest, build_age_estimator, save_age_estimator
+
+    cfg = EstimatorConfig(size=32, width=4)
+    model = build_age_estimator(cfg)
+    dense = model.get_layer("logits")
+    kernel, bias = dense.get_weights()
+    bias[:] = -50.0
+    bias[age] = 50.0
+    dense.set_weights([np.zeros_like(kernel), bias])
+    mesh = CanonicalMesh(MeshOptions(size=128)).to_dict()
+    manifest = EstimatorManifest(
+        name="fixed", network=cfg, template={k: mesh[k] for k in ("kind", "version", "layout_sha")}
+    )
+    return save_age_estimator(folder, manifest, model, "# fixed\n")
+
+
+def test_target_age_without_input_age_uses_each_face_own_age(
+    mesh_bundle: Path, short_clip: Path, tmp_path: Path
+) -> None:
+    from faceage_video.engine.input_age import InputAgeOptions
+
+    old = InputAgeOptions(model=str(_fixed_age_estimator(tmp_path / "est80", 80)))
+    engine = AgingEngine(EngineOptions(model=str(mesh_bundle), batch_size=4, xla=False, target_age=70))
+    out = tmp_path / "out.mkv"
+    report = age_video(
+        short_clip,
+        out,
+        age_options(writer=WriterOptions(codec="ffv1"), input_age=old, end_s=0.4),
+        engine=engine,
+    )
+    # Read as 80, every face is already past 70: G leaves it alone, and the report says why.
+    assert report.input_ages == {0: pytest.approx(80.0, abs=0.01)}
+    src, dst = decode_video(short_clip).frames[: report.frames], decode_video(out).frames
+    assert report.frames_with_faces == report.frames == len(dst) > 0
+    assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(src, dst, strict=True))
+
+    # Read as 30, the same run ages the face; given --input-age, nothing is estimated.
+    young = InputAgeOptions(model=str(_fixed_age_estimator(tmp_path / "est30", 30)))
+    report = age_video(
+        short_clip,
+        out,
+        age_options(writer=WriterOptions(codec="ffv1"), input_age=young, end_s=0.4),
+        engine=engine,
+    )
+    assert report.input_ages == {0: pytest.approx(30.0, abs=0.01)}
+    assert np.abs(decode_video(out).frames[0].astype(int) - src[0]).mean() > 0.2
+    given = AgingEngine(
+        EngineOptions(model=str(mesh_bundle), batch_size=4, xla=False, target_age=70, input_age=30)
+    )
+    report = age_video(
+        short_clip, out, age_options(writer=WriterOptions(codec="ffv1"), end_s=0.4), engine=given
+    )
+    assert report.input_ages == {}

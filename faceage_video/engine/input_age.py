@@ -1,0 +1,174 @@
+"""Each face's own age, for an age-conditioned model asked for a target age without `--input-age`.
+
+`--target-age 60` is a smaller step for a 45-year-old than for a 25-year-old, and the conditioned generators
+read both ages: on validation faces the default `G` changes a face 30 % less for 40 → 60 than for 25 → 60.
+Without an input age the engine would assume the middle of the generator's domain (25 or 62) for everyone.
+
+`AgeEstimator` is the project's own estimator (`models.estimator`, trained by `python -m training estimator`
+on the UTKFace training split; not the benchmark's age judge). `TrackAges` gives a face track the median of its
+first `frames` estimates and then holds it, so the age the generator is asked for does not flicker.
+`ask` turns those ages into the generator's (input, target) pairs, and says which faces already are on the far
+side of the target (a 70-year-old asked for 60 by `G`): they are left unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from faceage_video.errors import ModelError, OptionsError
+from faceage_video.face.mesh import CanonicalMesh
+
+if TYPE_CHECKING:
+    from faceage_video.engine.generator import AgingEngine
+
+Estimate = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class InputAgeOptions:
+    """Options of the per-face input age.
+
+    Attributes:
+        model: estimator name or folder (`models.estimator.resolve_estimator`); None: the bundled one.
+        frames: estimates a track's age is the median of, after which it is held (1..1000).
+    """
+
+    model: str | None = None
+    frames: int = 12
+
+    def __post_init__(self) -> None:
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 1 <= self.frames <= 1000:
+            raise OptionsError(f"input-age frames must be an integer in 1..1000, got {self.frames!r}")
+
+
+class AgeEstimator:
+    """The input-age network on canonical-mesh textures of any size."""
+
+    def __init__(self, options: InputAgeOptions, mesh: CanonicalMesh) -> None:
+        """Load the estimator and check that it reads `mesh`'s layout.
+
+        Raises:
+            ModelError: the estimator is missing or corrupt, or was trained on another mesh layout; the
+                message names the file and the fix.
+        """
+        from models.bundle import BundleError
+        from models.estimator import load_age_estimator
+
+        try:
+            self._model, self.manifest = load_age_estimator(options.model)
+        except BundleError as exc:
+            raise ModelError(str(exc)) from exc
+        sha = self.manifest.template.get("layout_sha")
+        if sha != mesh.layout_sha:
+            raise ModelError(
+                f"age estimator {self.manifest.name!r} reads mesh layout {sha}, the model's faces are cut on "
+                f"{mesh.layout_sha}. Fix: retrain it on this layout's cache with `python -m training "
+                "estimator`, or pass --input-age"
+            )
+        self.size = self.manifest.network.size
+
+    def __call__(self, textures: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(N, S, S, 3) uint8 RGB canonical textures → (N,) ages in years (mean over the face and its mirror)."""
+        from keras import ops
+
+        from models.estimator import expected_age
+
+        if len(textures) == 0:
+            return np.zeros(0, np.float32)
+        s = self.size
+        x = np.stack([cv2.resize(t, (s, s), interpolation=cv2.INTER_AREA) for t in textures])
+        x = x.astype(np.float32) / 127.5 - 1.0
+        both = np.concatenate([x, x[:, :, ::-1]])
+        ages = ops.convert_to_numpy(expected_age(self._model(both, training=False))).astype(np.float32)
+        mean: NDArray[np.float32] = ((ages[: len(x)] + ages[len(x) :]) / 2).astype(np.float32)
+        return mean
+
+
+class TrackAges:
+    """Each track's input age: the median of its first `frames` estimates, then held; ids are never reused."""
+
+    def __init__(self, estimate: Estimate, frames: int = 12) -> None:
+        """Args:
+        estimate: (N, S, S, 3) uint8 textures → (N,) ages, e.g. an `AgeEstimator`.
+        frames: estimates before a track's age is held.
+        """
+        self._estimate = estimate
+        self._frames = frames
+        self._seen: dict[int, list[float]] = {}
+
+    def __call__(self, track_ids: Sequence[int], textures: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(N,) input ages of the faces of one frame, estimating only the tracks not yet held.
+
+        Args:
+            track_ids: the N faces' track ids. textures: (N, S, S, 3) uint8, their canonical textures.
+        """
+        todo = [i for i, t in enumerate(track_ids) if len(self._seen.get(t, ())) < self._frames]
+        if todo:
+            for i, age in zip(todo, self._estimate(np.asarray(textures)[todo]), strict=True):
+                self._seen.setdefault(track_ids[i], []).append(float(age))
+        return np.asarray([np.median(self._seen[t]) for t in track_ids], np.float32)
+
+    def held(self) -> dict[int, float]:
+        """Each live track's current input age in years."""
+        return {t: float(np.median(v)) for t, v in self._seen.items() if v}
+
+    def reset(self, track_id: int | None = None) -> None:
+        """Forget one track (it ended) or every track."""
+        if track_id is None:
+            self._seen.clear()
+        else:
+            self._seen.pop(track_id, None)
+
+
+def ask(
+    generator: str, target: float, input_ages: NDArray[np.float32]
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """The (input, target) ages a conditioned generator is asked for, and the faces to leave alone.
+
+    Args:
+        generator: "G" (ages) or "F" (de-ages). target: the target age in years.
+        input_ages: (N,) each face's own age.
+
+    Returns:
+        (N, 2) float32 ages, and (N,) True where the face is already at or past the target in the
+        generator's direction (G: not younger than the target; F: not older), so nothing is to be done.
+    """
+    ages = np.stack([input_ages, np.full_like(input_ages, target)], axis=1).astype(np.float32)
+    return ages, beyond(generator, ages)
+
+
+def beyond(generator: str, ages: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """(N,) True where an (input, target) pair of (N, 2) asks `generator` for nothing: G with an input not
+    younger than the target, F with one not older."""
+    a = np.asarray(ages, np.float32)
+    return np.asarray(a[:, 0] >= a[:, 1] if generator == "G" else a[:, 0] <= a[:, 1], bool)
+
+
+def estimates_input_age(engine: AgingEngine) -> bool:
+    """Whether faces get their own input age: a conditioned canonical-mesh bundle asked for a target age
+    without an input age. Otherwise the engine's `EngineOptions.ages` stand for every face."""
+    o = engine.options
+    return (
+        engine.conditioned
+        and o.target_age is not None
+        and o.input_age is None
+        and isinstance(engine.template, CanonicalMesh)
+    )
+
+
+def track_ages_for(engine: AgingEngine, options: InputAgeOptions) -> TrackAges | None:
+    """A `TrackAges` on the estimator where `estimates_input_age(engine)`, else None (nothing is loaded).
+
+    Raises:
+        ModelError: the estimator is missing, corrupt or of another mesh layout.
+    """
+    if not estimates_input_age(engine):
+        return None
+    assert isinstance(engine.template, CanonicalMesh)
+    return TrackAges(AgeEstimator(options, engine.template), options.frames)

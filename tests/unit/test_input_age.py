@@ -1,0 +1,196 @@
+"""The input-age estimator: its network and folder format (`models.estimator`), its training
+(`training.estimator`), and the per-track ages the engine is asked for (`faceage_video.engine.input_age`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from keras import ops
+
+from faceage_video.engine.input_age import InputAgeOptions, TrackAges, ask, beyond
+from faceage_video.errors import ModelError, OptionsError
+from models.bundle import BundleError
+from models.estimator import (
+    AGE_BINS,
+    MANIFEST,
+    EstimatorConfig,
+    EstimatorManifest,
+    build_age_estimator,
+    expected_age,
+    load_age_estimator,
+    resolve_estimator,
+    save_age_estimator,
+)
+from tests.helpers import _mesh_template
+from training.errors import DatasetError
+from training.estimator import EstimatorTrainOptions, band_errors, load_cache, soft_labels, train_estimator
+
+
+def _manifest(cfg: EstimatorConfig, layout_sha: str = "ec4f47c0a0cc5bd1") -> EstimatorManifest:
+    return EstimatorManifest(
+        name="test-age", network=cfg, template={"kind": "mesh", "version": "x", "layout_sha": layout_sha}
+    )
+
+
+@pytest.mark.parametrize("kw", [{"size": 40}, {"size": 16}, {"width": 2}, {"width": 8.0}, {"size": True}])
+def test_estimator_config_refuses_bad_shapes(kw: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        EstimatorConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_network_gives_101_bins_and_expected_age_is_their_mean() -> None:
+    model = build_age_estimator(EstimatorConfig(size=32, width=4))
+    out = np.asarray(model(np.zeros((2, 32, 32, 3), np.float32), training=False))
+    assert out.shape == (2, AGE_BINS)
+    logits = np.full((3, AGE_BINS), -50.0, np.float32)
+    logits[0, 40] = logits[1, 70] = 50.0
+    logits[2, [20, 30]] = 50.0  # two equal peaks: the mean between them
+    np.testing.assert_allclose(ops.convert_to_numpy(expected_age(logits)), [40.0, 70.0, 25.0], atol=1e-3)
+
+
+def test_folder_round_trip_and_damage_names_the_file(tmp_path: Path) -> None:
+    cfg = EstimatorConfig(size=32, width=4)
+    model = build_age_estimator(cfg)
+    folder = save_age_estimator(tmp_path / "est", _manifest(cfg), model, "# card\n")
+    loaded, manifest = load_age_estimator(folder)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)), atol=1e-5
+    )
+    assert len(manifest.sha256) == 64 and resolve_estimator(folder) == folder
+
+    weights = folder / manifest.file
+    blob = bytearray(weights.read_bytes())
+    blob[-100] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(BundleError, match=r"E\.weights\.h5.*corrupt.*Fix"):
+        load_age_estimator(folder)
+    weights.unlink()
+    with pytest.raises(BundleError, match=r"missing.*Fix"):
+        load_age_estimator(folder)
+    with pytest.raises(BundleError, match="not found"):
+        resolve_estimator(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"format": "faceage-bundle/1"},
+        {"file": "../G.weights.h5"},
+        {"template": {"kind": "five_point"}},
+        {"network": {"size": 7}},
+    ],
+)
+def test_bad_manifest_is_refused(tmp_path: Path, change: dict[str, object]) -> None:
+    d = json.loads(_manifest(EstimatorConfig()).to_json())
+    d.update(change)
+    with pytest.raises(BundleError, match=r"not a valid age-estimator manifest.*Fix"):
+        EstimatorManifest.from_json(json.dumps(d), str(tmp_path / MANIFEST))
+
+
+def test_track_age_is_the_median_of_its_first_estimates_then_held() -> None:
+    calls: list[int] = []
+    readings = iter([30.0, 50.0, 34.0, 90.0, 90.0, 90.0])
+
+    def estimate(textures: np.ndarray) -> np.ndarray:
+        calls.append(len(textures))
+        return np.array([next(readings) for _ in textures], np.float32)
+
+    ages = TrackAges(estimate, frames=3)
+    crops = np.zeros((1, 8, 8, 3), np.uint8)
+    got = [float(ages([7], crops)[0]) for _ in range(5)]
+    assert got == [30.0, 40.0, 34.0, 34.0, 34.0]  # median of 30, 50, 34; the 90s never asked for
+    assert calls == [1, 1, 1]
+    assert ages.held() == {7: 34.0}
+    ages.reset(7)
+    assert float(ages([7], crops)[0]) == 90.0 and calls == [1, 1, 1, 1]
+
+
+def test_only_unheld_tracks_are_estimated_in_a_frame() -> None:
+    seen: list[int] = []
+
+    def estimate(textures: np.ndarray) -> np.ndarray:
+        seen.append(len(textures))
+        return textures[:, 0, 0, 0].astype(np.float32)
+
+    ages = TrackAges(estimate, frames=1)
+    a = np.full((1, 4, 4, 3), 20, np.uint8)
+    b = np.full((1, 4, 4, 3), 60, np.uint8)
+    np.testing.assert_array_equal(ages([1], a), [20.0])
+    np.testing.assert_array_equal(ages([1, 2], np.concatenate([a + 5, b])), [20.0, 60.0])
+    assert seen == [1, 1]  # track 1 held after one estimate
+
+
+def test_faces_past_the_target_are_left_alone() -> None:
+    own = np.array([25.0, 60.0, 75.0], np.float32)
+    ages, done = ask("G", 60.0, own)
+    np.testing.assert_array_equal(ages, [[25, 60], [60, 60], [75, 60]])
+    np.testing.assert_array_equal(done, [False, True, True])
+    np.testing.assert_array_equal(ask("F", 30.0, np.array([25.0, 55.0], np.float32))[1], [True, False])
+    np.testing.assert_array_equal(beyond("F", np.array([[40, 30], [30, 30]], np.float32)), [False, True])
+
+
+def test_input_age_options_are_checked() -> None:
+    with pytest.raises(OptionsError):
+        InputAgeOptions(frames=0)
+    with pytest.raises(OptionsError):
+        InputAgeOptions(frames=True)
+
+
+def test_estimator_of_another_layout_is_refused(tmp_path: Path) -> None:
+    from faceage_video.engine.input_age import AgeEstimator
+    from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+
+    cfg = EstimatorConfig(size=32, width=4)
+    folder = save_age_estimator(
+        tmp_path / "est", _manifest(cfg, "0000"), build_age_estimator(cfg), "# card\n"
+    )
+    with pytest.raises(ModelError, match=r"layout.*Fix"):
+        AgeEstimator(InputAgeOptions(model=str(folder)), CanonicalMesh(MeshOptions(size=64)))
+
+
+def _synthetic_cache(folder: Path, n: int = 96) -> Path:
+    """A cache whose textures' brightness is the age: a network can learn it in a few steps."""
+    rng = np.random.default_rng(1)
+    ages = rng.integers(15, 90, n)
+    faces = np.repeat(((ages - 15) * 3)[:, None, None, None], 3, axis=-1)
+    faces = np.broadcast_to(faces, (n, 48, 48, 3)).astype(np.uint8)
+    folder.mkdir(parents=True)
+    np.save(folder / "faces.npy", faces)
+    np.savez(folder / "faces.npz", age=ages, val=np.arange(n) % 4 == 0)
+    (folder / "index.json").write_text(json.dumps({"mesh": _mesh_template(48)}))
+    return folder
+
+
+def test_training_writes_a_loadable_estimator_with_its_validation_error(tmp_path: Path) -> None:
+    cache = _synthetic_cache(tmp_path / "cache")
+    lines: list[str] = []
+    opts = EstimatorTrainOptions(cache=cache, out=tmp_path / "est", size=32, width=4, steps=60, batch_size=16)
+    folder, metrics = train_estimator(opts, progress=lines.append)
+    _, manifest = load_age_estimator(folder)
+    assert manifest.network == EstimatorConfig(32, 4)
+    assert manifest.template["layout_sha"] == _mesh_template(48)["layout_sha"]
+    assert metrics["n"] == 24 and sum(b["n"] for b in metrics["by_band"].values()) == 24
+    assert manifest.metrics["mae"] == pytest.approx(metrics["mae"])
+    assert any("val MAE" in line for line in lines) and "ETA" in lines[0]
+    assert "non-commercial" in (folder / "CARD.md").read_text()
+
+
+def test_cache_missing_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="python -m training cache"):
+        load_cache(tmp_path, 32)
+
+
+def test_soft_labels_peak_at_the_age_and_sum_to_one() -> None:
+    lab = soft_labels(np.array([20.0, 100.0, 130.0], np.float32), 3.0, AGE_BINS)
+    np.testing.assert_allclose(lab.sum(axis=1), 1.0, atol=1e-5)
+    assert list(lab.argmax(axis=1)) == [20, 100, 100]
+
+
+def test_band_errors_are_signed_per_band() -> None:
+    out = band_errors(np.array([25.0, 30.0, 80.0], np.float32), np.array([20.0, 20.0, 75.0], np.float32))
+    assert out["18-29"] == {"n": 2, "mae": 7.5, "bias": 7.5}
+    assert out["70+"]["bias"] == 5.0 and "30-39" not in out
