@@ -13,6 +13,12 @@ judge reads most old faces younger than their labels), and the error against the
 faces (`calibrated_error_mean`) says how far the outputs are from looking like them. `--grid` writes the
 first faces at native resolution, the input and one column per target. The judge only measures; nothing
 here is tuned on it.
+
+`--input-age` says what the model is told the faces' own age is: `label` (above), `estimated` (each face's
+own estimate by the bundled input-age estimator, what `--target-age` without `--input-age` does at run
+time; a face already past the target is left unchanged, as there), or `default` (one assumed age for
+everyone, 25 when aging and 62 when de-aging: the runtime before the estimator). With faces labelled 40–49,
+the three say what a user who does not know the actor's age gains from the estimate.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import numpy as np
 
 from benchmarks.judges import AgeJudge
 from benchmarks.quality import save_grid
-from benchmarks.stills import age_stills, open_landmarker
+from benchmarks.stills import age_stills, cut_face, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
+from faceage_video.engine.input_age import AgeEstimator, InputAgeOptions, beyond
 from faceage_video.face.landmarks import detect_padded
 from faceage_video.face.mesh import CanonicalMesh
 from training.datasets import hash_split, load_utkface
@@ -69,6 +76,7 @@ def measure(
     grid: Path | None = None,
     grid_faces: int = 8,
     data: Path = DATA,
+    input_age: str = "label",
 ) -> dict[str, Any]:
     """Judged ages per target (see the module docstring); with `grid`, also the picture of the first faces."""
     images, lms, ages = faces(n, data, source_ages)
@@ -83,19 +91,39 @@ def measure(
         "input_age_label": float(np.mean(ages)),
     }
     out["unchanged_judged"] = round(float(np.nanmean(base)), 2)
+    out["input_age"] = input_age
+    own: list[float | None] = [float(a) for a in ages]
+    if input_age == "estimated":
+        mesh = AgingEngine(EngineOptions(model=model, xla=False)).template
+        if not isinstance(mesh, CanonicalMesh):
+            raise SystemExit("--input-age estimated needs a canonical-mesh bundle")
+        estimate = AgeEstimator(InputAgeOptions(), mesh)
+        read = [
+            float(estimate(cut_face(img, lm, mesh)[0][None])[0]) for img, lm in zip(images, lms, strict=True)
+        ]
+        own = list(read)
+        err = np.asarray(read, np.float64) - np.asarray(ages, np.float64)
+        out["estimate"] = {
+            "mean": round(float(np.mean(read)), 2),
+            "abs_error_mean": round(float(np.abs(err).mean()), 2),
+        }
+    elif input_age == "default":
+        own = [None] * len(ages)
     rows = []
     for t in targets:
-        # The engine picks G or F from the target against its input age: the sources' mean labelled age.
-        engine = AgingEngine(
-            EngineOptions(model=model, target_age=t, input_age=float(np.mean(ages)), xla=False)
-        )
+        # The engine picks G or F from the target against its input age: the sources' mean labelled age
+        # (or, by default, the age it assumes).
+        told = None if input_age == "default" else float(np.mean(ages))
+        engine = AgingEngine(EngineOptions(model=model, target_age=t, input_age=told, xla=False))
         if not engine.conditioned or not isinstance(engine.template, CanonicalMesh):
             raise SystemExit(f"{engine.manifest.name} is not an age-conditioned canonical-mesh bundle")
         outs = []
-        for img, lm, age in zip(images, lms, ages, strict=True):
-            ages_in = np.array([[float(age), t]], np.float32)
+        for img, lm, age in zip(images, lms, own, strict=True):
+            ages_in = np.array([engine.options.ages if age is None else (age, t)], np.float32)
 
             def transform(crops: np.ndarray, a: np.ndarray = ages_in, e: AgingEngine = engine) -> np.ndarray:
+                if beyond(e.options.generator, a)[0]:
+                    return crops.astype(np.float32)  # already past the target: left alone, as at run time
                 return e.generate(crops, np.repeat(a, len(crops), axis=0))
 
             outs.extend(age_stills([img], [lm], transform, engine.template))
@@ -137,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source-ages", type=int, nargs=2, default=[25, 35], metavar=("LO", "HI"))
     ap.add_argument("--grid", type=Path, help="picture of the first faces: input and one column per target")
     ap.add_argument("--grid-faces", type=int, default=8)
+    ap.add_argument(
+        "--input-age",
+        choices=("label", "estimated", "default"),
+        default="label",
+        help="the faces' own age the model is told: labelled, estimated per face, or the default guess",
+    )
     args = ap.parse_args(argv)
     res = measure(
         args.model,
@@ -145,10 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         (args.source_ages[0], args.source_ages[1]),
         args.grid,
         args.grid_faces,
+        input_age=args.input_age,
     )
     print(
         f"{res['n']} faces labelled {res['input_age_label']:.1f} y on average, judged {res['unchanged_judged']} y unchanged"
     )
+    if "estimate" in res:
+        e = res["estimate"]
+        print(
+            f"input age estimated: {e['mean']} y on average, mean |error| against the labels {e['abs_error_mean']} y"
+        )
     for r in res["targets"]:
         print(
             f"target {r['target']:.0f}: judged {r['judged_mean']} y, mean |error| {r['abs_error_mean']} y, "

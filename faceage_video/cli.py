@@ -386,6 +386,16 @@ def models() -> None:
         card = resolve_bundle(n) / "CARD.md"
         if card.is_file():
             typer.echo("  card: " + str(card))
+    from models.bundle import BUNDLED_DIR
+    from models.estimator import MANIFEST, EstimatorManifest
+
+    for path in sorted(BUNDLED_DIR.glob(f"*/{MANIFEST}")):
+        est = EstimatorManifest.from_json(path.read_text(encoding="utf-8"), str(path))
+        typer.secho(f"{est.name}  ({path.parent})  input-age estimator", bold=True)
+        typer.echo(
+            f"  {est.network.size} px, width {est.network.width}; validation MAE "
+            f"{est.metrics.get('mae', float('nan')):.1f} y on {est.metrics.get('n')} faces; card: {path.parent / 'CARD.md'}"
+        )
 
 
 @app.command(

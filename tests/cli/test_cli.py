@@ -75,6 +75,7 @@ def test_models_lists_the_bundled_models() -> None:
             assert n in p.stdout
     else:
         assert "no bundled models" in p.stdout
+    assert "utkface-age-64" in p.stdout and "input-age estimator" in p.stdout
 
 
 def test_bad_input_subprocess_exits_non_zero_without_traceback(tmp_path: Path) -> None:

@@ -178,9 +178,12 @@ class FakeEngine:
         self.delta = delta
         self.fail = fail
         self.calls = 0
+        self.conditioned = True
+        self.asked: list[np.ndarray | None] = []
 
     def generate(self, crops: np.ndarray, ages: np.ndarray | None = None) -> np.ndarray:
         self.calls += 1
+        self.asked.append(ages)
         if self.fail and self.calls > 1:  # the warm-up passes, the first live request fails
             raise RuntimeError("generator blew up")
         return crops.astype(np.float32) + self.delta
@@ -241,3 +244,16 @@ def test_target_age_control_picks_the_generator_and_its_ages() -> None:
         c.apply({"target_age": 400})
     with pytest.raises(OptionsError, match="target_age"):
         c.apply({"target_age": "old"})
+
+
+def test_live_residuals_take_an_age_per_face_and_leave_faces_past_the_target() -> None:
+    from faceage_video.live.generation import full_residuals
+
+    engine = FakeEngine()
+    crops = np.zeros((2, 8, 8, 3), np.uint8)
+    both = full_residuals(engine, crops, (30.0, 60.0))  # type: ignore[arg-type]
+    assert np.all(both == 5.0)
+    np.testing.assert_array_equal(engine.asked[-1], [[30, 60], [30, 60]])
+    own = full_residuals(engine, crops, np.array([[30.0, 60.0], [70.0, 60.0]], np.float32))  # type: ignore[arg-type]
+    assert np.all(own[0] == 5.0) and np.all(own[1] == 0.0)  # the 70-year-old is past 60: unchanged
+    np.testing.assert_array_equal(engine.asked[-1], [[30, 60], [70, 60]])

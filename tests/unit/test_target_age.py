@@ -42,3 +42,15 @@ def test_de_aging_targets_are_measured_and_drawn(utkface_dir: Path, tmp_path: Pa
         width, height = im.size
     # Three columns (input and two targets) of 200 px chips, two rows.
     assert width > 3 * 200 and height > 2 * 200
+
+
+def test_the_input_age_told_changes_only_what_the_model_is_asked(utkface_dir: Path) -> None:
+    if not (BUNDLE / "G.weights.h5").exists():
+        pytest.skip(f"{BUNDLE} is not in this checkout")
+    est = measure(str(BUNDLE), 2, [60.0], source_ages=(40, 49), data=utkface_dir, input_age="estimated")
+    dflt = measure(str(BUNDLE), 2, [60.0], source_ages=(40, 49), data=utkface_dir, input_age="default")
+    assert est["input_age"] == "estimated" and dflt["input_age"] == "default"
+    # The estimator's reading of each face is reported against its label; the default has none.
+    assert 15.0 <= est["estimate"]["mean"] <= 100.0 and est["estimate"]["abs_error_mean"] >= 0.0
+    assert "estimate" not in dflt
+    assert est["unchanged_judged"] == dflt["unchanged_judged"]
