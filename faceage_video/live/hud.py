@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -26,11 +28,23 @@ def draw_hud(image: Frame, lines: list[str]) -> Frame:
     return image
 
 
-def hud_lines(state: ControlState, faces: int, rolling: Rolling, drop_pct: float, k: int) -> list[str]:
-    """The HUD's three lines: controls and faces; fps and latency; drops and the generator's rate (1/k)."""
+def hud_lines(
+    state: ControlState,
+    faces: int,
+    rolling: Rolling,
+    drop_pct: float,
+    k: int,
+    own_ages: Sequence[float] = (),
+) -> list[str]:
+    """The HUD's three lines: controls, faces and, with a target age, each face's estimated age → the target;
+    fps and latency; drops and the generator's rate (1/k)."""
     r = rolling
+    ages = ""
+    if state.target_age is not None:
+        own = "/".join(f"{a:.0f}" for a in own_ages)
+        ages = f"  {own}->{state.target_age:.0f} y" if own else f"  target {state.target_age:.0f} y"
     return [
-        f"{'ON ' if state.enabled else 'OFF'} {state.direction} x{state.strength:.1f}  faces {faces}",
+        f"{'ON ' if state.enabled else 'OFF'} {state.direction} x{state.strength:.1f}  faces {faces}{ages}",
         f"{r.fps:4.1f} fps  lat p50 {r.p50:3.0f} p95 {r.p95:3.0f} ms",
         f"drops {drop_pct:4.1f}%  gen {r.gen_fps:4.1f}/s (1/{k})",
     ]

@@ -140,6 +140,7 @@ class RealtimeSession:
             self._stack.callback(self.analyzer.close)
             # Each face's own age, for a target age set without --input-age (now or from the controls later).
             self.input_ages: TrackAges | None = None
+            self._own_ages: list[float] = []  # the estimated ages of the last frame's faces, for the HUD
             if (
                 first.conditioned
                 and options.engine.input_age is None
@@ -286,7 +287,8 @@ class RealtimeSession:
             if image is frame.image:
                 image = image.copy()
             drop_pct = 100.0 * self.capture_slot.dropped / max(1, self.stats.captured)
-            draw_hud(image, hud_lines(state, faces, self.stats.rolling(), drop_pct, self.pacer.k))
+            rolling = self.stats.rolling()
+            draw_hud(image, hud_lines(state, faces, rolling, drop_pct, self.pacer.k, self._own_ages))
         t = time.perf_counter()
         for out in self.outputs:
             out.write(image, frame)
@@ -313,12 +315,14 @@ class RealtimeSession:
         if job.cut:
             self.cache.clear()
         ids = tuple(f.track_id for f in job.faces)
+        self._own_ages = []
         direction, gen_ages = state.generator(self.options.engine)
         if ids:
             crops = np.stack([f.crop for f in job.faces])
             asked: tuple[float, float] | NDArray[np.float32] = gen_ages
             if self.input_ages is not None and state.target_age is not None:
                 own = self.input_ages(ids, crops)
+                self._own_ages = [float(a) for a in own]
                 asked = np.stack([own, np.full(len(ids), gen_ages[1], np.float32)], axis=1)
             self._request_residuals(frame, direction, ids, crops, asked)
         residuals = (

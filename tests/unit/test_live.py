@@ -257,3 +257,17 @@ def test_live_residuals_take_an_age_per_face_and_leave_faces_past_the_target() -
     own = full_residuals(engine, crops, np.array([[30.0, 60.0], [70.0, 60.0]], np.float32))  # type: ignore[arg-type]
     assert np.all(own[0] == 5.0) and np.all(own[1] == 0.0)  # the 70-year-old is past 60: unchanged
     np.testing.assert_array_equal(engine.asked[-1], [[30, 60], [70, 60]])
+
+
+def test_hud_shows_each_face_own_age_and_the_target() -> None:
+    from dataclasses import replace
+
+    from faceage_video.live.hud import hud_lines
+    from faceage_video.live.stats import Rolling
+
+    state = ControlState(True, "older", 1.0)
+    r = Rolling(30.0, 20.0, 30.0, 15.0)
+    assert "->" not in hud_lines(state, 1, r, 0.0, 1, [31.0])[0]  # no target: nothing to say
+    aimed = replace(state, target_age=60.0)
+    assert hud_lines(aimed, 2, r, 0.0, 1, [31.4, 47.6])[0].endswith("faces 2  31/48->60 y")
+    assert hud_lines(aimed, 1, r, 0.0, 1)[0].endswith("target 60 y")  # --input-age given: none estimated
