@@ -189,7 +189,10 @@ def save_age_estimator(
     """Write an estimator folder: weights, `estimator.json` with their sha256, and the card."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_weights(str(out / manifest.file))
+    # A fresh copy: a compiled model would also write its optimiser's state (twice the weights again).
+    clean = build_age_estimator(manifest.network, name=model.name)
+    clean.set_weights(model.get_weights())
+    clean.save_weights(str(out / manifest.file))
     manifest = replace(manifest, sha256=sha256_file(out / manifest.file))
     (out / MANIFEST).write_text(manifest.to_json() + "\n", encoding="utf-8")
     (out / "CARD.md").write_text(card, encoding="utf-8")

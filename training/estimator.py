@@ -234,17 +234,18 @@ def estimator_card(manifest: Any) -> str:
     rows = "\n".join(
         f"| {band} | {v['n']} | {v['mae']:.1f} | {v['bias']:+.1f} |" for band, v in m["by_band"].items()
     )
+    t, d = manifest.training, manifest.data
     return f"""# {manifest.name}: the input-age estimator
 
-Reads a face's canonical-mesh texture (any texture size of the layout `{manifest.template["layout_sha"]}`,
-resized to {manifest.network.size} px) and gives its age in years. faceage-video uses it for the input age of
-an age-conditioned model when `--target-age` is given without `--input-age`: the median of a face track's
-first estimates, then held (`faceage_video/engine/input_age.py`).
+Reads a face's canonical-mesh texture (any texture size of mesh layout `{manifest.template["layout_sha"]}`,
+resized to {manifest.network.size} px) and gives its age in years. faceage-video uses it for the input age
+of an age-conditioned model when `--target-age` is given without `--input-age`: the median of a face
+track's first estimates, then held (`faceage_video/engine/input_age.py`).
 
-- **Trained here**, by `python -m training estimator`, on the UTKFace training split of the canonical cache
-  ({manifest.data["faces"]["train"]} faces aged {manifest.data["ages"][0]:.0f}–{manifest.data["ages"][1]:.0f}).
-  {manifest.training["steps"]} steps, batch {manifest.training["batch_size"]}, soft labels σ
-  {manifest.training["sigma"]} y. The benchmark's age judge plays no part in its training or its labels.
+- **Trained here** by `python -m training estimator`, on the UTKFace training split of the canonical cache
+  ({d["faces"]["train"]} faces labelled {d["ages"][0]:.0f}–{d["ages"][1]:.0f} y): {t["steps"]} steps of
+  {t["batch_size"]} faces, soft labels σ {t["sigma"]} y, {t["seconds"] / 60:.0f} minutes on 2 CPU cores.
+  The benchmark's age judge plays no part in its training or its labels.
 - **Validation split** ({m["n"]} faces, never trained on): mean absolute error **{m["mae"]:.2f} y**
   ({m["mae_18_plus"]:.2f} y from 18 up), bias {m["bias"]:+.2f} y.
 - Faces under 15 are outside its data: it reads them as 15 or more.

@@ -52,9 +52,16 @@ def test_network_gives_101_bins_and_expected_age_is_their_mean() -> None:
 
 
 def test_folder_round_trip_and_damage_names_the_file(tmp_path: Path) -> None:
+    import h5py
+    import keras
+
     cfg = EstimatorConfig(size=32, width=4)
     model = build_age_estimator(cfg)
+    model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+    model.train_on_batch(np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, AGE_BINS), np.float32))
     folder = save_age_estimator(tmp_path / "est", _manifest(cfg), model, "# card\n")
+    with h5py.File(folder / "E.weights.h5") as f:
+        assert "optimizer" not in f  # the weights alone, not the trained model's optimiser state
     loaded, manifest = load_age_estimator(folder)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(
