@@ -15,10 +15,10 @@ first faces at native resolution, the input and one column per target. The judge
 here is tuned on it.
 
 `--input-age` says what the model is told the faces' own age is: `label` (above), `estimated` (each face's
-own estimate by the bundled input-age estimator, what `--target-age` without `--input-age` does at run
-time; a face already past the target is left unchanged, as there), or `default` (one assumed age for
-everyone, 25 when aging and 62 when de-aging: the runtime before the estimator). With faces labelled 40–49,
-the three say what a user who does not know the actor's age gains from the estimate.
+own estimate by the bundled input-age estimator, and the generator that age needs: what `--target-age`
+without `--input-age` does at run time), or `default` (one assumed age for everyone, 25 for targets of 45
+and up and 62 below, the generator picked from it: the runtime before the estimator). With faces labelled
+40–49 or 55–70, the three say what a user who does not know the actor's age gains from the estimate.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from benchmarks.judges import AgeJudge
 from benchmarks.quality import save_grid
 from benchmarks.stills import age_stills, cut_face, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.engine.input_age import AgeEstimator, InputAgeOptions, beyond
+from faceage_video.engine.input_age import AgeEstimator, InputAgeOptions, OwnAges, TrackAges
 from faceage_video.face.landmarks import detect_padded
 from faceage_video.face.mesh import CanonicalMesh
 from training.datasets import hash_split, load_utkface
@@ -43,6 +43,10 @@ from training.landmarks import largest_face, read_rgb
 DATA = Path("../shared/data/utkface")
 # Real faces labelled within this many years of a target are the judge's reference for that target.
 REAL_SPAN = 3
+
+
+def _unused(textures: np.ndarray) -> np.ndarray:
+    raise AssertionError("the faces' ages are estimated once, before the targets")
 
 
 def faces(
@@ -111,19 +115,28 @@ def measure(
         own = [None] * len(ages)
     rows = []
     for t in targets:
-        # The engine picks G or F from the target against its input age: the sources' mean labelled age
-        # (or, by default, the age it assumes).
-        told = None if input_age == "default" else float(np.mean(ages))
+        # With labels, the engine picks G or F from the target against the sources' mean labelled age; with
+        # estimates, each face gets the generator its own age needs (`OwnAges`, as at run time); by default,
+        # the generator and the input age are the engine's guesses.
+        told = float(np.mean(ages)) if input_age == "label" else None
         engine = AgingEngine(EngineOptions(model=model, target_age=t, input_age=told, xla=False))
         if not engine.conditioned or not isinstance(engine.template, CanonicalMesh):
             raise SystemExit(f"{engine.manifest.name} is not an age-conditioned canonical-mesh bundle")
+        own_ways = OwnAges(engine, TrackAges(_unused)) if input_age == "estimated" else None
         outs = []
         for img, lm, age in zip(images, lms, own, strict=True):
             ages_in = np.array([engine.options.ages if age is None else (age, t)], np.float32)
 
-            def transform(crops: np.ndarray, a: np.ndarray = ages_in, e: AgingEngine = engine) -> np.ndarray:
-                if beyond(e.options.generator, a)[0]:
-                    return crops.astype(np.float32)  # already past the target: left alone, as at run time
+            def transform(
+                crops: np.ndarray,
+                a: np.ndarray = ages_in,
+                e: AgingEngine = engine,
+                w: OwnAges | None = own_ways,
+            ) -> np.ndarray:
+                if w is not None:
+                    return crops.astype(np.float32) + w.residual(
+                        crops, np.full(len(crops), a[0, 0], np.float32)
+                    )
                 return e.generate(crops, np.repeat(a, len(crops), axis=0))
 
             outs.extend(age_stills([img], [lm], transform, engine.template))

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.engine.input_age import InputAgeOptions, TrackAges, ask
+from faceage_video.engine.input_age import InputAgeOptions, OwnAges
 from faceage_video.engine.temporal import ResidualSmoother, SceneCutDetector, TemporalOptions
 from faceage_video.errors import OptionsError
 from faceage_video.face.align import align_face, apply_affine
@@ -238,12 +238,12 @@ def render(
     smoother: ResidualSmoother,
     blend: BlendOptions,
     mattes: bool = True,
-    input_ages: TrackAges | None = None,
+    input_ages: OwnAges | None = None,
 ) -> None:
     """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place).
 
-    With `input_ages` (`input_age.track_ages_for`), each face is asked for the engine's target age from its
-    track's own estimated age, and a face already at or past the target is left unchanged.
+    With `input_ages` (`input_age.track_ages_for`), each face goes to the engine's target age from its
+    track's own estimated age: aged if younger, de-aged if older.
     """
     crops = [f.crop for j in jobs for f in j.faces]
     if not crops:
@@ -257,9 +257,7 @@ def render(
                 input_ages.reset(tid)
             if job.faces:
                 own.append(input_ages([f.track_id for f in job.faces], np.stack([f.crop for f in job.faces])))
-        ages, done = ask(engine.options.generator, engine.options.ages[1], np.concatenate(own))
-        residuals = engine.residual(np.stack(crops), ages)
-        residuals[done] = 0.0
+        residuals = input_ages.residual(np.stack(crops), np.concatenate(own))
     composite(jobs, residuals, smoother, blend, mattes)
 
 

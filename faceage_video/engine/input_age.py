@@ -7,14 +7,17 @@ Without an input age the engine would assume the middle of the generator's domai
 `AgeEstimator` is the project's own estimator (`models.estimator`, trained by `python -m training estimator`
 on the UTKFace training split; not the benchmark's age judge). `TrackAges` gives a face track the median of its
 first `frames` estimates and then holds it, so the age the generator is asked for does not flicker.
-`ask` turns those ages into the generator's (input, target) pairs, and says which faces already are on the far
-side of the target (a 70-year-old asked for 60 by `G`): they are left unchanged.
+`OwnAges` runs, for each face, the generator its own age needs to reach the run's target: `G` for a face
+younger than the target, `F` for an older one (the second generator loads the first time a face needs it),
+so `--target-age 45` ages the 30-year-old of a cast and de-ages the 60-year-old. Where one generator serves
+every face (the live mode), `ask` and `beyond` say which faces are already past the target: those are left
+unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import cv2
@@ -23,9 +26,10 @@ from numpy.typing import NDArray
 
 from faceage_video.errors import ModelError, OptionsError
 from faceage_video.face.mesh import CanonicalMesh
+from faceage_video.types import Direction
 
 if TYPE_CHECKING:
-    from faceage_video.engine.generator import AgingEngine
+    from faceage_video.engine.generator import AgingEngine, EngineOptions
 
 Estimate = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
 
@@ -162,8 +166,71 @@ def estimates_input_age(engine: AgingEngine) -> bool:
     )
 
 
-def track_ages_for(engine: AgingEngine, options: InputAgeOptions) -> TrackAges | None:
-    """A `TrackAges` on the estimator where `estimates_input_age(engine)`, else None (nothing is loaded).
+class OwnAges:
+    """Each face's own input age (`TrackAges`) and, from it, the generator that takes it to the run's target."""
+
+    def __init__(
+        self,
+        engine: AgingEngine,
+        track: TrackAges,
+        load: Callable[[EngineOptions], AgingEngine] | None = None,
+    ) -> None:
+        """Args:
+        engine: the run's engine, with a target age (`estimates_input_age`).
+        track: the per-track ages.
+        load: builds the other direction's engine; `AgingEngine` when None.
+        """
+        if engine.options.target_age is None:
+            raise OptionsError("own input ages need a target age")
+        self.target = float(engine.options.target_age)
+        self.track = track
+        self._engines: dict[str, AgingEngine] = {engine.options.generator: engine}
+        self._base = engine.options
+        self._load = load
+
+    def __call__(self, track_ids: Sequence[int], textures: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """(N,) input ages of one frame's faces (`TrackAges.__call__`)."""
+        return self.track(track_ids, textures)
+
+    def reset(self, track_id: int | None = None) -> None:
+        self.track.reset(track_id)
+
+    def held(self) -> dict[int, float]:
+        return self.track.held()
+
+    def engine(self, generator: str) -> AgingEngine:
+        """The engine of "G" or "F", built on first use with the run's other options."""
+        eng = self._engines.get(generator)
+        if eng is None:
+            from faceage_video.engine.generator import AgingEngine
+
+            # Direction alone picks the generator; the ages go with every call.
+            direction: Direction = "older" if generator == "G" else "younger"
+            opts = replace(self._base, direction=direction, target_age=None, input_age=None)
+            eng = (self._load or AgingEngine)(opts)
+            self._engines[generator] = eng
+        return eng
+
+    def residual(self, crops: NDArray[np.uint8], own: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The strength-scaled change of each face towards the target from its own age: `G` for the younger
+        faces, `F` for the older, none for a face at the target.
+
+        Args:
+            crops: (N, S, S, 3) uint8 canonical textures. own: (N,) their input ages in years.
+
+        Returns:
+            (N, S, S, 3) float32 changes in levels.
+        """
+        out = np.zeros(crops.shape, np.float32)
+        ages = np.stack([own, np.full_like(own, self.target)], axis=1).astype(np.float32)
+        for generator, faces in (("G", own < self.target), ("F", own > self.target)):
+            if faces.any():
+                out[faces] = self.engine(generator).residual(crops[faces], ages[faces])
+        return out
+
+
+def track_ages_for(engine: AgingEngine, options: InputAgeOptions) -> OwnAges | None:
+    """`OwnAges` on the estimator where `estimates_input_age(engine)`, else None (nothing is loaded).
 
     Raises:
         ModelError: the estimator is missing, corrupt or of another mesh layout.
@@ -171,4 +238,4 @@ def track_ages_for(engine: AgingEngine, options: InputAgeOptions) -> TrackAges |
     if not estimates_input_age(engine):
         return None
     assert isinstance(engine.template, CanonicalMesh)
-    return TrackAges(AgeEstimator(options, engine.template), options.frames)
+    return OwnAges(engine, TrackAges(AgeEstimator(options, engine.template), options.frames))

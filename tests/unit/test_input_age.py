@@ -201,3 +201,43 @@ def test_band_errors_are_signed_per_band() -> None:
     out = band_errors(np.array([25.0, 30.0, 80.0], np.float32), np.array([20.0, 20.0, 75.0], np.float32))
     assert out["18-29"] == {"n": 2, "mae": 7.5, "bias": 7.5}
     assert out["70+"]["bias"] == 5.0 and "30-39" not in out
+
+
+class _Engine:
+    """Stands in for `AgingEngine`: its change is +1 (G) or −1 (F) times the age gap it is asked for / 10."""
+
+    def __init__(self, options: object) -> None:
+        from faceage_video.engine.generator import EngineOptions
+
+        assert isinstance(options, EngineOptions)
+        self.options = options
+        self.calls = 0
+
+    def residual(self, crops: np.ndarray, ages: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        sign = 1.0 if self.options.generator == "G" else -1.0
+        return np.broadcast_to(
+            (sign * np.abs(ages[:, 1] - ages[:, 0]) / 10)[:, None, None, None], crops.shape
+        ).astype(np.float32)
+
+
+def test_each_face_takes_the_generator_its_own_age_needs() -> None:
+    from faceage_video.engine.generator import EngineOptions
+    from faceage_video.engine.input_age import OwnAges
+
+    loaded: list[str] = []
+
+    def load(options: EngineOptions) -> _Engine:
+        loaded.append(options.generator)
+        return _Engine(options)
+
+    first = _Engine(EngineOptions(target_age=45))  # 45 and up: G is the run's engine
+    own = OwnAges(first, TrackAges(lambda t: np.zeros(len(t), np.float32)), load)  # type: ignore[arg-type]
+    crops = np.zeros((3, 4, 4, 3), np.uint8)
+    out = own.residual(crops, np.array([25.0, 45.0, 65.0], np.float32))
+    np.testing.assert_allclose(out[:, 0, 0, 0], [2.0, 0.0, -2.0])  # aged, at the target, de-aged
+    assert loaded == ["F"] and first.calls == 1
+    own.residual(crops[:1], np.array([80.0], np.float32))
+    assert loaded == ["F"]  # the second generator loads once
+    with pytest.raises(OptionsError, match="target age"):
+        OwnAges(_Engine(EngineOptions()), TrackAges(lambda t: t))  # type: ignore[arg-type]
