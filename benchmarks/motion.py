@@ -40,6 +40,7 @@ class TransformEngine:
         self.options = EngineOptions(direction=direction)
         self.manifest = _Manifest(name)
         self.xla = False
+        self.conditioned = False  # no ages: the pipeline asks it for none
 
     def generate(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
         return np.asarray(self._transform(crops), np.float32)
