@@ -225,7 +225,28 @@ def train_estimator(
         },
     )
     folder = save_age_estimator(options.out, manifest, model, estimator_card(manifest))
+    faces = np.load(options.cache / "faces.npy", mmap_mode="r")
+    picks = val[np.argsort(data.ages[val], kind="stable")][:: max(1, len(val) // 16)][:16]
+    sheet = sample_sheet(np.asarray(faces[picks]), data.ages[picks], pred[np.searchsorted(val, picks)])
+    cv2.imwrite(str(folder / "samples.png"), sheet[:, :, ::-1])
     return folder, metrics
+
+
+def sample_sheet(
+    textures: NDArray[np.uint8], labels: NDArray[np.float32], estimates: NDArray[np.float32]
+) -> NDArray[np.uint8]:
+    """Validation faces in rows of 8, each captioned with its label and the estimate: (rows·(S+18), 8·S, 3) RGB."""
+    s = textures.shape[1]
+    tiles = []
+    for tex, label, est in zip(textures, labels, estimates, strict=True):
+        tile = np.full((s + 18, s, 3), 255, np.uint8)
+        tile[18:] = tex
+        cv2.putText(tile, f"{label:.0f} -> {est:.0f}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+        tiles.append(tile)
+    while len(tiles) % 8:
+        tiles.append(np.full_like(tiles[0], 255))
+    rows = [np.concatenate(tiles[i : i + 8], axis=1) for i in range(0, len(tiles), 8)]
+    return np.concatenate(rows, axis=0)
 
 
 def estimator_card(manifest: Any) -> str:
@@ -254,4 +275,6 @@ track's first estimates, then held (`faceage_video/engine/input_age.py`).
 | labelled age | faces | MAE (y) | bias (y) |
 |---|---|---|---|
 {rows}
+
+`samples.png`: 16 validation faces from the youngest to the oldest, captioned "label -> estimate".
 """

@@ -184,6 +184,10 @@ def test_training_writes_a_loadable_estimator_with_its_validation_error(tmp_path
     assert manifest.metrics["mae"] == pytest.approx(metrics["mae"])
     assert any("val MAE" in line for line in lines) and "ETA" in lines[0]
     assert "non-commercial" in (folder / "CARD.md").read_text()
+    import cv2
+
+    sheet = cv2.imread(str(folder / "samples.png"))
+    assert sheet is not None and sheet.shape == (2 * (48 + 18), 8 * 48, 3)  # 16 faces, 8 a row
 
 
 def test_cache_missing_names_the_fix(tmp_path: Path) -> None:
