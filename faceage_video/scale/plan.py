@@ -47,6 +47,9 @@ class RayOptions:
         transport: how encoded segments reach the driver: "path" (files on storage every node sees), "bytes"
             (object refs of the encoded file's bytes), "auto" (path on a one-node cluster, else bytes).
         work_dir: folder for the segment files; None: a hidden folder beside each output, removed at the end.
+        segment_timeout_s: seconds one attempt at a segment may take before its worker is taken for lost:
+            killed, replaced, and the segment run again (counted against `max_retries`). A killed actor's
+            task reference has been seen never to resolve; None waits for ever.
     """
 
     address: str | None = None
@@ -58,6 +61,7 @@ class RayOptions:
     max_retries: int = 2
     transport: SegmentTransport = "auto"
     work_dir: str | None = None
+    segment_timeout_s: float | None = 3600.0
 
     def __post_init__(self) -> None:
         if not self.segment_seconds > 0:
@@ -74,6 +78,8 @@ class RayOptions:
             raise OptionsError(f"gpus_per_actor must be >= 0, got {self.gpus_per_actor}")
         if not 0 <= self.max_retries <= 100:
             raise OptionsError(f"max_retries must be in 0..100, got {self.max_retries}")
+        if self.segment_timeout_s is not None and not self.segment_timeout_s > 0:
+            raise OptionsError(f"segment_timeout_s must be > 0 or None, got {self.segment_timeout_s}")
         if self.transport not in TRANSPORTS:
             raise OptionsError(f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
 

@@ -41,6 +41,10 @@ from faceage_video.stages import StageOptions
 _POLL_S = 0.25
 
 
+class _Overdue(Exception):
+    """An attempt at a segment outlived `RayOptions.segment_timeout_s`: its worker is taken for lost."""
+
+
 @dataclass
 class ShotPlan:
     """One clip to age on the cluster (a batch has many).
@@ -328,6 +332,7 @@ class RayPool:
         idle = list(self._actors)
         # meta ref -> (actor, bytes ref, shot, segment, attempt)
         inflight: dict[Any, tuple[Any, Any, int, int, int]] = {}
+        started: dict[Any, float] = {}  # meta ref -> when it was dispatched
         t0 = time.perf_counter()
 
         def fail_shot(i: int, exc: BaseException) -> None:
@@ -353,6 +358,7 @@ class RayPool:
             )
             meta, data = self.dispatch(actor, job, shot.options.stages, attempt)
             inflight[meta] = (actor, data, i, k, attempt)
+            started[meta] = time.perf_counter()
 
         try:
             while queue or inflight:
@@ -360,12 +366,21 @@ class RayPool:
                     i, k, attempt = queue.popleft()
                     submit(idle.pop(), i, k, attempt)
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=_POLL_S)
-                for ref in ready:
+                limit = self.options.segment_timeout_s
+                now = time.perf_counter()
+                overdue = [
+                    r for r in inflight if limit is not None and now - started[r] > limit and r not in ready
+                ]
+                for ref in [*ready, *overdue]:
                     actor, data_ref, i, k, attempt = inflight.pop(ref)
+                    started.pop(ref, None)
                     shot = shots[i]
                     try:
+                        if ref in overdue:
+                            raise _Overdue(f"segment {k} ran past segment_timeout_s ({limit} s)")
                         res: SegmentResult = ray.get(ref)
                     except (
+                        _Overdue,
                         ray.exceptions.RayActorError,
                         ray.exceptions.WorkerCrashedError,
                         ray.exceptions.ObjectLostError,

@@ -15,6 +15,7 @@ mean of ≤ 2.0 levels (PSNR ≥ 38.3 dB), as frames far from any seam do (≤ 1
 from __future__ import annotations
 
 import json
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,34 @@ def test_retries_are_bounded(clip: Path, bundle: Path, work: Path, cluster: Any)
         age_video_ray(clip, out, _options(bundle, end_s=2.0), pool=pool)
     assert not out.exists()
     assert not list(work.glob(".never.mp4*"))
+
+
+def test_a_segment_whose_result_never_comes_is_run_again(
+    clip: Path, bundle: Path, work: Path, cluster: Any
+) -> None:
+    from faceage_video.scale.plan import RayOptions
+    from faceage_video.scale.pool import RayPool, age_video_ray
+
+    @ray.remote(num_cpus=0)
+    def never() -> None:
+        time.sleep(3600)
+
+    class LosingPool(RayPool):
+        """Segment 0's first attempt answers with references that never resolve, as a lost actor's did."""
+
+        def dispatch(self, actor: Any, job: Any, options: Any, attempt: int) -> tuple[Any, Any]:
+            refs = super().dispatch(actor, job, options, attempt)
+            if job.segment.index == 0 and attempt == 0:
+                return never.remote(), never.remote()
+            return refs
+
+    out = work / "lost.mp4"
+    ropts = RayOptions(segment_seconds=1.0, actors=1, max_retries=1, segment_timeout_s=15.0)
+    t = time.perf_counter()
+    with LosingPool(ropts) as pool:
+        rep = age_video_ray(clip, out, _options(bundle, end_s=2.0), pool=pool)
+    assert rep.options["ray"]["retries"] == 1 and rep.frames > 0
+    assert time.perf_counter() - t < 120  # the timeout, not a hang
 
 
 def test_batch_resume_and_failures(clip: Path, bundle: Path, work: Path, cluster: Any, capsys: Any) -> None:
