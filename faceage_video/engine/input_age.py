@@ -10,7 +10,7 @@ first `frames` estimates and then holds it, so the age the generator is asked fo
 `OwnAges` runs, for each face, the generator its own age needs to reach the run's target: `G` for a face
 younger than the target, `F` for an older one (the second generator loads the first time a face needs it),
 so `--target-age 45` ages the 30-year-old of a cast and de-ages the 60-year-old. Where one generator serves
-every face (the live mode), `ask` and `beyond` say which faces are already past the target: those are left
+every face (the live mode), `beyond` says which faces are already past the target: those are left
 unchanged.
 """
 
@@ -131,23 +131,6 @@ class TrackAges:
             self._seen.clear()
         else:
             self._seen.pop(track_id, None)
-
-
-def ask(
-    generator: str, target: float, input_ages: NDArray[np.float32]
-) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """The (input, target) ages a conditioned generator is asked for, and the faces to leave alone.
-
-    Args:
-        generator: "G" (ages) or "F" (de-ages). target: the target age in years.
-        input_ages: (N,) each face's own age.
-
-    Returns:
-        (N, 2) float32 ages, and (N,) True where the face is already at or past the target in the
-        generator's direction (G: not younger than the target; F: not older), so nothing is to be done.
-    """
-    ages = np.stack([input_ages, np.full_like(input_ages, target)], axis=1).astype(np.float32)
-    return ages, beyond(generator, ages)
 
 
 def beyond(generator: str, ages: NDArray[np.float32]) -> NDArray[np.bool_]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from faceage_video.engine.input_age import InputAgeOptions, TrackAges, ask, beyond
+from faceage_video.engine.input_age import InputAgeOptions, TrackAges, beyond
 from faceage_video.errors import ModelError, OptionsError
 from models.bundle import BundleError
 from models.estimator import (
@@ -132,11 +132,9 @@ def test_only_unheld_tracks_are_estimated_in_a_frame() -> None:
 
 
 def test_faces_past_the_target_are_left_alone() -> None:
-    own = np.array([25.0, 60.0, 75.0], np.float32)
-    ages, done = ask("G", 60.0, own)
-    np.testing.assert_array_equal(ages, [[25, 60], [60, 60], [75, 60]])
-    np.testing.assert_array_equal(done, [False, True, True])
-    np.testing.assert_array_equal(ask("F", 30.0, np.array([25.0, 55.0], np.float32))[1], [True, False])
+    ages = np.array([[25, 60], [60, 60], [75, 60]], np.float32)
+    np.testing.assert_array_equal(beyond("G", ages), [False, True, True])
+    np.testing.assert_array_equal(beyond("F", np.array([[25, 30], [55, 30]], np.float32)), [True, False])
     np.testing.assert_array_equal(beyond("F", np.array([[40, 30], [30, 30]], np.float32)), [False, True])
 
 
