@@ -256,7 +256,7 @@ def render(
             for tid in job.ended:
                 input_ages.reset(tid)
             if job.faces:
-                own.append(input_ages([f.track_id for f in job.faces], np.stack([f.crop for f in job.faces])))
+                own.append(input_ages([f.track_id for f in job.faces], [f.crop for f in job.faces]))
         residuals = input_ages.residual(np.stack(crops), np.concatenate(own))
     composite(jobs, residuals, smoother, blend, mattes)
 

@@ -109,15 +109,18 @@ class TrackAges:
         self._frames = frames
         self._seen: dict[int, list[float]] = {}
 
-    def __call__(self, track_ids: Sequence[int], textures: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """(N,) input ages of the faces of one frame, estimating only the tracks not yet held.
+    def __call__(
+        self, track_ids: Sequence[int], textures: Sequence[NDArray[np.uint8]]
+    ) -> NDArray[np.float32]:
+        """(N,) input ages of the faces of one frame, estimating only the tracks not yet held (once every
+        track is held, nothing is stacked or run).
 
         Args:
-            track_ids: the N faces' track ids. textures: (N, S, S, 3) uint8, their canonical textures.
+            track_ids: the N faces' track ids. textures: their N (S, S, 3) uint8 canonical textures.
         """
         todo = [i for i, t in enumerate(track_ids) if len(self._seen.get(t, ())) < self._frames]
         if todo:
-            for i, age in zip(todo, self._estimate(np.asarray(textures)[todo]), strict=True):
+            for i, age in zip(todo, self._estimate(np.stack([textures[i] for i in todo])), strict=True):
                 self._seen.setdefault(track_ids[i], []).append(float(age))
         return np.asarray([np.median(self._seen[t]) for t in track_ids], np.float32)
 
@@ -140,16 +143,18 @@ def beyond(generator: str, ages: NDArray[np.float32]) -> NDArray[np.bool_]:
     return np.asarray(a[:, 0] >= a[:, 1] if generator == "G" else a[:, 0] <= a[:, 1], bool)
 
 
-def estimates_input_age(engine: AgingEngine) -> bool:
-    """Whether faces get their own input age: a conditioned canonical-mesh bundle asked for a target age
-    without an input age. Otherwise the engine's `EngineOptions.ages` stand for every face."""
-    o = engine.options
-    return (
-        engine.conditioned
-        and o.target_age is not None
-        and o.input_age is None
-        and isinstance(engine.template, CanonicalMesh)
-    )
+def age_tracker_for(engine: AgingEngine, options: InputAgeOptions) -> TrackAges | None:
+    """A `TrackAges` on the estimator where faces can have their own input age: a conditioned canonical-mesh
+    bundle not given an input age. Otherwise None, and nothing is loaded.
+
+    Raises:
+        ModelError: the estimator is missing, corrupt or of another mesh layout.
+    """
+    if not engine.conditioned or engine.options.input_age is not None:
+        return None
+    if not isinstance(engine.template, CanonicalMesh):
+        return None
+    return TrackAges(AgeEstimator(options, engine.template), options.frames)
 
 
 class OwnAges:
@@ -162,7 +167,7 @@ class OwnAges:
         load: Callable[[EngineOptions], AgingEngine] | None = None,
     ) -> None:
         """Args:
-        engine: the run's engine, with a target age (`estimates_input_age`).
+        engine: the run's engine, with a target age (`track_ages_for`).
         track: the per-track ages.
         load: builds the other direction's engine; `AgingEngine` when None.
         """
@@ -174,7 +179,9 @@ class OwnAges:
         self._base = engine.options
         self._load = load
 
-    def __call__(self, track_ids: Sequence[int], textures: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def __call__(
+        self, track_ids: Sequence[int], textures: Sequence[NDArray[np.uint8]]
+    ) -> NDArray[np.float32]:
         """(N,) input ages of one frame's faces (`TrackAges.__call__`)."""
         return self.track(track_ids, textures)
 
@@ -216,12 +223,12 @@ class OwnAges:
 
 
 def track_ages_for(engine: AgingEngine, options: InputAgeOptions) -> OwnAges | None:
-    """`OwnAges` on the estimator where `estimates_input_age(engine)`, else None (nothing is loaded).
+    """`OwnAges` for a run asked for a target age where `age_tracker_for` gives a tracker; else None.
 
     Raises:
         ModelError: the estimator is missing, corrupt or of another mesh layout.
     """
-    if not estimates_input_age(engine):
+    if engine.options.target_age is None:
         return None
-    assert isinstance(engine.template, CanonicalMesh)
-    return OwnAges(engine, TrackAges(AgeEstimator(options, engine.template), options.frames))
+    track = age_tracker_for(engine, options)
+    return None if track is None else OwnAges(engine, track)

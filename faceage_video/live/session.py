@@ -28,9 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine
-from faceage_video.engine.input_age import AgeEstimator, InputAgeOptions, TrackAges
+from faceage_video.engine.input_age import InputAgeOptions, age_tracker_for
 from faceage_video.engine.temporal import ResidualSmoother
-from faceage_video.face.mesh import CanonicalMesh
 from faceage_video.live.controls import ControlState, LiveControls
 from faceage_video.live.generation import (
     EngineSet,
@@ -139,14 +138,10 @@ class RealtimeSession:
             )
             self._stack.callback(self.analyzer.close)
             # Each face's own age, for a target age set without --input-age (now or from the controls later).
-            self.input_ages: TrackAges | None = None
+            # The controls' ages come from options.engine, so its input age decides (a preloaded engine's may not).
+            given = options.engine.input_age is not None
+            self.input_ages = None if given else age_tracker_for(first, InputAgeOptions())
             self._own_ages: list[float] = []  # the estimated ages of the last frame's faces, for the HUD
-            if (
-                first.conditioned
-                and options.engine.input_age is None
-                and isinstance(first.template, CanonicalMesh)
-            ):
-                self.input_ages = TrackAges(AgeEstimator(InputAgeOptions(), first.template))
             self._stack.callback(self._stop_threads)
         except BaseException:
             self._stack.close()
@@ -321,7 +316,7 @@ class RealtimeSession:
             crops = np.stack([f.crop for f in job.faces])
             asked: tuple[float, float] | NDArray[np.float32] = gen_ages
             if self.input_ages is not None and state.target_age is not None:
-                own = self.input_ages(ids, crops)
+                own = self.input_ages(ids, [f.crop for f in job.faces])
                 self._own_ages = [float(a) for a in own]
                 asked = np.stack([own, np.full(len(ids), gen_ages[1], np.float32)], axis=1)
             self._request_residuals(frame, direction, ids, crops, asked)
