@@ -83,6 +83,11 @@ class TrainConfig:
             a full-resolution L1 pulls it to its average (none) against the discriminator. Eyes, brows, lips
             and everything off the skin keep the full-resolution L1. 0: off (the full-resolution L1
             everywhere).
+        disc_age_negatives: weight of the other domain's real faces among each discriminator's negatives in
+            the adversarial phase: `D_Y` also learns that a real young face is not an old one, `D_X` that a
+            real old face is not a young one. A plain discriminator can tell a fake by its artifacts alone,
+            and the generators then learned to change less; with these negatives it reads age as well, so its
+            gradient asks the generator for age and not only for fewer artifacts. 0: off.
         init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
             start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
             whole run. Its generator architecture must be this config's, at any texture size (a 128 px
@@ -138,6 +143,7 @@ class TrainConfig:
     lambda_texture: float = 0.0
     texture_oriented: bool = False
     teacher_lowpass: float = 0.0
+    disc_age_negatives: float = 0.0
     init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -190,6 +196,7 @@ class TrainConfig:
             "teacher_brows",
             "lambda_texture",
             "teacher_lowpass",
+            "disc_age_negatives",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -287,6 +287,12 @@ def _mesh_card(
                 else ""
             )
             + (f", band-envelope L1 (λ {cfg.lambda_texture})" if cfg.lambda_texture > 0 else "")
+            + (
+                f", the other domain's real faces among each discriminator's negatives (weight "
+                f"{cfg.disc_age_negatives})"
+                if cfg.disc_age_negatives > 0
+                else ""
+            )
             + "."
             if adv > 0
             else "No adversarial steps."

@@ -561,8 +561,15 @@ class CycleGAN:
         pool_y = self._query_pool(self.pool_y, 1, tf.cast(tf.stop_gradient(fake_y), tf.float32), k)
         pool_x = self._query_pool(self.pool_x, 0, tf.cast(tf.stop_gradient(fake_x), tf.float32), k + 1)
         with tf.GradientTape() as dtape:
-            d_y = 0.5 * (_mse(self.D_Y(y, training=True), 1.0) + _mse(self.D_Y(pool_y, training=True), 0.0))
-            d_x = 0.5 * (_mse(self.D_X(x, training=True), 1.0) + _mse(self.D_X(pool_x, training=True), 0.0))
+            neg_y = _mse(self.D_Y(pool_y, training=True), 0.0)
+            neg_x = _mse(self.D_X(pool_x, training=True), 0.0)
+            w = cfg.disc_age_negatives
+            if w > 0:
+                # The other domain's real faces are negatives too, so each discriminator reads age.
+                neg_y = (neg_y + w * _mse(self.D_Y(x, training=True), 0.0)) / (1.0 + w)
+                neg_x = (neg_x + w * _mse(self.D_X(y, training=True), 0.0)) / (1.0 + w)
+            d_y = 0.5 * (_mse(self.D_Y(y, training=True), 1.0) + neg_y)
+            d_x = 0.5 * (_mse(self.D_X(x, training=True), 1.0) + neg_x)
             d_total = d_x + d_y
         dgrads = dtape.gradient(d_total, self.disc_vars)
         self.opt_disc.apply_gradients(zip(dgrads, self.disc_vars, strict=False))

@@ -9,9 +9,8 @@ on the UTKFace training split; not the benchmark's age judge). `TrackAges` gives
 first `frames` estimates and then holds it, so the age the generator is asked for does not flicker.
 `OwnAges` runs, for each face, the generator its own age needs to reach the run's target: `G` for a face
 younger than the target, `F` for an older one (the second generator loads the first time a face needs it),
-so `--target-age 45` ages the 30-year-old of a cast and de-ages the 60-year-old. Where one generator serves
-every face (the live mode), `beyond` says which faces are already past the target: those are left
-unchanged.
+so `--target-age 45` ages the 30-year-old of a cast and de-ages the 60-year-old. The live mode does the same
+per request (`toward`); `beyond` says which faces a generator is asked nothing of: those are left unchanged.
 """
 
 from __future__ import annotations
@@ -141,6 +140,13 @@ def beyond(generator: str, ages: NDArray[np.float32]) -> NDArray[np.bool_]:
     younger than the target, F with one not older."""
     a = np.asarray(ages, np.float32)
     return np.asarray(a[:, 0] >= a[:, 1] if generator == "G" else a[:, 0] <= a[:, 1], bool)
+
+
+def toward(own: NDArray[np.float32], target: float, at: Direction) -> tuple[Direction, ...]:
+    """The direction that takes each face from its own age (N,) to `target`: "older" for a younger face,
+    "younger" for an older one, and `at` for a face at the target (its generator is then asked for nothing,
+    `beyond`)."""
+    return tuple("older" if a < target else "younger" if a > target else at for a in np.asarray(own, float))
 
 
 def age_tracker_for(engine: AgingEngine, options: InputAgeOptions) -> TrackAges | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -43,6 +44,17 @@ class GenRequest:
     capture_t: float
     # (input, target) years for age-conditioned models: one pair for every crop, or (N, 2), one per crop
     ages: tuple[float, float] | NDArray[np.float32] | None = None
+    # one per crop, in place of `direction`: with a target age, a face younger than it is aged and an older
+    # one de-aged in the same frame (`input_age.toward`)
+    directions: tuple[Direction, ...] | None = None
+
+    def groups(self) -> list[tuple[Direction, NDArray[np.intp]]]:
+        """(direction, indices of its crops) for each direction the request asks for, in a fixed order."""
+        per = self.directions or (self.direction,) * len(self.track_ids)
+        if len(per) != len(self.track_ids):
+            raise ValueError(f"{len(per)} directions for {len(self.track_ids)} crops")
+        both: tuple[Direction, Direction] = ("older", "younger")
+        return [(d, idx) for d in both if len(idx := np.flatnonzero([p == d for p in per]))]
 
 
 @dataclass(frozen=True)
@@ -93,14 +105,19 @@ class ResidualCache:
 class EngineSet:
     """One `AgingEngine` per direction; the second is loaded on the first switch to it."""
 
-    def __init__(self, options: EngineOptions, preloaded: AgingEngine | None) -> None:
+    def __init__(self, options: EngineOptions, preloaded: AgingEngine | None, *more: AgingEngine) -> None:
+        """Args:
+        options: what an engine loaded later is built from (its direction set per load).
+        preloaded, more: engines already loaded, one per direction at most.
+        """
         self.options = options
         self._lock = threading.Lock()
         self._engines: dict[Direction, AgingEngine] = {}
         self._loading: set[Direction] = set()
         self.error: BaseException | None = None
-        if preloaded is not None:
-            self._engines[preloaded.options.direction] = preloaded
+        for eng in (preloaded, *more):
+            if eng is not None:
+                self._engines[eng.options.direction] = eng
 
     def get(self, direction: Direction) -> AgingEngine:
         """The engine of a direction, loading and warming it up first if needed (blocks)."""
@@ -248,13 +265,29 @@ class Generation(Protocol):
         """Requests replaced by a newer one before the generator took them."""
 
 
-def _generate(engine: AgingEngine, request: GenRequest, cache: ResidualCache, stats: LiveStats) -> None:
+def _generate(
+    engine_for: Callable[[Direction], AgingEngine | None],
+    request: GenRequest,
+    cache: ResidualCache,
+    stats: LiveStats,
+) -> None:
+    """Run each direction's crops of `request` through its engine and cache the residuals; a direction
+    whose engine `engine_for` does not have yet (None: still loading) is left for a later request."""
     t = time.perf_counter()
-    res = full_residuals(engine, request.crops, request.ages)
-    now = time.perf_counter()
-    stats.stage("generate", now - t)
-    cache.put(request.direction, request.track_ids, res, request.capture_t)
-    stats.generator_ran(now)
+    ran = False
+    per_crop = None if request.ages is None else np.asarray(request.ages, np.float32)
+    for direction, idx in request.groups():
+        engine = engine_for(direction)
+        if engine is None:
+            continue
+        ages = per_crop[idx] if per_crop is not None and per_crop.ndim == 2 else request.ages
+        res = full_residuals(engine, request.crops[idx], ages)
+        cache.put(direction, tuple(request.track_ids[i] for i in idx), res, request.capture_t)
+        ran = True
+    if ran:
+        now = time.perf_counter()
+        stats.stage("generate", now - t)
+        stats.generator_ran(now)
 
 
 class AsyncGeneration:
@@ -302,7 +335,7 @@ class AsyncGeneration:
                     if self._slot.closed:
                         return
                     continue
-                _generate(self._engines.get(req.direction), req, self._cache, self._stats)
+                _generate(self._engines.get, req, self._cache, self._stats)
         except BaseException as exc:  # re-raised by the processing loop through `check`
             self._error = exc
 
@@ -319,9 +352,8 @@ class SyncGeneration:
         pass
 
     def request(self, request: GenRequest) -> None:
-        eng = self._engines.get_nowait(request.direction)  # a switch loads the other model without freezing
-        if eng is not None:
-            _generate(eng, request, self._cache, self._stats)
+        # A switch loads the other model in the background, without freezing the picture.
+        _generate(self._engines.get_nowait, request, self._cache, self._stats)
 
     def check(self) -> None:
         self._engines.check()

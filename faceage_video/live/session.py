@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceage_video.engine.generator import AgingEngine
-from faceage_video.engine.input_age import InputAgeOptions, age_tracker_for
+from faceage_video.engine.input_age import InputAgeOptions, age_tracker_for, toward
 from faceage_video.engine.temporal import ResidualSmoother
 from faceage_video.live.controls import ControlState, LiveControls
 from faceage_video.live.generation import (
@@ -312,6 +312,7 @@ class RealtimeSession:
         ids = tuple(f.track_id for f in job.faces)
         self._own_ages = []
         direction, gen_ages = state.generator(self.options.engine)
+        per_face: tuple[Direction, ...] = (direction,) * len(ids)
         if ids:
             crops = np.stack([f.crop for f in job.faces])
             asked: tuple[float, float] | NDArray[np.float32] = gen_ages
@@ -319,14 +320,16 @@ class RealtimeSession:
                 own = self.input_ages(ids, [f.crop for f in job.faces])
                 self._own_ages = [float(a) for a in own]
                 asked = np.stack([own, np.full(len(ids), gen_ages[1], np.float32)], axis=1)
-            self._request_residuals(frame, direction, ids, crops, asked)
+                # Each face toward the target from its own age: the younger aged, the older de-aged.
+                per_face = toward(own, gen_ages[1], direction)
+            self._request_residuals(frame, direction, ids, crops, asked, per_face)
         residuals = (
             np.zeros((len(ids), *job.faces[0].crop.shape), np.float32) if ids else np.zeros((0,), np.float32)
         )
         reused = 0
         ages: list[float] = []
         for i, tid in enumerate(ids):
-            cached = self.cache.get(direction, tid)
+            cached = self.cache.get(per_face[i], tid)
             if cached is None:
                 continue  # not generated yet: the change fades in through the smoother
             residuals[i] = cached.residual * np.float32(state.strength)
@@ -347,11 +350,12 @@ class RealtimeSession:
         ids: tuple[int, ...],
         crops: NDArray[np.uint8],
         ages: tuple[float, float] | NDArray[np.float32] | None = None,
+        directions: tuple[Direction, ...] | None = None,
     ) -> None:
         """On every k-th frame with faces, hand the crops to the generation (thread or inline)."""
         self.pacer.update(frame.capture_t, self.stats.captured, self.capture_slot.dropped)
         if self.pacer.offer():
-            self.generation.request(GenRequest(direction, ids, crops, frame.capture_t, ages))
+            self.generation.request(GenRequest(direction, ids, crops, frame.capture_t, ages, directions))
 
 
 def _stop_on_sigterm() -> Callable[[], None]:

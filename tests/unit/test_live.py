@@ -271,3 +271,42 @@ def test_hud_shows_each_face_own_age_and_the_target() -> None:
     aimed = replace(state, target_age=60.0)
     assert hud_lines(aimed, 2, r, 0.0, 1, [31.4, 47.6])[0].endswith("faces 2  31/48->60 y")
     assert hud_lines(aimed, 1, r, 0.0, 1)[0].endswith("target 60 y")  # --input-age given: none estimated
+
+
+def test_toward_sends_each_face_its_own_way_to_the_target() -> None:
+    from faceage_video.engine.input_age import toward
+
+    own = np.array([30.0, 70.0, 60.0], np.float32)
+    assert toward(own, 60.0, "older") == ("older", "younger", "older")
+    assert toward(own, 60.0, "younger")[2] == "younger"  # at the target: the caller's (asked for nothing)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_one_request_ages_the_younger_face_and_de_ages_the_older(mode: str) -> None:
+    """With a target age, a frame's faces go to both generators in one request, each with its own ages."""
+    older, younger = FakeEngine("older", 5.0), FakeEngine("younger", -3.0)
+    engines = EngineSet(EngineOptions(), older, younger)  # type: ignore[arg-type]
+    cache, stats = ResidualCache(), LiveStats(0.0)
+    gen = make_generation(mode, engines, cache, stats)  # type: ignore[arg-type]
+    ages = np.array([[30.0, 45.0], [70.0, 45.0], [20.0, 45.0]], np.float32)
+    req = GenRequest(
+        "older", (1, 2, 3), np.zeros((3, 8, 8, 3), np.uint8), 2.0, ages, ("older", "younger", "older")
+    )
+    gen.start()
+    try:
+        gen.request(req)
+        deadline = time.monotonic() + 5
+        while cache.get("younger", 2) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gen.check()
+    finally:
+        gen.stop()
+    got = {(d, t): cache.get(d, t) for d in ("older", "younger") for t in (1, 2, 3)}
+    assert {k for k, v in got.items() if v is not None} == {("older", 1), ("older", 3), ("younger", 2)}
+    assert np.all(got["older", 1].residual == 5.0) and np.all(got["younger", 2].residual == -3.0)  # type: ignore[union-attr]
+    # each generator ran once, on its own faces and their own ages
+    np.testing.assert_array_equal(older.asked[-1], ages[[0, 2]])
+    np.testing.assert_array_equal(younger.asked[-1], ages[[1]])
+    assert (older.calls, younger.calls, stats.generated) == (1, 1, 1)
+    with pytest.raises(ValueError, match="2 directions for 3 crops"):
+        GenRequest("older", (1, 2, 3), req.crops, 0.0, None, ("older", "younger")).groups()
