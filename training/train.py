@@ -301,6 +301,19 @@ def _mse(a: tf.Tensor, target: float) -> tf.Tensor:
     return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - target))
 
 
+def discriminator_loss(
+    disc: keras.Model, real: tf.Tensor, fake: tf.Tensor, other: tf.Tensor, other_weight: float
+) -> tf.Tensor:
+    """LSGAN loss of one discriminator: its domain's real faces → 1, the generator's fakes → 0, and with
+    `other_weight` > 0 (`disc_age_negatives`) the other domain's real faces → 0 too, sharing the negative
+    half with the fakes in proportion 1 : `other_weight`. Those negatives make it read age, not only the
+    fakes' artifacts. All (B, S, S, 3) in [-1, 1]."""
+    neg = _mse(disc(fake, training=True), 0.0)
+    if other_weight > 0:
+        neg = (neg + other_weight * _mse(disc(other, training=True), 0.0)) / (1.0 + other_weight)
+    return 0.5 * (_mse(disc(real, training=True), 1.0) + neg)
+
+
 class CycleGAN:
     """The four networks, two optimisers and the fake-image pools of one training run."""
 
@@ -560,16 +573,10 @@ class CycleGAN:
         k = tf.stack([tf.constant(self.cfg.seed + 99, tf.int64), self.step])
         pool_y = self._query_pool(self.pool_y, 1, tf.cast(tf.stop_gradient(fake_y), tf.float32), k)
         pool_x = self._query_pool(self.pool_x, 0, tf.cast(tf.stop_gradient(fake_x), tf.float32), k + 1)
+        w = cfg.disc_age_negatives
         with tf.GradientTape() as dtape:
-            neg_y = _mse(self.D_Y(pool_y, training=True), 0.0)
-            neg_x = _mse(self.D_X(pool_x, training=True), 0.0)
-            w = cfg.disc_age_negatives
-            if w > 0:
-                # The other domain's real faces are negatives too, so each discriminator reads age.
-                neg_y = (neg_y + w * _mse(self.D_Y(x, training=True), 0.0)) / (1.0 + w)
-                neg_x = (neg_x + w * _mse(self.D_X(y, training=True), 0.0)) / (1.0 + w)
-            d_y = 0.5 * (_mse(self.D_Y(y, training=True), 1.0) + neg_y)
-            d_x = 0.5 * (_mse(self.D_X(x, training=True), 1.0) + neg_x)
+            d_y = discriminator_loss(self.D_Y, y, pool_y, x, w)
+            d_x = discriminator_loss(self.D_X, x, pool_x, y, w)
             d_total = d_x + d_y
         dgrads = dtape.gradient(d_total, self.disc_vars)
         self.opt_disc.apply_gradients(zip(dgrads, self.disc_vars, strict=False))

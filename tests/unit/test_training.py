@@ -816,3 +816,38 @@ def test_teacher_lowpass_enters_the_adversarial_phase(tmp_path: Path) -> None:
     plain = teacher_term(None)
     assert plain > 0.3
     assert teacher_term(Marked(S, 1.5, np.ones((S, S), np.float32))) == pytest.approx(0.25)
+
+
+def test_disc_age_negatives_score_the_other_domain_as_fake(tmp_path: Path) -> None:
+    """`disc_age_negatives`: the other domain's real faces join the fakes as negatives, weighted; at 0 they
+    play no part. And the config's value reaches the adversarial step."""
+    import keras
+    import tensorflow as tf
+
+    from training.train import CycleGAN, discriminator_loss
+
+    def disc(img: tf.Tensor) -> tf.Tensor:  # scores each image by its mean: real 1, fake 0.5, other 0.8
+        return tf.reduce_mean(img, axis=[1, 2, 3], keepdims=True)
+
+    class Disc:
+        def __call__(self, img: tf.Tensor, training: bool = False) -> tf.Tensor:
+            return disc(img)
+
+    real, fake, other = (tf.fill((2, 4, 4, 3), v) for v in (1.0, 0.5, 0.8))
+    d = Disc()
+    assert float(discriminator_loss(d, real, fake, other, 0.0)) == pytest.approx(0.5 * 0.25)
+    assert float(discriminator_loss(d, real, fake, other, 1.0)) == pytest.approx(0.5 * (0.25 + 0.64) / 2)
+    assert float(discriminator_loss(d, real, fake, other, 3.0)) == pytest.approx(0.5 * (0.25 + 3 * 0.64) / 4)
+
+    def first_step(w: float) -> dict[str, float]:
+        # Warm steps first: a fresh residual generator returns its input, and its fakes are then the other
+        # domain's faces, which makes the two negatives one.
+        cfg = tiny_config(tmp_path, steps=3, warm_steps=2, disc_age_negatives=w)
+        keras.utils.set_random_seed(cfg.seed)
+        return CycleGAN(cfg).train_steps(_train_data(), cfg.steps)
+
+    plain, negatives = first_step(0.0), first_step(1.0)
+    assert plain["adv_G"] == pytest.approx(negatives["adv_G"])  # the generators' step comes first, unchanged
+    assert plain["D_Y"] != pytest.approx(negatives["D_Y"], rel=1e-3)
+    with pytest.raises(Exception, match="disc_age_negatives must be >= 0"):
+        tiny_config(tmp_path, disc_age_negatives=-1.0)
