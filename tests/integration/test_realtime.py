@@ -339,3 +339,54 @@ def test_url_source_that_drops_gives_up_after_bounded_reconnects(
         stop.set()
         t.join(5)
     assert (tmp_path / "u.mp4").is_file()  # what was received is kept, closed properly
+
+
+def two_face_clip(clip: Path, photo: Path, out: Path, seconds: float = 4.0) -> Path:
+    """The clip's frames (512×512) with a still photo of another face beside them, 1024×512, H.264."""
+    import cv2
+
+    face = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    right = np.full((512, 512, 3), 128, np.uint8)
+    right[76:436, 76:436] = cv2.resize(face, (360, 360), interpolation=cv2.INTER_CUBIC)
+    with av.open(str(clip)) as src, av.open(str(out), "w") as dst:
+        vin = src.streams.video[0]
+        vout = dst.add_stream("libx264", rate=25, options={"crf": "16"})
+        vout.width, vout.height, vout.pix_fmt = 1024, 512, "yuv420p"
+        for i, frame in enumerate(src.decode(vin)):
+            if i >= seconds * 25:
+                break
+            both = np.concatenate([frame.to_ndarray(format="rgb24"), right], axis=1)
+            dst.mux(vout.encode(av.VideoFrame.from_ndarray(both, format="rgb24")))
+        dst.mux(vout.encode(None))
+    return out
+
+
+def test_a_younger_and_an_older_face_in_one_frame_go_their_own_ways(
+    clip: Path, utkface_dir: Path, tmp_path: Path
+) -> None:
+    """Live with a target age and each face's own estimated age: the man of the clip (read about 38) is aged
+    by G and a 70-year-old beside him de-aged by F, in the same frames, as the offline run does."""
+    photo = utkface_dir / "70_0_0_20170104185838254.jpg.chip.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo} absent")
+    src = two_face_clip(clip, photo, tmp_path / "two.mp4")
+    engine_opts = EngineOptions(model=None, batch_size=1, xla=False, target_age=52.0)
+    opts = RealtimeOptions(
+        source=str(src),
+        realtime=False,
+        engine=engine_opts,
+        warmup_s=0.5,
+        generator="sync",
+        outputs=(str(tmp_path / "live.mp4"),),
+        max_seconds=20.0,
+    )
+    with RealtimeSession(opts) as s:
+        res = s.run()
+        held = s.input_ages.held() if s.input_ages is not None else {}
+        cached = {(d, t) for d in ("older", "younger") for t in held if s.cache.get(d, t) is not None}
+    assert res.ended == "source_ended"
+    assert len(held) == 2, held
+    young, old = sorted(held, key=held.__getitem__)
+    assert held[young] < 52.0 < held[old], held
+    # each face's residual came from its own direction's generator, and only from it
+    assert cached == {("older", young), ("younger", old)}
