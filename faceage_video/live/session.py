@@ -141,6 +141,10 @@ class RealtimeSession:
             # The controls' ages come from options.engine, so its input age decides (a preloaded engine's may not).
             given = options.engine.input_age is not None
             self.input_ages = None if given else age_tracker_for(first, InputAgeOptions())
+            if self.input_ages is not None and options.engine.target_age is not None:
+                # Faces can fall on either side of the target: the other model loads now, in the background,
+                # so the first face that needs it does not hold up the others' residuals while it loads.
+                self.engines.get_nowait("younger" if want == "older" else "older")
             self._own_ages: list[float] = []  # the estimated ages of the last frame's faces, for the HUD
             self._stack.callback(self._stop_threads)
         except BaseException:

@@ -361,8 +361,9 @@ def two_face_clip(clip: Path, photo: Path, out: Path, seconds: float = 4.0) -> P
     return out
 
 
+@pytest.mark.parametrize("generator", ["sync", "async"])
 def test_a_younger_and_an_older_face_in_one_frame_go_their_own_ways(
-    clip: Path, utkface_dir: Path, tmp_path: Path
+    clip: Path, utkface_dir: Path, tmp_path: Path, generator: str
 ) -> None:
     """Live with a target age and each face's own estimated age: the man of the clip (read about 38) is aged
     by G and a 70-year-old beside him de-aged by F, in the same frames, as the offline run does."""
@@ -376,7 +377,7 @@ def test_a_younger_and_an_older_face_in_one_frame_go_their_own_ways(
         realtime=False,
         engine=engine_opts,
         warmup_s=0.5,
-        generator="sync",
+        generator=generator,
         outputs=(str(tmp_path / "live.mp4"),),
         max_seconds=20.0,
     )
