@@ -22,6 +22,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,7 +45,7 @@ from faceage_video.face.tracker import FaceTracker, TrackerOptions
 from faceage_video.media.matte import MattePngWriter, MatteVideoWriter, MatteWriter
 from faceage_video.media.patterns import is_sequence_path, output_pattern
 from faceage_video.media.plates import Plate
-from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoReader
+from faceage_video.media.reader import DecodedFrame, ReaderOptions, VideoReader, is_url
 from faceage_video.media.sequence import (
     PlateFrame,
     SequenceReader,
@@ -63,12 +64,14 @@ from faceage_video.report import (
     note_no_face,
     report_options,
 )
-from faceage_video.stages import FaceAnalyzer, FrameJob, StageOptions, render
+from faceage_video.stages import FaceAnalyzer, FrameJob, StageOptions, probe_input_ages, render
 from faceage_video.types import Frame, Mask
 
 __all__ = ["AgeOptions", "ExtraOutputs", "Report", "StageOptions", "age_video", "inspect_video", "run_stages"]
 
 T = TypeVar("T")
+# Opens a run's frames again from their start (`_run_stages`' input-age probe).
+Probe = Callable[[], AbstractContextManager[Iterable[DecodedFrame]]]
 
 
 class _Stop:
@@ -236,6 +239,7 @@ def age_video(
                     expected=expected_frames(info, ro.start_s, ro.end_s),
                     progress=progress,
                     started=t0,
+                    probe=None if is_url(src) else lambda: _reopen(src, seq, opts),
                 )
                 report.startup = {**startup, **report.startup}
             except BaseException:
@@ -256,6 +260,14 @@ def age_video(
         warnings.warn(msg, stacklevel=2)
     report.stage_s = {k: round(v, 3) for k, v in timer.seconds.items()}
     return finish_report(report, t0, ex.report)
+
+
+def _reopen(src: str, seq: bool, opts: AgeOptions) -> VideoReader | SequenceReader:
+    """The run's input opened again as `age_video` opens it: the same frames from the same start."""
+    ro = opts.reader
+    if seq:
+        return SequenceReader(src, opts.sequence, ro.start_s, ro.end_s)
+    return VideoReader(src, replace(ro, deep=None))
 
 
 def load_engine(options: EngineOptions, startup: dict[str, float]) -> AgingEngine:
@@ -280,6 +292,7 @@ def run_stages(
     warmup: Callable[[DecodedFrame], bool] | None = None,
     progress: Progress | None = None,
     expected: int | None = None,
+    probe: Probe | None = None,
 ) -> dict[str, float]:
     """Run the stages (analyse → generate/smooth/blend → encode) on any frame source into an open writer.
 
@@ -295,6 +308,8 @@ def run_stages(
             settle on them, but are not written or counted (a segment's lead-in).
         progress: told the frames written so far (and `expected`, the rate) after each generator batch.
         expected: the frames `progress` is told to expect; None: unknown.
+        probe: opens `frames` again from their start, so the faces' input ages can be estimated over their
+            first seconds before the run (`stages.probe_input_ages`); None: estimated as the run goes.
 
     Returns:
         Seconds spent in each stage.
@@ -310,6 +325,7 @@ def run_stages(
         expected=expected,
         warmup=warmup,
         progress=progress,
+        probe=probe,
     )
     return dict(timer.seconds)
 
@@ -340,11 +356,13 @@ def _run_stages(
     warmup: Callable[[DecodedFrame], bool] | None = None,
     progress: Progress | None = None,
     started: float | None = None,
+    probe: Probe | None = None,
 ) -> None:
     """The stages; with `started` (the run's `perf_counter()` start) it stamps `report.startup_s`.
 
     `matte` and `sbs` are the extra outputs (None: not written); `matte_alpha` writes the matte as the alpha
-    channel of a sequence output; `expected` is the total `progress` is told.
+    channel of a sequence output; `expected` is the total `progress` is told; `probe` opens the same frames
+    again, for the input-age probe (`stages.probe_input_ages`) where faces get estimated ages.
     """
     # Full-frame mattes only where something writes them: a matte output, or a sequence (matte as alpha).
     need_mattes = matte is not None or isinstance(writer, SequenceWriter) or matte_alpha
@@ -363,6 +381,24 @@ def _run_stages(
     input_ages = track_ages_for(engine, opts.input_age)
     if input_ages is not None:
         report.startup["age_estimator"] = round(time.perf_counter() - t_estimator, 3)
+        if probe is not None:
+            t = time.perf_counter()
+            prober = FaceAnalyzer(
+                opts.landmarks,
+                opts.tracker,
+                opts.temporal,
+                opts.blend,
+                engine.size,
+                engine.template,
+                opts.faces,
+            )
+            try:
+                with probe() as probe_frames:
+                    probe_input_ages(probe_frames, prober, input_ages, opts.input_age.window)
+            finally:
+                prober.close()
+            report.input_ages.update(input_ages.held())
+            timer.add("input_age_probe", time.perf_counter() - t)
     batch = engine.options.batch_size
 
     def decode() -> None:

@@ -9,6 +9,7 @@ stages need, the one options object the offline pipeline and the Ray workers han
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -230,6 +231,32 @@ class FaceAnalyzer:
 
     def close(self) -> None:
         self.landmarker.close()
+
+
+def probe_input_ages(
+    frames: Iterable[DecodedFrame], analyzer: FaceAnalyzer, ages: OwnAges, limit: int
+) -> int:
+    """Estimate and hold the input age of every face track in a clip's first `limit` frames, before the run
+    proper.
+
+    The analyzer must be a fresh one with the run's options: tracking is deterministic, so the run's own
+    analyzer then gives the same faces the same track ids, and each is asked for the age held here from its
+    first frame (a streaming estimate would still be moving then). Faces that first appear later are
+    estimated as the run meets them.
+
+    Returns:
+        The frames probed.
+    """
+    n = 0
+    for frame in frames:
+        if n >= limit:
+            break
+        job = analyzer.analyze(frame)
+        if job.faces:
+            ages([f.track_id for f in job.faces], [f.crop for f in job.faces])
+        n += 1
+    ages.freeze()
+    return n
 
 
 def render(

@@ -5,8 +5,10 @@ read both ages: on validation faces the default `G` changes a face 30 % less for
 Without an input age the engine would assume the middle of the generator's domain (25 or 62) for everyone.
 
 `AgeEstimator` is the project's own estimator (`models.estimator`, trained by `python -m training estimator`
-on the UTKFace training split; not the benchmark's age judge). `TrackAges` gives a face track the median of its
-first `frames` estimates and then holds it, so the age the generator is asked for does not flicker.
+on the UTKFace training split; not the benchmark's age judge). `TrackAges` gives a face track the median of
+`frames` estimates spread over its first seconds and then holds it, so the age the generator is asked for does
+not flicker. Offline, a probe of the clip's first seconds (`stages.probe_input_ages`) fixes those ages before
+the run proper, which then asks the generator for the same age from a track's first frame to its last.
 `OwnAges` runs, for each face, the generator its own age needs to reach the run's target: `G` for a face
 younger than the target, `F` for an older one (the second generator loads the first time a face needs it),
 so `--target-age 45` ages the 30-year-old of a cast and de-ages the 60-year-old. The live mode does the same
@@ -40,14 +42,26 @@ class InputAgeOptions:
     Attributes:
         model: estimator name or folder (`models.estimator.resolve_estimator`); None: the bundled one.
         frames: estimates a track's age is the median of, after which it is held (1..1000).
+        stride: one estimate every `stride` frames of a track (1..1000): 12 estimates 10 frames apart span
+            about 5 s at 25 fps. A face's estimated age follows its expression over seconds (a talking head
+            read 21 to 30 y from one second to the next, sd 2.5 y between 12-frame medians taken a second
+            apart; 0.2 y over 5 s), so consecutive frames do not average it out.
     """
 
     model: str | None = None
     frames: int = 12
+    stride: int = 10
 
     def __post_init__(self) -> None:
-        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 1 <= self.frames <= 1000:
-            raise OptionsError(f"input-age frames must be an integer in 1..1000, got {self.frames!r}")
+        for name in ("frames", "stride"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+                raise OptionsError(f"input-age {name} must be an integer in 1..1000, got {v!r}")
+
+    @property
+    def window(self) -> int:
+        """Frames of a track its held age is taken over."""
+        return (self.frames - 1) * self.stride + 1
 
 
 class AgeEstimator:
@@ -97,31 +111,49 @@ class AgeEstimator:
 
 
 class TrackAges:
-    """Each track's input age: the median of its first `frames` estimates, then held; ids are never reused."""
+    """Each track's input age: the median of `frames` estimates `stride` frames apart, then held; meanwhile
+    the median of those so far. Ids are never reused."""
 
-    def __init__(self, estimate: Estimate, frames: int = 12) -> None:
+    def __init__(self, estimate: Estimate, frames: int = 12, stride: int = 1) -> None:
         """Args:
         estimate: (N, S, S, 3) uint8 textures → (N,) ages, e.g. an `AgeEstimator`.
         frames: estimates before a track's age is held.
+        stride: frames of a track between two estimates (the first is on its first frame).
         """
         self._estimate = estimate
         self._frames = frames
+        self._stride = stride
         self._seen: dict[int, list[float]] = {}
+        self._count: dict[int, int] = {}  # frames of each track so far
+        self._frozen: set[int] = set()
+
+    def _wants(self, track_id: int) -> bool:
+        if track_id in self._frozen or len(self._seen.get(track_id, ())) >= self._frames:
+            return False
+        return self._count.get(track_id, 0) % self._stride == 0
 
     def __call__(
         self, track_ids: Sequence[int], textures: Sequence[NDArray[np.uint8]]
     ) -> NDArray[np.float32]:
-        """(N,) input ages of the faces of one frame, estimating only the tracks not yet held (once every
-        track is held, nothing is stacked or run).
+        """(N,) input ages of the faces of one frame, estimating only the tracks that take an estimate on this
+        frame (once every track is held, nothing is stacked or run).
 
         Args:
             track_ids: the N faces' track ids. textures: their N (S, S, 3) uint8 canonical textures.
         """
-        todo = [i for i, t in enumerate(track_ids) if len(self._seen.get(t, ())) < self._frames]
+        todo = [i for i, t in enumerate(track_ids) if self._wants(t)]
         if todo:
             for i, age in zip(todo, self._estimate(np.stack([textures[i] for i in todo])), strict=True):
                 self._seen.setdefault(track_ids[i], []).append(float(age))
+        for t in track_ids:
+            self._count[t] = self._count.get(t, 0) + 1
         return np.asarray([np.median(self._seen[t]) for t in track_ids], np.float32)
+
+    def freeze(self) -> None:
+        """Hold every track seen so far at its current median, however few its estimates: after a probe of
+        a clip's first frames (`stages.probe_input_ages`), the run proper then uses those ages from its
+        first frame on."""
+        self._frozen.update(t for t, v in self._seen.items() if v)
 
     def held(self) -> dict[int, float]:
         """Each live track's current input age in years."""
@@ -131,8 +163,12 @@ class TrackAges:
         """Forget one track (it ended) or every track."""
         if track_id is None:
             self._seen.clear()
+            self._count.clear()
+            self._frozen.clear()
         else:
             self._seen.pop(track_id, None)
+            self._count.pop(track_id, None)
+            self._frozen.discard(track_id)
 
 
 def beyond(generator: str, ages: NDArray[np.float32]) -> NDArray[np.bool_]:
@@ -160,7 +196,7 @@ def age_tracker_for(engine: AgingEngine, options: InputAgeOptions) -> TrackAges 
         return None
     if not isinstance(engine.template, CanonicalMesh):
         return None
-    return TrackAges(AgeEstimator(options, engine.template), options.frames)
+    return TrackAges(AgeEstimator(options, engine.template), options.frames, options.stride)
 
 
 class OwnAges:
@@ -193,6 +229,9 @@ class OwnAges:
 
     def reset(self, track_id: int | None = None) -> None:
         self.track.reset(track_id)
+
+    def freeze(self) -> None:
+        self.track.freeze()
 
     def held(self) -> dict[int, float]:
         return self.track.held()

@@ -9,11 +9,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from faceage_video.media.reader import DecodedFrame, ReaderOptions
+from faceage_video.media.reader import DecodedFrame, ReaderOptions, is_url
 from faceage_video.media.writer import WriterOptions
 from faceage_video.report import Report
 from faceage_video.scale.plan import Segment
@@ -54,6 +55,16 @@ def _segment_frames(frames: Iterator[DecodedFrame], segment: Segment) -> Iterato
         if segment.is_past(frame):
             return
         yield frame
+
+
+@contextmanager
+def _segment_again(job: SegmentJob) -> Iterator[Iterator[DecodedFrame]]:
+    """The frames of a job's segment, warm-up included, from a reader of their own (the input-age probe)."""
+    from faceage_video.media.reader import VideoReader
+
+    seg = job.segment
+    with VideoReader(job.input, replace(job.reader, start_s=seg.read_start_s, end_s=seg.read_end_s)) as r:
+        yield _segment_frames(iter(r), seg)
 
 
 class SegmentWorker:
@@ -118,6 +129,7 @@ class SegmentWorker:
                         report,
                         warmup=seg.is_warmup,
                         progress=on_progress,
+                        probe=None if is_url(job.input) else lambda: _segment_again(job),
                     )
             progress.set.remote(key, report.frames)
             result = SegmentResult(

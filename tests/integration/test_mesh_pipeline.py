@@ -117,3 +117,42 @@ def test_target_age_without_input_age_uses_each_face_own_age(
         short_clip, out, age_options(writer=WriterOptions(codec="ffv1"), end_s=0.4), engine=given
     )
     assert report.input_ages == {}
+
+
+def test_estimated_input_age_is_probed_first_and_held_from_the_first_frame(
+    videos_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a real talking head whose estimated age moves with its expression, the run probes the clip's first
+    seconds and asks the generator for one age from the first frame to the last; the same stages without the
+    probe (a stream) ask for a running median that moves over those seconds."""
+    from faceage_video.engine.input_age import OwnAges
+    from faceage_video.media.reader import VideoReader
+    from faceage_video.media.writer import VideoWriter
+    from faceage_video.pipeline import run_stages
+    from faceage_video.report import Report
+
+    clip = videos_dir / "liveportrait_d3.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} absent")
+    asked: list[float] = []
+    residual = OwnAges.residual
+
+    def record(self: OwnAges, crops: np.ndarray, own: np.ndarray) -> np.ndarray:
+        asked.extend(float(a) for a in own)
+        return residual(self, crops, own)
+
+    monkeypatch.setattr(OwnAges, "residual", record)
+    engine = AgingEngine(EngineOptions(batch_size=4, xla=False, target_age=60))
+    opts = age_options(writer=WriterOptions(codec="ffv1"), end_s=3.0)
+    report = age_video(clip, tmp_path / "out.mkv", opts, engine=engine)
+    n = report.frames
+    assert n >= 75 and len(asked) == n == report.frames_with_faces
+    assert asked == [pytest.approx(report.input_ages[0])] * n  # one age, from the first frame on
+    assert "input_age_probe" in report.stage_s
+
+    asked.clear()
+    out = tmp_path / "stream.mkv"
+    with VideoReader(str(clip)) as r, VideoWriter(out, r.info, WriterOptions(codec="ffv1", audio=False)) as w:
+        frames = (f for f, _ in zip(r, range(n), strict=False))
+        run_stages(frames, w, engine, opts.stages, Report(input=str(clip), output=str(out)))
+    assert len(asked) == n and len(set(asked)) > 1  # a stream's running median moves

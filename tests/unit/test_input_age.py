@@ -116,6 +116,67 @@ def test_track_age_is_the_median_of_its_first_estimates_then_held() -> None:
     assert float(ages([7], crops)[0]) == 90.0 and calls == [1, 1, 1, 1]
 
 
+def test_estimates_are_spread_stride_frames_apart_and_freeze_holds_them() -> None:
+    """stride 3: a track is estimated on its 1st, 4th and 7th frames, and between them keeps the median so
+    far; `freeze` holds every track as it stands, however few its estimates."""
+    calls: list[tuple[int, ...]] = []
+    readings = iter([30.0, 50.0, 34.0, 90.0, 60.0, 70.0])
+
+    def estimate(textures: np.ndarray) -> np.ndarray:
+        calls.append(tuple(int(t[0, 0, 0]) for t in textures))
+        return np.array([next(readings) for _ in textures], np.float32)
+
+    ages = TrackAges(estimate, frames=3, stride=3)
+    crops = [np.full((8, 8, 3), i, np.uint8) for i in range(10)]
+    got = [float(ages([7], [crops[i]])[0]) for i in range(9)]
+    assert calls == [(0,), (3,), (6,)]  # frames 0, 3 and 6 of the track
+    assert got == [30.0, 30.0, 30.0, 40.0, 40.0, 40.0, 34.0, 34.0, 34.0]
+    # A second track, frozen after one estimate: held at it, and never estimated again.
+    assert float(ages([8], [crops[0]])[0]) == 90.0
+    ages.freeze()
+    assert [float(ages([8], [crops[i]])[0]) for i in range(1, 8)] == [90.0] * 7
+    assert len(calls) == 4 and ages.held() == {7: 34.0, 8: 90.0}
+    # A track first seen after the freeze is estimated as usual.
+    assert float(ages([9], [crops[0]])[0]) == 60.0
+
+
+def test_probe_holds_the_ages_of_a_clips_first_frames() -> None:
+    """`probe_input_ages` reads at most `limit` frames with its own analyzer, estimates each track there and
+    freezes them, so the run proper asks for one age from a track's first frame on."""
+    from dataclasses import dataclass
+
+    from faceage_video.stages import probe_input_ages
+
+    @dataclass
+    class Face:
+        track_id: int
+        crop: np.ndarray
+
+    @dataclass
+    class Job:
+        faces: list[Face]
+
+    class Analyzer:
+        def __init__(self) -> None:
+            self.frames = 0
+
+        def analyze(self, frame: int) -> Job:
+            self.frames += 1
+            # track 1 everywhere, track 2 from the 4th frame; the "texture" carries the frame number
+            faces = [Face(1, np.full((4, 4, 3), frame, np.uint8))]
+            if frame >= 3:
+                faces.append(Face(2, np.full((4, 4, 3), 100 + frame, np.uint8)))
+            return Job(faces)
+
+    ages = TrackAges(lambda t: t[:, 0, 0, 0].astype(np.float32), frames=3, stride=2)
+    analyzer = Analyzer()
+    assert probe_input_ages(iter(range(100)), analyzer, ages, 5) == 5  # type: ignore[arg-type]
+    assert analyzer.frames == 5
+    # track 1: frames 0, 2, 4 → median 2; track 2: its frames 3 (its 1st) → 103
+    assert ages.held() == {1: 2.0, 2: 103.0}
+    np.testing.assert_array_equal(ages([1, 2], [np.zeros((4, 4, 3), np.uint8)] * 2), [2.0, 103.0])
+
+
 def test_only_unheld_tracks_are_estimated_in_a_frame() -> None:
     seen: list[int] = []
 
@@ -143,6 +204,9 @@ def test_input_age_options_are_checked() -> None:
         InputAgeOptions(frames=0)
     with pytest.raises(OptionsError):
         InputAgeOptions(frames=True)
+    with pytest.raises(OptionsError, match="stride"):
+        InputAgeOptions(stride=0)
+    assert InputAgeOptions().window == 111 and InputAgeOptions(frames=1, stride=5).window == 1
 
 
 def test_estimator_of_another_layout_is_refused(tmp_path: Path) -> None:
