@@ -68,6 +68,8 @@ class ShotPlan:
     retries: int = 0
     started: float = 0.0
     failed: BaseException | None = None
+    # the shot's one face's input age, probed before its segments (`RayPool.probe_ages`); {} otherwise
+    input_ages: dict[int, float] = field(default_factory=dict)
 
 
 def _drop(ray: Any, ref: Any) -> None:
@@ -277,6 +279,41 @@ class RayPool:
 
     # -- running
 
+    def probe_ages(self, shots: Sequence[ShotPlan]) -> dict[int, BaseException]:
+        """Probe the input age of the faces at the start of each shot run with a target age and no input age,
+        on the actors; a shot with one face there gets that age as its input age, so every segment asks the
+        generator for the same age (each segment estimating its own from its own first seconds differed by
+        a few years). A shot with several faces is left to its segments, which probe their own starts.
+
+        Returns:
+            The shots whose probe failed with an error of the run's own (a missing model), by index.
+        """
+        ray = self._ray
+        refs: dict[Any, int] = {}
+        for i, shot in enumerate(shots):
+            e = shot.options.stages.engine
+            if shot.failed is not None or e.target_age is None or e.input_age is not None:
+                continue
+            actor = self._actors[len(refs) % len(self._actors)]
+            refs[actor.probe_ages.remote(shot.input, shot.options.reader, shot.options.stages)] = i
+        failed: dict[int, BaseException] = {}
+        for ref, i in refs.items():
+            shot = shots[i]
+            try:
+                ages: dict[int, float] = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                failed[i] = exc.cause if isinstance(exc.cause, BaseException) else exc
+                continue
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                continue  # a lost worker: the segments estimate for themselves
+            if len(ages) == 1:
+                age = round(next(iter(ages.values())), 1)
+                o = shot.options
+                engine = replace(o.stages.engine, input_age=age)
+                shot.options = replace(o, stages=replace(o.stages, engine=engine))
+                shot.input_ages = {0: age}
+        return failed
+
     def dispatch(self, actor: Any, job: SegmentJob, options: StageOptions, attempt: int) -> tuple[Any, Any]:
         """Start `job` on `actor` (`attempt` counts from 0); returns the refs of its result and its bytes.
 
@@ -329,6 +366,13 @@ class RayPool:
         if not queue:
             return [outcome[i] for i in range(len(shots))]
         self._ensure(len(queue))
+        for i, exc in self.probe_ages(shots).items():
+            shots[i].failed = outcome[i] = exc
+            while (item := next((q for q in queue if q[0] == i), None)) is not None:
+                queue.remove(item)
+            shutil.rmtree(shots[i].work_dir, ignore_errors=True)  # type: ignore[arg-type]
+            if on_done:
+                on_done(shots[i], None, exc)
         idle = list(self._actors)
         # meta ref -> (actor, bytes ref, shot, segment, attempt)
         inflight: dict[Any, tuple[Any, Any, int, int, int]] = {}
@@ -461,6 +505,7 @@ class RayPool:
                 if w not in report.warnings:
                     report.warnings.append(w)
         report.model = results[0].model if results else {}
+        report.input_ages = dict(shot.input_ages)
         report.options = {
             **report_options(o.stages, o.writer, o.stages.engine.batch_size, o.stages.engine.xla),
             "ray": {

@@ -89,6 +89,27 @@ class SegmentWorker:
         self._engines[options] = eng  # most recently used last
         return eng
 
+    def probe_ages(self, input: str, reader: ReaderOptions, options: StageOptions) -> dict[int, float]:
+        """The input age of every face track in a shot's first seconds (`stages.probe_input_ages`), from its
+        start; {} where the run takes no estimate (an input age given, no target age, a bundle that is not
+        age-conditioned)."""
+        from faceage_video.engine.input_age import track_ages_for
+        from faceage_video.media.reader import VideoReader
+        from faceage_video.stages import FaceAnalyzer, probe_input_ages
+
+        eng = self._engine(options.engine)
+        ages = track_ages_for(eng, options.input_age)
+        if ages is None:
+            return {}
+        o = options
+        analyzer = FaceAnalyzer(o.landmarks, o.tracker, o.temporal, o.blend, eng.size, eng.template, o.faces)
+        try:
+            with VideoReader(input, reader) as r:
+                probe_input_ages(r, analyzer, ages, o.input_age.window)
+        finally:
+            analyzer.close()
+        return ages.held()
+
     def run(
         self, job: SegmentJob, options: StageOptions, progress: Any
     ) -> tuple[SegmentResult, bytes | None]:

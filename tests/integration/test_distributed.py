@@ -301,6 +301,34 @@ def test_a_segment_whose_result_never_comes_is_run_again(
     assert time.perf_counter() - t < 120  # the timeout, not a hang
 
 
+def test_a_one_face_shot_gets_one_probed_input_age_in_every_segment(
+    clip: Path, work: Path, cluster: Any
+) -> None:
+    """`--target-age` without `--input-age`: the pool probes the shot's first seconds once, and every segment
+    asks the generator for that one age, so no seam can step the change (segments that each estimated their
+    own start read a talking head 21 to 30 y)."""
+    from faceage_video.engine.generator import EngineOptions
+    from faceage_video.scale.plan import RayOptions
+    from faceage_video.scale.pool import RayPool, age_video_ray
+    from tests.helpers import age_options
+
+    mesh = make_bundle(work / "mesh-bundle", "tiny-mesh", mesh=True, cond=2)
+    asked: list[float | None] = []
+
+    class Recording(RayPool):
+        def dispatch(self, actor: Any, job: Any, options: Any, attempt: int) -> tuple[Any, Any]:
+            asked.append(options.engine.input_age)
+            return super().dispatch(actor, job, options, attempt)
+
+    out = work / "aged-to-70.mp4"
+    opts = age_options(engine=EngineOptions(model=str(mesh), xla=False, target_age=70), end_s=4.0)
+    with Recording(RayOptions(segment_seconds=SEGMENT_S, actors=2)) as pool:
+        rep = age_video_ray(clip, out, opts, pool=pool)
+    assert list(rep.input_ages) == [0] and 15.0 <= rep.input_ages[0] <= 100.0
+    assert len(asked) == rep.options["ray"]["segments"] >= 2
+    assert set(asked) == {rep.input_ages[0]}
+
+
 def test_batch_resume_and_failures(clip: Path, bundle: Path, work: Path, cluster: Any, capsys: Any) -> None:
     """First pass on Ray, second pass locally: done shots are skipped, failing shots fail again, alone."""
     from faceage_video.cli import main
