@@ -9,7 +9,8 @@ for a run that recovered from a fault.
 Seams, measured: with lossless FFV1 output on both sides (320², 12 s variant), frames at a seam differ from
 the single-process run by at most 2 levels (mean 0.011): the warm-up leaves that little of a state difference.
 With H.264 CRF 18 (asserted here, on this clip) frames near a seam differ from the single-process encode by a
-mean of ≤ 2.0 levels (PSNR ≥ 38.3 dB), as frames far from any seam do (≤ 1.9, PSNR ≥ 38.6 dB): codec noise.
+mean of ≤ 2.2 levels, frames far from any seam by ≤ 2.0 (five runs; x264's threaded encodes differ from run to
+run, and the worst near-seam frame's PSNR was 0.4 to 1.1 dB under the worst far one's): codec noise.
 """
 
 from __future__ import annotations
@@ -250,7 +251,11 @@ def test_seams_within_codec_noise(
     )
     assert noise_mad < 3.0  # sanity: both really are near-identical encodes of the same pictures
     assert mad[near].max() <= 1.25 * noise_mad
-    assert psnr[near].min() >= noise_psnr - 1.0
+    # x264's threaded rate control makes the two encodes differ from run to run, and a segment's encode
+    # starts on a keyframe where the single one does not: in five runs the worst far frame read 38.2 to
+    # 39.3 dB and the worst near-seam frame 0.4 to 1.1 dB under it. A seam whose state was not warmed up
+    # differs by far more (the MAD bound above is the sharper test).
+    assert psnr[near].min() >= noise_psnr - 1.5
 
 
 def test_killed_worker_is_retried(distributed: tuple[Path, Any]) -> None:
