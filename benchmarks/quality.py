@@ -368,6 +368,45 @@ def engine_factory(model: str | None, strength: float, batch_size: int, xla: boo
     return make
 
 
+class _Labelled:
+    """An engine asked for each crop's (labelled age, target) by the crop's key; `template` is its face space."""
+
+    def __init__(self, engine: Any, ages: dict[str, tuple[float, float]]) -> None:
+        self.engine = engine
+        self.template = engine.template
+        self.ages = ages
+
+    def __call__(self, crops: Crops) -> NDArray[np.float32]:
+        from benchmarks.teacher import _key
+
+        asked = np.array([self.ages[_key(c)] for c in crops], np.float32)
+        out: NDArray[np.float32] = self.engine(crops, asked)
+        return out
+
+
+def labelled_engine_factory(
+    model: str | None, strength: float, batch_size: int, xla: bool | None, sets: dict[Direction, FaceSets]
+) -> ModelFactory:
+    """`engine_factory`, with an age-conditioned bundle asked to move each face from its labelled age to the
+    mean labelled age of the direction's real target faces: the ages the teacher row uses, so a student and
+    its teacher are judged on the same request (the engine's `--direction` defaults are 25 → 60 and 62 → 27).
+
+    Raises (when a direction is requested): as `engine_factory`; KeyError for a crop of any other face.
+    """
+    from benchmarks.teacher import labelled_ages
+
+    def make(direction: Direction) -> Transform:
+        gen = importlib.import_module("faceage_video.engine.generator")
+        engine = gen.AgingEngine(
+            gen.EngineOptions(
+                model=model, direction=direction, strength=strength, batch_size=batch_size, xla=xla
+            )
+        )
+        return _Labelled(engine, labelled_ages(sets[direction], engine.template))
+
+    return make
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The before/after grid
 # ---------------------------------------------------------------------------------------------------------
@@ -669,6 +708,9 @@ class QualityOptions:
         seed: fixes the realism folds.
         teacher: a mesh training config whose registered teacher is judged as one more row (`teacher`), the
             realism reference a student is compared with; None for none.
+        model_ages: what an age-conditioned model is asked on the stills: "direction", the engine's defaults
+            for `--direction` (25 → 60 when aging, 62 → 27 when de-aging); "labelled", each face from its
+            labelled age to the mean labelled age of the real target faces, as the teacher row.
     """
 
     model: str | None = None
@@ -692,8 +734,11 @@ class QualityOptions:
     clip_samples: int = 12
     seed: int = 0
     teacher: str | None = None
+    model_ages: str = "direction"
 
     def __post_init__(self) -> None:
+        if self.model_ages not in ("direction", "labelled"):
+            raise ValueError(f"model_ages must be direction or labelled, got {self.model_ages!r}")
         if self.n < 1 or self.limit < 10:
             raise ValueError(
                 f"need n >= 1 judged faces and limit >= 10 faces a side, got {self.n}, {self.limit}"
@@ -727,8 +772,11 @@ def _progress(console: Console) -> Iterator[Progress]:
 
 
 def template_of(transform: Transform | None) -> Space:
-    """The face space of an engine's bound `generate` (five-point or mesh), or a 128 px five-point one."""
-    template = getattr(getattr(transform, "__self__", None), "template", None)
+    """The face space of an engine's bound `generate` or of a transform that names its `template` (five-point
+    or mesh), else a 128 px five-point one."""
+    template = getattr(transform, "template", None) or getattr(
+        getattr(transform, "__self__", None), "template", None
+    )
     return template if isinstance(template, AlignTemplate | CanonicalMesh) else AlignTemplate(128)
 
 
@@ -855,9 +903,14 @@ def run_quality(
     started = time.perf_counter()
     with open_landmarker() as landmarker:
         sets = {d: load_faces(options.data, d, landmarker, options.limit, options.bw) for d in DIRECTIONS}
-        factory = model_factory or engine_factory(
-            options.model, options.strength, options.batch_size, options.xla
-        )
+        if model_factory is not None:
+            factory = model_factory
+        elif options.model_ages == "labelled":
+            factory = labelled_engine_factory(
+                options.model, options.strength, options.batch_size, options.xla, sets
+            )
+        else:
+            factory = engine_factory(options.model, options.strength, options.batch_size, options.xla)
         model: dict[Direction, Transform] = {}
         skipped: str | None = None
         for d in DIRECTIONS:
@@ -888,6 +941,7 @@ def run_quality(
         "machine": machine(),
         "command": command,
         "model": options.model or "default",
+        "model_ages": options.model_ages,
         "model_skipped": skipped,
         "model_manifest": _manifest_of(model.get("older")),
         "teacher": teacher_note,
@@ -1178,6 +1232,13 @@ def parse_args(argv: Sequence[str] | None = None) -> QualityOptions:
         metavar="CONFIG",
         help="also judge this mesh training config's registered teacher (a row)",
     )
+    p.add_argument(
+        "--model-ages",
+        choices=("direction", "labelled"),
+        default="direction",
+        help="ages an age-conditioned model is asked on the stills: the --direction defaults (25 → 60, "
+        "62 → 27), or each face's label → the real target faces' mean, as the teacher row (default direction)",
+    )
     p.add_argument("--xla", dest="xla", action="store_true", default=None, help="compile the engine with XLA")
     p.add_argument("--no-xla", dest="xla", action="store_false", help="run the engine without XLA")
     p.add_argument("--grid-faces", type=int, default=14, help="faces per picture, 4 of them b/w (0: none)")
@@ -1196,6 +1257,7 @@ def parse_args(argv: Sequence[str] | None = None) -> QualityOptions:
         xla=a.xla,
         grid_faces=a.grid_faces,
         teacher=a.teacher,
+        model_ages=a.model_ages,
     )
 
 

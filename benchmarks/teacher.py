@@ -43,6 +43,17 @@ def load_prototypes(config: str, template: CanonicalMesh) -> Any:
     return teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
 
 
+def labelled_ages(sets: FaceSets, template: Space) -> dict[str, tuple[float, float]]:
+    """Each face of a direction (sources and b/w copies), keyed by its cut crop as `age_stills` cuts it in
+    `template`: (its labelled age, the mean labelled age of the real target faces), the ages the teacher row
+    ages it between."""
+    target = target_age(sets)
+    return {
+        _key(cut_face(f.image, f.landmarks, template)[0]): (float(f.age), target)
+        for f in (*sets.sources, *sets.bw)
+    }
+
+
 def target_age(sets: FaceSets) -> float:
     """The mean labelled age of the real target faces of one direction."""
     return float(np.mean([f.age for f in sets.targets]))

@@ -114,3 +114,46 @@ def test_the_sweep_judges_each_variant_with_its_own_options(utkface_dir: Path, t
     assert rows["config"]["id_mean"] > rows["off"]["id_mean"]
     assert (tmp_path / "pics" / "teacher_off_older.jpg").is_file()
     assert set(report["unchanged"]) == {"older"}
+
+
+def test_labelled_model_ages_ask_each_face_its_label_to_the_target_groups_mean(
+    utkface_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--model-ages labelled`: a conditioned bundle is asked, for every still it transforms, (the face's
+    labelled age, the mean labelled age of the real target faces), as the teacher row is."""
+    from faceage_video.engine.generator import AgingEngine
+    from tests.helpers import make_bundle
+
+    bundle = make_bundle(tmp_path / "mesh", "tiny-mesh", mesh=True, cond=2)
+    asked: dict[str, list[np.ndarray]] = {"older": [], "younger": []}
+    call = AgingEngine.__call__
+
+    def record(self: AgingEngine, crops: np.ndarray, ages: np.ndarray | None = None) -> np.ndarray:
+        assert ages is not None
+        asked[self.options.direction].append(np.asarray(ages))
+        return call(self, crops, ages)
+
+    monkeypatch.setattr(AgingEngine, "__call__", record)
+    options = QualityOptions(
+        model=str(bundle),
+        data=utkface_dir,
+        n=2,
+        limit=30,
+        bw=1,
+        proto_faces=4,
+        grid_faces=0,
+        motion_faces=0,
+        out=tmp_path / "results" / "quality.json",
+        model_ages="labelled",
+        xla=False,
+    )
+    report = run_quality(options, command="pytest")
+    assert report["model_ages"] == "labelled"
+    older, younger = np.concatenate(asked["older"]), np.concatenate(asked["younger"])
+    assert min(len(older), len(younger)) >= 20  # every source and b/w still
+    assert older[:, 0].min() >= 18 and older[:, 0].max() <= 29  # the young sources' labels
+    assert younger[:, 0].min() >= 50
+    assert len(set(older[:, 1])) == 1 and older[0, 1] >= 50  # one target: the old faces' mean label
+    assert len(set(younger[:, 1])) == 1 and younger[0, 1] <= 29
+    with pytest.raises(ValueError, match="model_ages"):
+        QualityOptions(model_ages="random")
