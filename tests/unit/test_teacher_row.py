@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,24 +54,28 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_five_point_config_has_no_teacher_row() -> None:
-    reason = teacher_transforms("utkface-128", {}, AlignTemplate(SIZE))
-    assert isinstance(reason, str) and "mesh" in reason
-
-
-def test_the_teacher_row_is_judged_beside_the_model(utkface_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "results" / "quality.json"
-    options = QualityOptions(
-        data=utkface_dir,
+def _small(data: Path, tmp_path: Path, **kw: Any) -> QualityOptions:
+    """The benchmark on 2 judged faces, 30 a side for realism, one b/w copy, no pictures or motion."""
+    base: dict[str, Any] = dict(
+        data=data,
         n=2,
         limit=30,
         bw=1,
         proto_faces=4,
         grid_faces=0,
         motion_faces=0,
-        out=out,
-        teacher=str(_config(tmp_path)),
+        out=tmp_path / "results" / "quality.json",
     )
+    return QualityOptions(**{**base, **kw})
+
+
+def test_a_five_point_config_has_no_teacher_row() -> None:
+    reason = teacher_transforms("utkface-128", {}, AlignTemplate(SIZE))
+    assert isinstance(reason, str) and "mesh" in reason
+
+
+def test_the_teacher_row_is_judged_beside_the_model(utkface_dir: Path, tmp_path: Path) -> None:
+    options = _small(utkface_dir, tmp_path, teacher=str(_config(tmp_path)))
     report = run_quality(options, model_factory=lambda d: _MeshModel().generate, command="pytest")
     rows = {(r["name"], r["direction"]): r for r in report["rows"]}
     assert isinstance(report["teacher"], dict), report["teacher"]
@@ -134,19 +139,7 @@ def test_labelled_model_ages_ask_each_face_its_label_to_the_target_groups_mean(
         return call(self, crops, ages)
 
     monkeypatch.setattr(AgingEngine, "__call__", record)
-    options = QualityOptions(
-        model=str(bundle),
-        data=utkface_dir,
-        n=2,
-        limit=30,
-        bw=1,
-        proto_faces=4,
-        grid_faces=0,
-        motion_faces=0,
-        out=tmp_path / "results" / "quality.json",
-        model_ages="labelled",
-        xla=False,
-    )
+    options = _small(utkface_dir, tmp_path, model=str(bundle), model_ages="labelled", xla=False)
     report = run_quality(options, command="pytest")
     assert report["model_ages"] == "labelled"
     older, younger = np.concatenate(asked["older"]), np.concatenate(asked["younger"])
