@@ -281,32 +281,37 @@ class RayPool:
 
     def probe_ages(self, shots: Sequence[ShotPlan]) -> dict[int, BaseException]:
         """Probe the input age of the faces at the start of each shot run with a target age and no input age,
-        on the actors; a shot with one face there gets that age as its input age, so every segment asks the
-        generator for the same age (each segment estimating its own from its own first seconds differed by
-        a few years). A shot with several faces is left to its segments, which probe their own starts.
+        on the actors; a shot with one face there, and no more than one at any segment's start, gets that age
+        as its input age, so every segment asks the generator for the same age (each segment estimating its
+        own from its own first seconds differed by a few years). A shot with several faces is left to its
+        segments, which probe their own starts.
 
         Returns:
             The shots whose probe failed with an error of the run's own (a missing model), by index.
         """
         ray = self._ray
-        refs: dict[Any, int] = {}
+        refs: list[tuple[Any, int]] = []
         for i, shot in enumerate(shots):
             e = shot.options.stages.engine
             if shot.failed is not None or e.target_age is None or e.input_age is not None:
                 continue
             actor = self._actors[len(refs) % len(self._actors)]
-            refs[actor.probe_ages.remote(shot.input, shot.options.reader, shot.options.stages)] = i
+            starts = [s.start_s for s in shot.segments if s.start_s is not None]
+            ref = actor.probe_ages.remote(shot.input, shot.options.reader, shot.options.stages, starts)
+            refs.append((ref, i))
         failed: dict[int, BaseException] = {}
-        for ref, i in refs.items():
+        for ref, i in refs:
             shot = shots[i]
             try:
-                ages: dict[int, float] = ray.get(ref)
+                ages, most = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 failed[i] = exc.cause if isinstance(exc.cause, BaseException) else exc
                 continue
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
                 continue  # a lost worker: the segments estimate for themselves
-            if len(ages) == 1:
+            # One face at the start and at most one at every segment's start: one person's shot. A face
+            # that came and went between two segment starts would take that person's age too.
+            if len(ages) == 1 and most <= 1:
                 age = round(next(iter(ages.values())), 1)
                 o = shot.options
                 engine = replace(o.stages.engine, input_age=age)

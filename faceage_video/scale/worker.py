@@ -89,18 +89,25 @@ class SegmentWorker:
         self._engines[options] = eng  # most recently used last
         return eng
 
-    def probe_ages(self, input: str, reader: ReaderOptions, options: StageOptions) -> dict[int, float]:
-        """The input age of every face track in a shot's first seconds (`stages.probe_input_ages`), from its
-        start; {} where the run takes no estimate (an input age given, no target age, a bundle that is not
-        age-conditioned)."""
+    def probe_ages(
+        self, input: str, reader: ReaderOptions, options: StageOptions, starts: list[float]
+    ) -> tuple[dict[int, float], int]:
+        """The input age of every face track in a shot's first seconds (`stages.probe_input_ages`), and the
+        most faces seen in the first frame at any of `starts` (the segments' starts, seconds).
+
+        Returns:
+            ({track id: age}, most faces); ({}, 0) where the run takes no estimate (an input age given, no
+            target age, a bundle that is not age-conditioned).
+        """
         from faceage_video.engine.input_age import track_ages_for
+        from faceage_video.face.landmarks import FaceLandmarker
         from faceage_video.media.reader import VideoReader
         from faceage_video.stages import FaceAnalyzer, probe_input_ages
 
         eng = self._engine(options.engine)
         ages = track_ages_for(eng, options.input_age)
         if ages is None:
-            return {}
+            return {}, 0
         o = options
         analyzer = FaceAnalyzer(o.landmarks, o.tracker, o.temporal, o.blend, eng.size, eng.template, o.faces)
         try:
@@ -108,7 +115,14 @@ class SegmentWorker:
                 probe_input_ages(r, analyzer, ages, o.input_age.window)
         finally:
             analyzer.close()
-        return ages.held()
+        most = 0
+        with FaceLandmarker(replace(o.landmarks, mode="image")) as lm:
+            for t in starts:
+                with VideoReader(input, replace(reader, start_s=t)) as r:
+                    frame = next(iter(r), None)
+                if frame is not None:
+                    most = max(most, len(lm.detect(frame.image)))
+        return ages.held(), most
 
     def run(
         self, job: SegmentJob, options: StageOptions, progress: Any
