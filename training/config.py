@@ -76,9 +76,6 @@ class TrainConfig:
             diagonals), so the loss also says which way the detail runs: a student free to invent the
             teacher's fine detail otherwise puts its energy into whatever pattern its discriminator takes
             for age (horizontal forehead lines).
-        texture_free_cheeks: with `texture_oriented`, the cheeks' envelopes are compared summed over the
-            directions: the loss says how much detail the aged cheeks need, and the discriminators which
-            way it runs (the teacher's cheeks run one diagonal way more than real old cheeks do).
         teacher_lowpass: in the adversarial phase, the teacher L1 on the skin compares what is left after
             a Gaussian blur of this sigma (pixels at 128 px, scaled with size) and the chroma of the rest;
             the luminance of the skin's finer detail is left to the discriminators and the band-envelope
@@ -145,7 +142,6 @@ class TrainConfig:
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False
-    texture_free_cheeks: bool = False
     teacher_lowpass: float = 0.0
     disc_age_negatives: float = 0.0
     init_from: str = ""

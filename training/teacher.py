@@ -67,9 +67,6 @@ BEARDLESS_FRACTION = 0.5
 BRIDGE = (168, 6, 197, 193, 417, 122, 351, 245, 465)
 RIMS = ((116, 117, 118, 119, 100, 47, 121, 120), (345, 346, 347, 348, 329, 277, 350, 349))
 CHEEKS = ((205, 50, 187, 123, 147), (425, 280, 411, 352, 376))
-# The whole cheek each side, nasolabial fold included: face oval at the cheekbone, under the eye, beside the
-# nose's wing, the mouth corner and the jaw.
-CHEEK_AREAS = ((234, 118, 98, 61, 172), (454, 347, 327, 291, 397))
 GLASSLESS_FRACTION = 0.5
 # Exemplars are the group's most frontal faces (the texture of a turned face holds mirrored background at the
 # far silhouette), then the least glassed of those.
@@ -253,12 +250,6 @@ def pick_exemplars(
 def brow_mask(mesh: CanonicalMesh) -> Array:
     """(S, S) weight of the eyebrows: their landmark hulls, grown by a texel and soft at the edge."""
     return np.asarray(_features(mesh, BROWS) * mesh.mask("face"), np.float32)
-
-
-def cheek_mask(mesh: CanonicalMesh) -> Array:
-    """(S, S) weight of both cheeks (`CHEEK_AREAS`), fading over a twentieth of the texture at the edge."""
-    hull = _features(mesh, CHEEK_AREAS)
-    return np.asarray(_blur(hull, mesh.size / 20.0) * mesh.mask("face"), np.float32)
 
 
 def mouth_corners(mesh: CanonicalMesh) -> Array:

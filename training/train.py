@@ -158,16 +158,12 @@ def texture_loss(cfg: TrainConfig) -> BandEnvelope | None:
     off."""
     if cfg.lambda_texture <= 0:
         return None
-    mask = free = None
+    mask = None
     if cfg.space == "mesh":
         from faceage_video.face.mesh import CanonicalMesh, MeshOptions
-        from training.teacher import cheek_mask
 
-        mesh = CanonicalMesh(MeshOptions(size=cfg.size))
-        mask = mesh.mask("face")
-        if cfg.texture_oriented and cfg.texture_free_cheeks:
-            free = cheek_mask(mesh)
-    return BandEnvelope(cfg.size, mask, oriented=cfg.texture_oriented, unoriented=free)
+        mask = CanonicalMesh(MeshOptions(size=cfg.size)).mask("face")
+    return BandEnvelope(cfg.size, mask, oriented=cfg.texture_oriented)
 
 
 def teacher_weight_map(cfg: TrainConfig) -> NDArray[np.float32] | None:
@@ -214,28 +210,13 @@ class BandEnvelope:
     four channels a band instead of one. Energy in horizontal lines and the same energy in a mottled,
     isotropic texture then read differently."""
 
-    def __init__(
-        self,
-        size: int,
-        mask: NDArray[np.float32] | None = None,
-        oriented: bool = False,
-        unoriented: NDArray[np.float32] | None = None,
-    ) -> None:
-        """Args:
-        size: texture size. mask: (S, S) weight of each pixel in `loss` (None: all).
-        oriented: four envelopes a band, one per direction.
-        unoriented: (S, S) weight, in [0, 1], of the pixels where `loss` compares the oriented envelopes'
-            sum over the directions instead (how much detail, not which way it runs); None: nowhere.
-        """
+    def __init__(self, size: int, mask: NDArray[np.float32] | None = None, oriented: bool = False) -> None:
         k = size / 128.0
         self.sigmas = [s * k for s in TEXTURE_SIGMAS_128]
         self.envelope = TEXTURE_ENVELOPE_128 * k
         self.oriented = oriented
         m = np.ones((size, size), np.float32) if mask is None else mask.astype(np.float32)
         self.mask = tf.constant((m / max(float(m.mean()), 1e-6))[None, ..., None])
-        self.unoriented = (
-            None if unoriented is None else tf.constant(unoriented.astype(np.float32)[None, ..., None])
-        )
         # Central differences along x, y and the two diagonals, (3, 3, 1, 4); the diagonal steps are √2 long.
         d = np.zeros((3, 3, 1, 4), np.float32)
         d[1, 2, 0, 0], d[1, 0, 0, 0] = 0.5, -0.5
@@ -268,18 +249,9 @@ class BandEnvelope:
         return tf.concat(out, axis=-1)
 
     def loss(self, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-        """Masked L1 between the envelopes of a and b, summed over the bands (and directions); where
-        `unoriented`, between their sums over the directions."""
-        diff = self(a) - self(b)
-        d = tf.abs(diff)
-        if self.unoriented is not None and self.oriented:
-            # Each band's four direction channels summed: the detail's amount there, free of its direction.
-            summed = tf.reduce_sum(
-                tf.reshape(diff, [*tf.unstack(tf.shape(diff)[:3]), len(self.sigmas), 4]), -1
-            )
-            free = self.unoriented
-            d = tf.concat([(1.0 - free) * d, free * tf.abs(summed)], axis=-1)
-        return tf.reduce_sum(tf.reduce_mean(d * self.mask, axis=[0, 1, 2]))
+        """Masked L1 between the envelopes of a and b, summed over the bands."""
+        d = tf.abs(self(a) - self(b)) * self.mask
+        return tf.reduce_sum(tf.reduce_mean(d, axis=[0, 1, 2]))
 
 
 class LowpassTeacher:
