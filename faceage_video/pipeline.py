@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -372,9 +372,7 @@ def _run_stages(
     q_jobs: queue.Queue[Any] = queue.Queue(opts.queue_size)
     q_out: queue.Queue[Any] = queue.Queue(opts.queue_size)
     t_landmarker = time.perf_counter()
-    analyzer = FaceAnalyzer(
-        opts.landmarks, opts.tracker, opts.temporal, opts.blend, engine.size, engine.template, opts.faces
-    )
+    analyzer = FaceAnalyzer.for_run(opts, engine)
     report.startup["landmarker"] = round(time.perf_counter() - t_landmarker, 3)
     smoother = ResidualSmoother(opts.temporal)
     t_estimator = time.perf_counter()
@@ -383,20 +381,8 @@ def _run_stages(
         report.startup["age_estimator"] = round(time.perf_counter() - t_estimator, 3)
         if probe is not None:
             t = time.perf_counter()
-            prober = FaceAnalyzer(
-                opts.landmarks,
-                opts.tracker,
-                opts.temporal,
-                opts.blend,
-                engine.size,
-                engine.template,
-                opts.faces,
-            )
-            try:
-                with probe() as probe_frames:
-                    probe_input_ages(probe_frames, prober, input_ages, opts.input_age.window)
-            finally:
-                prober.close()
+            with closing(FaceAnalyzer.for_run(opts, engine)) as prober, probe() as probe_frames:
+                probe_input_ages(probe_frames, prober, input_ages, opts.input_age.window)
             report.input_ages.update(input_ages.held())
             timer.add("input_age_probe", time.perf_counter() - t)
     batch = engine.options.batch_size

@@ -232,6 +232,12 @@ class FaceAnalyzer:
     def close(self) -> None:
         self.landmarker.close()
 
+    @classmethod
+    def for_run(cls, options: StageOptions, engine: AgingEngine) -> FaceAnalyzer:
+        """The analyzer of an offline run: the stages' options, in the engine's face space."""
+        o = options
+        return cls(o.landmarks, o.tracker, o.temporal, o.blend, engine.size, engine.template, o.faces)
+
 
 def probe_input_ages(
     frames: Iterable[DecodedFrame], analyzer: FaceAnalyzer, ages: OwnAges, limit: int

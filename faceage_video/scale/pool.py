@@ -371,13 +371,6 @@ class RayPool:
         if not queue:
             return [outcome[i] for i in range(len(shots))]
         self._ensure(len(queue))
-        for i, exc in self.probe_ages(shots).items():
-            shots[i].failed = outcome[i] = exc
-            while (item := next((q for q in queue if q[0] == i), None)) is not None:
-                queue.remove(item)
-            shutil.rmtree(shots[i].work_dir, ignore_errors=True)  # type: ignore[arg-type]
-            if on_done:
-                on_done(shots[i], None, exc)
         idle = list(self._actors)
         # meta ref -> (actor, bytes ref, shot, segment, attempt)
         inflight: dict[Any, tuple[Any, Any, int, int, int]] = {}
@@ -393,6 +386,9 @@ class RayPool:
                 shutil.rmtree(shots[i].work_dir, ignore_errors=True)  # type: ignore[arg-type]
             if on_done:
                 on_done(shots[i], None, exc)
+
+        for i, exc in self.probe_ages(shots).items():
+            fail_shot(i, exc)
 
         def submit(actor: Any, i: int, k: int, attempt: int) -> None:
             shot = shots[i]

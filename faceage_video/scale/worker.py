@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -108,15 +108,10 @@ class SegmentWorker:
         ages = track_ages_for(eng, options.input_age)
         if ages is None:
             return {}, 0
-        o = options
-        analyzer = FaceAnalyzer(o.landmarks, o.tracker, o.temporal, o.blend, eng.size, eng.template, o.faces)
-        try:
-            with VideoReader(input, reader) as r:
-                probe_input_ages(r, analyzer, ages, o.input_age.window)
-        finally:
-            analyzer.close()
+        with closing(FaceAnalyzer.for_run(options, eng)) as analyzer, VideoReader(input, reader) as r:
+            probe_input_ages(r, analyzer, ages, options.input_age.window)
         most = 0
-        with FaceLandmarker(replace(o.landmarks, mode="image")) as lm:
+        with FaceLandmarker(replace(options.landmarks, mode="image")) as lm:
             for t in starts:
                 with VideoReader(input, replace(reader, start_s=t)) as r:
                     frame = next(iter(r), None)
