@@ -66,6 +66,8 @@ class TrainConfig:
         teacher_brows: weight of the registered teacher's shading difference on the eyebrows (0: skin
             only, as before version 4); 1 applies the skin's difference there too.
         teacher_shading_younger: the teacher's shading weight when de-aging; negative: `teacher_shading`.
+        teacher_transplant: the share of the skin's fine bands the registered teacher takes from a real
+            exemplar of the target age instead of the face's own (`TeacherOptions.transplant`; 0: none).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -139,6 +141,7 @@ class TrainConfig:
     teacher_amplify: bool = True
     teacher_brows: float = 0.0
     teacher_shading_younger: float = -1.0
+    teacher_transplant: float = 0.0
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False
@@ -194,6 +197,7 @@ class TrainConfig:
             "lambda_teacher_end",
             "teacher_regions",
             "teacher_brows",
+            "teacher_transplant",
             "lambda_texture",
             "teacher_lowpass",
             "disc_age_negatives",

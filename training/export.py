@@ -267,6 +267,11 @@ def _mesh_card(
             if cfg.teacher_shading_younger >= 0
             else ""
         )
+        + (
+            f", {cfg.teacher_transplant:g} of the skin's fine bands from a real exemplar of the target age"
+            if cfg.teacher_transplant
+            else ""
+        )
         + "; "
         + (
             "aging scales the face's own detail bands by the prototypes' amplitude ratio; "

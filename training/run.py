@@ -92,6 +92,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += "" if opts.amplify else "-exemplar"
     name += f"-b{opts.brows:g}" if opts.brows else ""
     name += "" if opts.shading_younger is None else f"-hy{opts.shading_younger:g}"
+    name += f"-tp{opts.transplant:g}" if opts.transplant else ""
     return name + ".npz"
 
 

@@ -82,6 +82,8 @@ FRONTAL_POOL = 3
 TEACHER_VERSION = 4
 # Landmark displacements fade to 0 towards the face oval over this fraction of the texture size.
 OVAL_FADE = 0.08
+# A face's band amplitude this many times its age group's mean marks an object on the skin (`transplant`).
+OBJECT_EXCESS = 2.0
 # The inner lip contour (MediaPipe FACEMESH_LIPS, inner ring): the opening between the lips holds the teeth of
 # an open mouth in a strip a few texels high. Moving it resampled the teeth edges into dark blocks on paste
 # back, so landmark moves also fade to 0 towards this contour, over this fraction of the texture size.
@@ -104,6 +106,9 @@ class TeacherOptions:
         brows: weight of the shading difference on the eyebrows too (0: skin only). Real brows thin and
             grey with age, which the prototypes' low-pass difference carries; the brows' own bands are kept.
         shading_younger: `shading` when de-aging, where it differs (None: the same as aging).
+        transplant: in both directions, the share of the skin's fine bands taken from one real exemplar of the
+            target band instead of the face's own (0: none; 1: the exemplar's alone). A real face's detail
+            keeps the structure of real folds, which the face's own detail scaled by a ratio does not have.
     """
 
     shape: float = 1.5
@@ -114,6 +119,11 @@ class TeacherOptions:
     amplify: bool = True
     brows: float = 0.0
     shading_younger: float | None = None
+    transplant: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.transplant <= 1.0:
+            raise ValueError(f"transplant must be in 0..1, got {self.transplant}")
 
 
 def teacher_options(cfg: TrainConfig) -> TeacherOptions:
@@ -126,6 +136,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         amplify=cfg.teacher_amplify,
         brows=cfg.teacher_brows,
         shading_younger=None if cfg.teacher_shading_younger < 0 else cfg.teacher_shading_younger,
+        transplant=cfg.teacher_transplant,
     )
 
 
@@ -456,13 +467,19 @@ class RegisteredTeacher:
         out = base.copy()
         older = target > age
         ex = None
-        if older and o.detail > 0:
+        if (older and o.detail > 0) or o.transplant > 0:
             g = 1 if gender == 1 else 0
             j = _band_of(target)
             # Only the filled exemplars: a group with fewer faces than EXEMPLARS_PER_GROUP has empty slots.
             filled = int(min(EXEMPLARS_PER_GROUP, max(self.protos.counts[g, j], 1)))
             n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % filled
             ex = (self.protos.exemplar_bands[g, j, n], self.protos.exemplar_env[g, j, n])
+        if ex is not None and o.transplant > 0:
+            # Detail far above what faces of this age have is an object on the skin (a glasses frame, a
+            # moustache, a mole), not skin: it keeps its own bands.
+            excess = np.max([own[k] / (e_a[k] + 2e-3) for k in range(len(bands))], axis=0)
+            keep = _blur(np.clip(excess - OBJECT_EXCESS, 0.0, 1.0), self.env_sigma)
+            take = o.transplant * self.detail_skin * (1.0 - np.clip(2.0 * keep, 0.0, 1.0))
         for k, band in enumerate(bands):
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes
@@ -473,7 +490,9 @@ class RegisteredTeacher:
                 gain = np.clip(ratio, 0.6 if k == 0 else 0.25, 1.0)
             w = self.skin
             out += band * (1.0 + (gain - 1.0) * w)
-            if ex is not None and k > 0:
+            if ex is not None and o.transplant > 0:
+                out += take * (ex[0][k] - band * (1.0 + (gain - 1.0) * w))
+            if ex is not None and k > 0 and older and o.detail > 0:
                 # The energy the target age has here that this face, even after the gain, still lacks.
                 if o.amplify:
                     missing = np.maximum(e_b[k] - gain * own[k], 0.0)

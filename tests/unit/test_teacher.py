@@ -386,3 +386,50 @@ def test_shading_younger_sets_the_de_aging_shading_alone(teacher: RegisteredTeac
     assert np.abs(run(25.0, shading=2.0) - face).max() > 1e-3
     # Aging is untouched by it (to float rounding: threaded blurs may sum in another order, 1e-7 here).
     np.testing.assert_allclose(run(75.0, shading=2.0, shading_younger=0.0), run(75.0, shading=2.0), atol=1e-6)
+
+
+def test_transplant_takes_the_skins_fine_bands_from_a_young_exemplar_and_keeps_objects(
+    teacher: RegisteredTeacher,
+) -> None:
+    protos, mesh = teacher.protos, teacher.mesh
+    rng = np.random.default_rng(3)
+    s = mesh.size
+    # An old face: skin detail as strong as its age group's, and a dark frame line across one cheek.
+    grain = rng.normal(0, 0.075, (s, s, 1)) * np.ones((1, 1, 3))
+    face = np.clip(0.55 + grain, 0, 1).astype(np.float32)
+    line = np.zeros((s, s), bool)
+    line[int(s * 0.62) : int(s * 0.62) + 2, int(s * 0.22) : int(s * 0.40)] = True
+    face[line] = 0.1
+    plain = dict(shape=0.0, shading=0.0, texture=0.0, detail=0.0, saturation=0.0)
+    off = RegisteredTeacher(protos, mesh, TeacherOptions(**plain))(face, 55.0, 24.0, 0, "t")
+    on = RegisteredTeacher(protos, mesh, TeacherOptions(**plain, transplant=1.0))(face, 55.0, 24.0, 0, "t")
+    np.testing.assert_allclose(off, face, atol=1e-5)  # without it nothing here changes the face
+
+    def fine(img: np.ndarray) -> np.ndarray:
+        y = luma(img)
+        return y - cv2.GaussianBlur(y, (0, 0), 3.0)
+
+    far = (skin_mask(mesh) > 0.99) & (cv2.dilate(line.astype(np.uint8), np.ones((15, 15), np.uint8)) == 0)
+    assert far.sum() > 100
+    # Away from the line the skin's fine detail is the young exemplar's: much weaker than the old face's.
+    assert fine(on)[far].std() < 0.6 * fine(face)[far].std()
+    # The line is an object, far above any age's skin detail: it keeps its own darkness.
+    assert np.abs(luma(on)[line] - luma(face)[line]).mean() < 0.05
+
+
+def test_transplant_is_a_share() -> None:
+    with pytest.raises(ValueError, match="transplant"):
+        TeacherOptions(transplant=1.5)
+
+
+def test_the_config_sets_the_transplant_and_its_pairs_get_their_own_file() -> None:
+    from training.config import TrainConfig
+    from training.run import teacher_pairs_name
+    from training.teacher import teacher_options
+
+    base = TrainConfig(name="t")
+    tp = base.replace(teacher_transplant=0.5)
+    assert teacher_options(base).transplant == 0.0 and teacher_options(tp).transplant == 0.5
+    # Pairs of another teacher are never reused; a config without it keeps its old file name.
+    assert teacher_pairs_name(3, teacher_options(tp)) != teacher_pairs_name(3, teacher_options(base))
+    assert "tp" not in teacher_pairs_name(3, teacher_options(base))
