@@ -35,6 +35,11 @@ class GeneratorConfig:
         film: with cond 2, also feed the two ages (and their difference) to every normalisation as a
             per-channel scale and shift (FiLM). Constant maps alone do not survive the first instance
             normalisation, which removes each channel's mean: without FiLM the network cannot see the ages.
+        detail_head: with `residual`, a second path to the change at full resolution: two 3×3 convolutions
+            over the decoder's features and the input RGB. Without it the change cannot follow the input's
+            finest detail, which the two stride-2 downsamplings lose, so it can add fine detail but never
+            take a face's own away (de-aging kept the old skin's grain). Its last convolution starts at
+            zero: a generator given the head computes what it did without it until trained.
     """
 
     size: int = 128
@@ -44,6 +49,7 @@ class GeneratorConfig:
     norm: str = "instance"
     cond: int = 0
     film: bool = False
+    detail_head: bool = False
 
     def __post_init__(self) -> None:
         for name in ("size", "ngf", "n_blocks"):
@@ -59,6 +65,8 @@ class GeneratorConfig:
             raise ValueError(f"norm must be 'instance' or 'group', got {self.norm!r}")
         if self.cond not in (0, 2):
             raise ValueError(f"cond must be 0 (none) or 2 (input and target age), got {self.cond!r}")
+        if not isinstance(self.detail_head, bool) or (self.detail_head and not self.residual):
+            raise ValueError(f"detail_head must be a boolean and needs residual, got {self.detail_head!r}")
         if not isinstance(self.film, bool) or (self.film and self.cond != 2):
             raise ValueError(
                 f"film must be a boolean and needs cond 2, got film={self.film!r}, cond={self.cond}"
@@ -192,9 +200,18 @@ def build_generator(config: GeneratorConfig, name: str = "G") -> keras.Model:
     for i, f in enumerate((c.ngf * 2, c.ngf)):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{i}_up")(x)
         x = _conv_block(x, f, 3, 1, c.norm, f"dec{i}", code)
+    feat = x
     x = ReflectionPad2D(3, name="out_pad")(x)
     if c.residual:
         delta = layers.Conv2D(3, 7, kernel_initializer="zeros", name="out_conv")(x)
+        if c.detail_head:
+            h = layers.Concatenate(name="head_in")([feat, rgb])
+            h = ReflectionPad2D(1, name="head_pad0")(h)
+            h = layers.Conv2D(c.ngf, 3, name="head_conv0")(h)
+            h = layers.ReLU(name="head_relu")(h)
+            h = ReflectionPad2D(1, name="head_pad1")(h)
+            h = layers.Conv2D(3, 3, kernel_initializer="zeros", name="head_conv1")(h)
+            delta = layers.Add(name="head_add")([delta, h])
         out = layers.Add(name="out_add")([rgb, delta])
         out = layers.Activation(lambda t: ops.clip(t, -1.0, 1.0), name="out_clip")(out)
     else:

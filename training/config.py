@@ -58,6 +58,9 @@ class TrainConfig:
         conditioned: G and F take the input and target ages as extra channels (mesh space only).
         film: the conditioned generators also read the ages after every normalisation (FiLM), so a target
             age reaches the network; without it only the engine's gap scaling does.
+        detail_head: G and F get a full-resolution head that reads the input RGB
+            (`models.networks.GeneratorConfig.detail_head`), so their change can take a face's own finest
+            detail away. `init_from` a bundle without it starts the head at zero.
         targets_per_face: teacher pairs per training face, each for another target age (conditioned).
         teacher_shading, teacher_detail: the registered teacher's low-pass shading and exemplar-detail
             weights (`training.teacher`); `teacher_shape` is its landmark-displacement weight there.
@@ -135,6 +138,7 @@ class TrainConfig:
     landmarks: str = ""
     conditioned: bool = False
     film: bool = False
+    detail_head: bool = False
     targets_per_face: int = 2
     teacher_shading: float = 2.0
     teacher_detail: float = 1.0

@@ -326,6 +326,7 @@ class CycleGAN:
             residual=True,
             cond=2 if cfg.conditioned else 0,
             film=cfg.film,
+            detail_head=cfg.detail_head,
         )
         dcfg = DiscriminatorConfig(size=cfg.size, ndf=cfg.ndf)
         self.generator_config = gcfg
@@ -413,13 +414,26 @@ class CycleGAN:
                 raise TrainingError(f"{option} = {str(folder)!r}: {exc}") from exc
             # The generators are fully convolutional, so the same weights run at any texture size: a
             # bundle trained at 128 px starts a 192 px run (a feature is then 1.5 times as many texels).
-            if replace(manifest.generator, size=self.generator_config.size) != self.generator_config:
+            theirs_cfg = replace(manifest.generator, size=self.generator_config.size)
+            if replace(
+                theirs_cfg, detail_head=self.generator_config.detail_head
+            ) != self.generator_config or (theirs_cfg.detail_head and not self.generator_config.detail_head):
                 raise TrainingError(
                     f"{option} = {str(folder)!r}: its generator {manifest.generator} is not this config's "
-                    f"{self.generator_config}. Fix: match ngf, n_blocks, conditioned and film."
+                    f"{self.generator_config}. Fix: match ngf, n_blocks, conditioned, film and detail_head."
                 )
-            for mine, theirs in zip(net.weights, src.weights, strict=True):
-                mine.assign(tf.cast(theirs, mine.dtype))
+            if self.generator_config.detail_head and not theirs_cfg.detail_head:
+                # A bundle without the detail head: the head's last convolution is set to zero, so the
+                # generator computes what the bundle's does (a fresh run, or a trained one given --g-from).
+                theirs = {w.path: w for w in src.weights}
+                for mine in net.weights:
+                    if mine.path in theirs:
+                        mine.assign(tf.cast(theirs[mine.path], mine.dtype))
+                    elif mine.path.startswith("head_conv1/"):
+                        mine.assign(tf.zeros_like(mine))
+                continue
+            for mine, theirs_w in zip(net.weights, src.weights, strict=True):
+                mine.assign(tf.cast(theirs_w, mine.dtype))
         if manifest is None:
             raise TrainingError(f"{option}: no generator named in {which_nets} (G or F)")
         return manifest

@@ -487,6 +487,39 @@ def test_init_from_bundle_starts_g_and_f_from_its_weights(straight_run: Straight
         CycleGAN(run.cfg).init_from_bundle(tmp_path / "missing")
 
 
+def test_init_from_a_bundle_without_the_detail_head_starts_the_head_at_zero(
+    straight_run: StraightRun, tmp_path: Path
+) -> None:
+    """`detail_head`: a run with the head starts from a head-less bundle, computing exactly what the bundle
+    does; another architecture is still refused, and the message names the key."""
+    import tensorflow as tf
+
+    from training.errors import TrainingError
+    from training.export import export_bundle
+    from training.train import CycleGAN
+
+    run = straight_run
+    folder = export_bundle(Path(run.cfg.run_dir), name="tiny", out_dir=tmp_path / "bundles")
+    headed = CycleGAN(run.cfg.replace(detail_head=True))
+    headed.init_from_bundle(folder)
+    assert len(headed.F.weights) == len(run.model.F.weights) + 4  # two convolutions, kernels and biases
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, S, S, 3)), tf.float32)
+    for mine, theirs in ((headed.G, run.model.G), (headed.F, run.model.F)):
+        np.testing.assert_allclose(
+            mine(x, training=False).numpy(), theirs(x, training=False).numpy(), atol=1e-6
+        )
+    # A trained head (as in a checkpoint exported with --g-from) is switched off by the head-less bundle's G.
+    conv = headed.G.get_layer("head_conv1")
+    conv.kernel.assign(tf.ones_like(conv.kernel))
+    assert np.abs(headed.G(x, training=False).numpy() - run.model.G(x, training=False).numpy()).max() > 1e-3
+    headed.init_from_bundle(folder, ("G",))
+    np.testing.assert_allclose(
+        headed.G(x, training=False).numpy(), run.model.G(x, training=False).numpy(), atol=1e-6
+    )
+    with pytest.raises(TrainingError, match="detail_head"):
+        CycleGAN(run.cfg.replace(n_blocks=2, detail_head=True)).init_from_bundle(folder)
+
+
 def test_export_g_from_ships_another_bundles_g_beside_this_runs_f(
     straight_run: StraightRun, tmp_path: Path
 ) -> None:
