@@ -28,7 +28,7 @@ _REEXPORT = (
     "Fix: re-export the bundle with `python -m training export`, "
     "or reinstall faceage-video to restore the bundled models."
 )
-DEFAULT_MODEL = "utkface-oriented-128"
+DEFAULT_MODEL = "utkface-head-128"
 BUNDLED_DIR = Path(__file__).resolve().parent
 
 

@@ -205,9 +205,10 @@ def _card_tail(
     g_from = manifest.training.get("G_from")
     own_g = (
         [
-            f"- `G` is not this run's: it is the bundle `{g_from['bundle']}`'s (config "
-            f"`{g_from['training'].get('config')}`, checkpoint `{g_from['training'].get('checkpoint')}`), "
-            "unchanged; this run's `F` ships beside it (`--g-from`)."
+            f"- `G` is not this run's: it is the bundle `{g_from['bundle']}`'s"
+            + (f" (first shipped in `{g_from['origin']}`)" if "origin" in g_from else "")
+            + f" (config `{g_from['training'].get('config')}`, checkpoint "
+            f"`{g_from['training'].get('checkpoint')}`), unchanged; this run's `F` ships beside it (`--g-from`)."
         ]
         if g_from
         else []
@@ -254,7 +255,13 @@ def _mesh_card(
         f"- Generator: ngf {g.ngf}, {g.n_blocks} residual blocks, residual output, instance norm, reflection "
         "padding, resize-then-conv upsampling; input RGB plus two constant maps, input age / 100 and target "
         "age / 100 (FRAN-style)"
-        + (", which also scale and shift the features after every normalisation (FiLM)." if g.film else "."),
+        + (", which also scale and shift the features after every normalisation (FiLM)" if g.film else "")
+        + (
+            "; a full-resolution detail head (two 3×3 convolutions over the decoder's features and the input "
+            "RGB) adds to the change, so it can take a face's own finest detail away."
+            if g.detail_head
+            else "."
+        ),
         f"- Training: {steps} steps"
         + (f", G and F started from the bundle `{cfg.init_from}` (a fine-tune)" if cfg.init_from else "")
         + f". {min(steps, cfg.warm_steps)} warm-start steps, L1 to pairs of the registered "
@@ -381,6 +388,10 @@ def export_bundle(
     if g_from is not None:
         source = model.init_from_bundle(g_from, ("G",), option="--g-from")
         g_record = {"G_from": {"bundle": Path(g_from).name, "training": source.training}}
+        if "G_from" in source.training:
+            # That bundle's G was itself another bundle's: record where it was trained, not its F's run.
+            first = source.training["G_from"]
+            g_record["G_from"].update(training=first["training"], origin=first.get("origin", first["bundle"]))
     metrics = summarize_metrics(report) if report is not None else {}
     if force and failures:
         metrics["forced"] = failures

@@ -546,6 +546,11 @@ def test_export_g_from_ships_another_bundles_g_beside_this_runs_f(
     assert record["G_from"]["bundle"] == "early" and record["G_from"]["training"]["steps"] == half
     assert record["steps"] == run.cfg.steps
     assert "it is the bundle `early`'s" in (mixed / "CARD.md").read_text()
+    # A G taken from a bundle whose G was itself taken keeps the record of the run that trained it.
+    again = export_bundle(Path(run.cfg.run_dir), name="again", out_dir=tmp_path / "b", g_from=mixed)
+    chained = load_manifest(again)[1].training["G_from"]
+    assert chained["bundle"] == "mixed" and chained["origin"] == "early"
+    assert chained["training"]["steps"] == half
 
 
 def test_export_without_checkpoints(tmp_path: Path) -> None:
