@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.quality import DEFAULT_VIDEOS, _read_frames, _write_json
+from benchmarks.quality import DEFAULT_VIDEOS, _read_frames, write_json
 from benchmarks.stills import open_landmarker
 from faceage_video.face.mesh import CanonicalMesh, MeshFit, MeshOptions
 from faceage_video.types import Frame
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{on['change_dt']:.3f} ({off['change_dt']:.3f}) | {on['change_size']:.2f} ({off['change_size']:.2f}) |"
         )
     if args.json:
-        _write_json(args.json, res)
+        write_json(args.json, res)
     return 0
 
 

@@ -20,8 +20,7 @@ of the inner face can reach that goal on these photos: the rest is hair, outline
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.judges import AgeJudge, IdentityJudge
-from benchmarks.quality import DEFAULT_DATA, judge_images, judge_row, picture
+from benchmarks.quality import DEFAULT_DATA, write_json
 from benchmarks.stills import (
     DIRECTIONS,
     Crops,
@@ -38,13 +36,11 @@ from benchmarks.stills import (
     FaceSets,
     Transform,
     cut_face,
-    features_of,
     load_faces,
     open_landmarker,
-    safe_auc,
 )
 from benchmarks.teacher import _key
-from benchmarks.teacher_sweep import _line
+from benchmarks.teacher_sweep import judge_transforms
 from faceage_video.face.mesh import CanonicalMesh, MeshOptions
 
 # The teacher's shading band ends at 8 × its 2 px σ (at 128 px): what lies above is light and skin tone.
@@ -93,24 +89,13 @@ def run(
     template = CanonicalMesh(MeshOptions(size=size))
     with open_landmarker() as landmarker:
         sets = {d: load_faces(data, d, landmarker, n, 4) for d in directions}
-    age_judge, id_judge = AgeJudge(), IdentityJudge()
-    report: dict[str, Any] = {"n": n, "size": size, "unchanged": {}, "rows": []}
-    for d in directions:
-        s = sets[d]
-        target = features_of([f.image for f in s.targets], [f.frame for f in s.targets])
-        source = features_of([f.image for f in s.sources], [f.frame for f in s.sources])
-        report["unchanged"][d] = safe_auc(target, source, 0)
-        judged_in = judge_images([f.image for f in s.sources], age_judge, id_judge)
+    report: dict[str, Any] = {"n": n, "size": size}
+
+    def rows_of(d: Direction, s: FaceSets) -> Iterator[tuple[str, Transform, dict[str, Any]]]:
         for name, transform in partner_transforms(s, template).items():
-            row, outs, bw = judge_row(name, d, transform, template, s, judged_in, target, age_judge, id_judge)
-            report["rows"].append(row)
-            if pictures is not None:
-                pictures.mkdir(parents=True, exist_ok=True)
-                k = min(10, len(s.sources))
-                picture(
-                    pictures / f"ceiling_{name}_{d}.jpg", [*s.sources[:k], *s.bw[:4]], [*outs[:k], *bw[:4]]
-                )
-            print(_line(row, report["unchanged"][d]), flush=True)
+            yield name, transform, {}
+
+    report["unchanged"], report["rows"] = judge_transforms(sets, template, rows_of, pictures, "ceiling")
     return report
 
 
@@ -129,10 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out.with_name(f".{a.out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        tmp.replace(a.out)
+        write_json(a.out, report)
     return 0
 
 

@@ -12,7 +12,6 @@ faces tinted and, for videos, the change added between frames (flow-compensated;
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from numpy.typing import NDArray
 from benchmarks.judges import AgeJudge, IdentityJudge
 from benchmarks.measures import colour, regions, stability
 from benchmarks.quality import compare as judge_pairs
-from benchmarks.quality import judge_images
+from benchmarks.quality import judge_images, write_json
 from benchmarks.stills import canonical_pair, open_landmarker
 from faceage_video.errors import InputError
 from faceage_video.face.landmarks import FaceLandmarker, detect_padded
@@ -191,8 +190,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"added temporal change {_fmt(t['added_change_flow'], '.3f')} levels/frame over {t['pairs']} frame pairs (flow-compensated, an upper bound)"
         )
     if a.json is not None:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.json.with_name(f".{a.json.name}.tmp")
-        tmp.write_text(json.dumps(r, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        tmp.replace(a.json)
+        write_json(a.json, r)
     return 0

@@ -865,7 +865,7 @@ def _engine_for_clips(transform: Transform, template: Space, direction: Directio
     return TransformEngine(transform, template, direction, name)
 
 
-def _write_json(path: Path, report: dict[str, Any]) -> None:
+def write_json(path: Path, report: dict[str, Any]) -> None:
     """JSON through a temporary file renamed on success; NaN never written (strict parsers reject it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -1041,7 +1041,7 @@ def run_quality(
     report["gates_passed"] = bool(gates) and all(g["passed"] for g in gates)
     report["vs_baseline"] = _ratios(report["rows"])
     report["seconds"] = round(time.perf_counter() - started, 1)
-    _write_json(options.out, report)
+    write_json(options.out, report)
     _print_table(console, report)
     console.print(f"wrote {options.out} and {len(report['pictures'])} pictures in {report['seconds']} s")
     return report

@@ -15,15 +15,24 @@ pictures and by realism, not by the age judge alone.
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from benchmarks.judges import AgeJudge, IdentityJudge
-from benchmarks.quality import DEFAULT_DATA, judge_images, judge_row, picture
-from benchmarks.stills import DIRECTIONS, Direction, features_of, load_faces, open_landmarker, safe_auc
+from benchmarks.quality import DEFAULT_DATA, judge_images, judge_row, picture, write_json
+from benchmarks.stills import (
+    DIRECTIONS,
+    Direction,
+    FaceSets,
+    Space,
+    Transform,
+    features_of,
+    load_faces,
+    open_landmarker,
+    safe_auc,
+)
 from benchmarks.teacher import load_prototypes, teacher_transforms
 from faceage_video.face.mesh import CanonicalMesh, MeshOptions
 
@@ -80,31 +89,56 @@ def sweep(
     with open_landmarker() as landmarker:
         sets = {d: load_faces(data, d, landmarker, n, 4) for d in directions}
     protos = load_prototypes(config, template)
-    age_judge, id_judge = AgeJudge(), IdentityJudge()
-    report: dict[str, Any] = {"config": config, "n": n, "unchanged": {}, "rows": []}
-    for d in directions:
-        s = sets[d]
-        target = features_of([f.image for f in s.targets], [f.frame for f in s.targets])
-        source = features_of([f.image for f in s.sources], [f.frame for f in s.sources])
-        report["unchanged"][d] = safe_auc(target, source, 0)
-        judged_in = judge_images([f.image for f in s.sources], age_judge, id_judge)
+    report: dict[str, Any] = {"config": config, "n": n}
+
+    def variants_of(d: Direction, s: FaceSets) -> Iterator[tuple[str, Transform, dict[str, Any]]]:
         for name, overrides in [("config", {}), *variants]:
             transforms = teacher_transforms(config, {d: s}, template, overrides, protos)
             if isinstance(transforms, str):
                 raise RuntimeError(transforms)
-            row, outs, bw = judge_row(
-                name, d, transforms[d], template, s, judged_in, target, age_judge, id_judge
-            )
-            row["overrides"] = overrides
-            report["rows"].append(row)
+            yield name, transforms[d], {"overrides": overrides}
+
+    report["unchanged"], report["rows"] = judge_transforms(sets, template, variants_of, pictures, "teacher")
+    return report
+
+
+def judge_transforms(
+    sets: dict[Direction, FaceSets],
+    template: Space,
+    transforms_of: Callable[[Direction, FaceSets], Iterable[tuple[str, Transform, dict[str, Any]]]],
+    pictures: Path | None = None,
+    prefix: str = "row",
+) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
+    """Every still measure (`judge_row`) of each named transform of each direction.
+
+    Args:
+        sets: the faces of each direction.
+        template: the face space the transforms work in.
+        transforms_of: (direction, its faces) → (name, transform, extra fields of the row) for each row.
+        pictures: a folder for one before/after picture a row, `{prefix}_{name}_{direction}.jpg`.
+
+    Returns:
+        (the unchanged input's realism AUC by direction, the rows), each row printed as it is judged.
+    """
+    age_judge, id_judge = AgeJudge(), IdentityJudge()
+    unchanged: dict[str, float | None] = {}
+    rows: list[dict[str, Any]] = []
+    for d, s in sets.items():
+        target = features_of([f.image for f in s.targets], [f.frame for f in s.targets])
+        source = features_of([f.image for f in s.sources], [f.frame for f in s.sources])
+        unchanged[d] = safe_auc(target, source, 0)
+        judged_in = judge_images([f.image for f in s.sources], age_judge, id_judge)
+        for name, transform, extra in transforms_of(d, s):
+            row, outs, bw = judge_row(name, d, transform, template, s, judged_in, target, age_judge, id_judge)
+            row.update(extra)
+            rows.append(row)
             if pictures is not None:
                 pictures.mkdir(parents=True, exist_ok=True)
                 k = min(10, len(s.sources))
-                picture(
-                    pictures / f"teacher_{name}_{d}.jpg", [*s.sources[:k], *s.bw[:4]], [*outs[:k], *bw[:4]]
-                )
-            print(_line(row, report["unchanged"][d]), flush=True)
-    return report
+                faces, images = [*s.sources[:k], *s.bw[:4]], [*outs[:k], *bw[:4]]
+                picture(pictures / f"{prefix}_{name}_{d}.jpg", faces, images)
+            print(_line(row, unchanged[d]), flush=True)
+    return unchanged, rows
 
 
 def _f(value: float | None, spec: str) -> str:
@@ -144,10 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out.with_name(f".{a.out.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        tmp.replace(a.out)
+        write_json(a.out, report)
     return 0
 
 
