@@ -476,9 +476,10 @@ class RegisteredTeacher:
             filled = int(min(EXEMPLARS_PER_GROUP, max(self.protos.counts[g, j], 1)))
             n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % filled
             ex = (self.protos.exemplar_bands[g, j, n], self.protos.exemplar_env[g, j, n])
+        take: Array | None = None
         if ex is not None and o.transplant > 0:
             # Detail far above what faces of this age have is an object on the skin (a glasses frame, a
-            # moustache, a mole), not skin: it keeps its own bands.
+            # moustache, a mole), not skin: it keeps its own bands, fully from half a unit of excess on.
             excess = np.max([own[k] / (e_a[k] + 2e-3) for k in range(len(bands))], axis=0)
             keep = _blur(np.clip(excess - OBJECT_EXCESS, 0.0, 1.0), self.env_sigma)
             take = o.transplant * self.detail_skin * (1.0 - np.clip(2.0 * keep, 0.0, 1.0))
@@ -490,10 +491,10 @@ class RegisteredTeacher:
                 gain = np.clip(ratio, 1.0, 2.5) if o.amplify else np.ones_like(ratio)
             else:
                 gain = np.clip(ratio, 0.6 if k == 0 else 0.25, 1.0)
-            w = self.skin
-            out += band * (1.0 + (gain - 1.0) * w)
-            if ex is not None and o.transplant > 0:
-                out += take * (ex[0][k] - band * (1.0 + (gain - 1.0) * w))
+            mine = band * (1.0 + (gain - 1.0) * self.skin)
+            out += mine
+            if ex is not None and take is not None:
+                out += take * (ex[0][k] - mine)
             if ex is not None and k > 0 and older and o.detail > 0:
                 # The energy the target age has here that this face, even after the gain, still lacks.
                 if o.amplify:
