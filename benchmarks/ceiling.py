@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.measures import colour
 from benchmarks.quality import DEFAULT_DATA, write_json
 from benchmarks.stills import (
     DIRECTIONS,
@@ -39,7 +40,7 @@ from benchmarks.stills import (
     load_faces,
     open_landmarker,
 )
-from benchmarks.teacher import _key
+from benchmarks.teacher import crop_key
 from benchmarks.teacher_sweep import judge_transforms
 from faceage_video.face.mesh import CanonicalMesh, MeshOptions
 
@@ -62,22 +63,19 @@ def partner_transforms(sets: FaceSets, template: CanonicalMesh) -> dict[str, Tra
     Source `i` and target `i` share a (gender, race) cell: both lists are balanced cell by cell and ordered
     round-robin over the same cells. A b/w copy gets its partner's texture in greyscale.
     """
+    textures = [cut_face(t.image, t.landmarks, template)[0] for t in sets.targets]
     partners: dict[str, NDArray[np.float32]] = {}
-    for i, f in enumerate(sets.sources):
-        partners[_key(cut_face(f.image, f.landmarks, template)[0])] = cut_face(
-            sets.targets[i].image, sets.targets[i].landmarks, template
-        )[0].astype(np.float32)
-    for i, f in enumerate(sets.bw):
-        tex = cut_face(sets.targets[i].image, sets.targets[i].landmarks, template)[0].astype(np.float32)
-        grey = tex @ np.array([0.299, 0.587, 0.114], np.float32)
-        partners[_key(cut_face(f.image, f.landmarks, template)[0])] = np.repeat(grey[..., None], 3, axis=2)
+    for faces, grey in ((sets.sources, False), (sets.bw, True)):
+        for f, tex in zip(faces, textures, strict=False):
+            partner = colour.greyscale(tex) if grey else tex
+            partners[crop_key(cut_face(f.image, f.landmarks, template)[0])] = partner.astype(np.float32)
     sigma = TONE_SIGMA_128 * template.size / 128.0
 
     def whole(crops: Crops) -> NDArray[np.float32]:
-        return np.stack([partners[_key(c)] for c in crops])
+        return np.stack([partners[crop_key(c)] for c in crops])
 
     def folds(crops: Crops) -> NDArray[np.float32]:
-        return np.stack([keep_tone(c.astype(np.float32), partners[_key(c)], sigma) for c in crops])
+        return np.stack([keep_tone(c.astype(np.float32), partners[crop_key(c)], sigma) for c in crops])
 
     return {"real_inner": whole, "real_folds": folds}
 

@@ -377,9 +377,9 @@ class _Labelled:
         self.ages = ages
 
     def __call__(self, crops: Crops) -> NDArray[np.float32]:
-        from benchmarks.teacher import _key
+        from benchmarks.teacher import crop_key
 
-        asked = np.array([self.ages[_key(c)] for c in crops], np.float32)
+        asked = np.array([self.ages[crop_key(c)] for c in crops], np.float32)
         out: NDArray[np.float32] = self.engine(crops, asked)
         return out
 

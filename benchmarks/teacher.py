@@ -28,7 +28,8 @@ from faceage_video.face.align import apply_affine
 from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh
 
 
-def _key(crop: NDArray[np.uint8]) -> str:
+def crop_key(crop: NDArray[np.uint8]) -> str:
+    """A crop's identity by content: transforms that are handed crops find their face (and its ages) by it."""
     return hashlib.sha1(np.ascontiguousarray(crop).tobytes()).hexdigest()
 
 
@@ -49,7 +50,7 @@ def labelled_ages(sets: FaceSets, template: Space) -> dict[str, tuple[float, flo
     ages it between."""
     target = target_age(sets)
     return {
-        _key(cut_face(f.image, f.landmarks, template)[0]): (float(f.age), target)
+        crop_key(cut_face(f.image, f.landmarks, template)[0]): (float(f.age), target)
         for f in (*sets.sources, *sets.bw)
     }
 
@@ -97,7 +98,7 @@ def teacher_transforms(
         def transform(crops: Crops) -> NDArray[np.float32]:
             out = []
             for crop in crops:
-                face, shape = faces[_key(crop)]
+                face, shape = faces[crop_key(crop)]
                 img = crop.astype(np.float32) / 255.0
                 aged = teacher(img, float(face.age), target, face.gender, face.name, shape)
                 out.append(aged * 255.0)
@@ -113,7 +114,7 @@ def teacher_transforms(
             crop, fit = cut_face(f.image, f.landmarks, template)
             # The registered landmarks in canonical pixels, as the training cache stores them.
             shape = apply_affine(fit.similarity, fit.vertices[:N_LANDMARKS]).astype(np.float32)
-            faces[_key(crop)] = (f, shape)
+            faces[crop_key(crop)] = (f, shape)
         result[d] = make(faces, target_age(s))
     return result
 

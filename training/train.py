@@ -415,16 +415,16 @@ class CycleGAN:
             # The generators are fully convolutional, so the same weights run at any texture size: a
             # bundle trained at 128 px starts a 192 px run (a feature is then 1.5 times as many texels).
             theirs_cfg = replace(manifest.generator, size=self.generator_config.size)
-            if replace(
-                theirs_cfg, detail_head=self.generator_config.detail_head
-            ) != self.generator_config or (theirs_cfg.detail_head and not self.generator_config.detail_head):
+            # A run with the detail head may start from a bundle without one (never the other way round).
+            adds_head = self.generator_config.detail_head and not theirs_cfg.detail_head
+            if replace(theirs_cfg, detail_head=theirs_cfg.detail_head or adds_head) != self.generator_config:
                 raise TrainingError(
                     f"{option} = {str(folder)!r}: its generator {manifest.generator} is not this config's "
                     f"{self.generator_config}. Fix: match ngf, n_blocks, conditioned, film and detail_head."
                 )
-            if self.generator_config.detail_head and not theirs_cfg.detail_head:
-                # A bundle without the detail head: the head's last convolution is set to zero, so the
-                # generator computes what the bundle's does (a fresh run, or a trained one given --g-from).
+            if adds_head:
+                # The head's last convolution is set to zero, so the generator computes what the bundle's
+                # does (a fresh run, or a trained one given --g-from).
                 theirs = {w.path: w for w in src.weights}
                 for mine in net.weights:
                     if mine.path in theirs:
