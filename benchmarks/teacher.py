@@ -34,14 +34,16 @@ def crop_key(crop: NDArray[np.uint8]) -> str:
 
 
 def load_prototypes(config: str, template: CanonicalMesh) -> Any:
-    """A mesh config's registered prototypes: the ones its run saved, or built from its canonical cache."""
+    """A mesh config's registered prototypes: the ones its run saved, or built from its canonical cache and saved
+    there (`training.teacher.cached_prototypes`)."""
     cfg = importlib.import_module("training.config").load_config(config)
     teaching = importlib.import_module("training.teacher")
-    saved = Path(cfg.run_dir) / "registered-prototypes.npz"
-    if saved.is_file():
-        return teaching.Prototypes.load(saved)
     canonical = importlib.import_module("training.canonical")
-    return teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
+    saved = Path(cfg.run_dir) / "registered-prototypes.npz"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    return teaching.cached_prototypes(
+        saved, lambda: teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
+    )
 
 
 def labelled_ages(sets: FaceSets, template: Space) -> dict[str, tuple[float, float]]:

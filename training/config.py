@@ -71,6 +71,8 @@ class TrainConfig:
         teacher_shading_younger: the teacher's shading weight when de-aging; negative: `teacher_shading`.
         teacher_transplant: the share of the skin's fine bands the registered teacher takes from a real
             exemplar of the target age instead of the face's own (`TeacherOptions.transplant`; 0: none).
+        teacher_transplant_coarse: the same share for the coarse band, folds and bags
+            (`TeacherOptions.transplant_coarse`).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -93,6 +95,9 @@ class TrainConfig:
             real old face is not a young one. A plain discriminator can tell a fake by its artifacts alone,
             and the generators then learned to change less; with these negatives it reads age as well, so its
             gradient asks the generator for age and not only for fewer artifacts. 0: off.
+        train_generators: "both", "G" or "F": which generators (and their discriminators, `D_Y` for `G`,
+            `D_X` for `F`) learn; the other keeps its start (`init_from`). G and F learn apart without a
+            cycle term, so a candidate for one direction trains in half the time.
         init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
             start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
             whole run. Its generator architecture must be this config's, at any texture size (a 128 px
@@ -146,11 +151,13 @@ class TrainConfig:
     teacher_brows: float = 0.0
     teacher_shading_younger: float = -1.0
     teacher_transplant: float = 0.0
+    teacher_transplant_coarse: float = 0.0
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False
     teacher_lowpass: float = 0.0
     disc_age_negatives: float = 0.0
+    train_generators: str = "both"
     init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -158,6 +165,8 @@ class TrainConfig:
         if self.mixed_precision not in ("auto", "on", "off"):
             raise ConfigError(f"mixed_precision must be auto, on or off, got {self.mixed_precision!r}")
         self._check_types()
+        if self.train_generators not in ("both", "G", "F"):
+            raise ConfigError(f"train_generators must be both, G or F, got {self.train_generators!r}")
         if self.space not in ("five_point", "mesh"):
             raise ConfigError(f"space must be five_point or mesh, got {self.space!r}")
         if self.conditioned and self.space != "mesh":
@@ -202,6 +211,7 @@ class TrainConfig:
             "teacher_regions",
             "teacher_brows",
             "teacher_transplant",
+            "teacher_transplant_coarse",
             "lambda_texture",
             "teacher_lowpass",
             "disc_age_negatives",

@@ -93,6 +93,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += f"-b{opts.brows:g}" if opts.brows else ""
     name += "" if opts.shading_younger is None else f"-hy{opts.shading_younger:g}"
     name += f"-tp{opts.transplant:g}" if opts.transplant else ""
+    name += f"-tc{opts.transplant_coarse:g}" if opts.transplant_coarse else ""
     return name + ".npz"
 
 
@@ -100,7 +101,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages."""
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
     from training.canonical import load_canonical
-    from training.teacher import Prototypes, RegisteredTeacher, teacher_options
+    from training.teacher import Prototypes, RegisteredTeacher, cached_prototypes, teacher_options
     from training.train import TrainData
 
     run = Path(cfg.run_dir)
@@ -109,12 +110,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     if data.faces.shape[1] != cfg.size:
         raise DatasetError(f"cache {cfg.cache} holds {data.faces.shape[1]} px faces, config wants {cfg.size}")
     mesh = CanonicalMesh(MeshOptions(size=cfg.size))
-    proto_path = run / "registered-prototypes.npz"
-    if proto_path.exists():
-        protos = Prototypes.load(proto_path)
-    else:
-        protos = Prototypes.build(data, mesh)
-        protos.save(proto_path)
+    protos = cached_prototypes(run / "registered-prototypes.npz", lambda: Prototypes.build(data, mesh))
     opts = teacher_options(cfg)
     key = teacher_pairs_name(cfg.targets_per_face, opts)
     tpath = run / key

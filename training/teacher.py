@@ -22,6 +22,7 @@ Arrays are float32 RGB in [0, 1], (S, S, 3), in canonical space at the cache's s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ BAND_EDGES: tuple[tuple[int, int], ...] = ((18, 29), (30, 39), (40, 49), (50, 59
 BAND_SIGMAS_128: tuple[float, ...] = (0.7, 1.4, 2.8, 5.6)
 ENVELOPE_SIGMA_128 = 4.0
 SHADING_SIGMA_128 = 2.0
+# The coarse band (`transplant_coarse`) runs from the last fine band's σ up to here: folds, bags and lines at
+# the shading's scale (8 × its σ, as in `benchmarks.ceiling`); what lies above is light and skin tone.
+COARSE_SIGMA_128 = 16.0
 EXEMPLARS_PER_GROUP = 24
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -111,6 +115,9 @@ class TeacherOptions:
             keeps the structure of real folds, which the face's own detail scaled by a ratio does not have.
             The mix is linear, so two unrelated fields at 0.5 keep half the band's energy: it also smooths
             (an energy-keeping mix de-aged less, −13.5 against −17.8 y; benchmarks/README.md).
+        transplant_coarse: the same for the coarse band (σ of the last fine band up to `COARSE_SIGMA_128`):
+            the exemplar's own folds, bags and lines instead of the face's, where the prototypes' mean
+            shading difference only has their blurred average. The light and skin tone above it stay.
     """
 
     shape: float = 1.5
@@ -122,10 +129,12 @@ class TeacherOptions:
     brows: float = 0.0
     shading_younger: float | None = None
     transplant: float = 0.0
+    transplant_coarse: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.transplant <= 1.0:
-            raise ValueError(f"transplant must be in 0..1, got {self.transplant}")
+        for name in ("transplant", "transplant_coarse"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in 0..1, got {getattr(self, name)}")
 
 
 def teacher_options(cfg: TrainConfig) -> TeacherOptions:
@@ -139,6 +148,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         brows=cfg.teacher_brows,
         shading_younger=None if cfg.teacher_shading_younger < 0 else cfg.teacher_shading_younger,
         transplant=cfg.teacher_transplant,
+        transplant_coarse=cfg.teacher_transplant_coarse,
     )
 
 
@@ -154,6 +164,12 @@ def _canonical_fit(mesh: CanonicalMesh, landmarks: NDArray[np.floating[Any]]) ->
 def _sigmas(size: int) -> tuple[list[float], float, float]:
     k = size / 128.0
     return [s * k for s in BAND_SIGMAS_128], ENVELOPE_SIGMA_128 * k, SHADING_SIGMA_128 * k
+
+
+def coarse_band(base: Array, y: Array, size: int) -> Array:
+    """(S, S) the coarse band of a face's luminance `y`: its `band_split` base minus its low-pass at
+    `COARSE_SIGMA_128` (scaled to `size`)."""
+    return np.asarray(base - _blur(y, COARSE_SIGMA_128 * size / 128.0), np.float32)
 
 
 def _blur(x: Array, sigma: float) -> Array:
@@ -286,6 +302,8 @@ class Prototypes:
         exemplar_bands: (2, K, E, B, S, S) fine luminance bands of E real faces per group.
         exemplar_env: (2, K, E, B, S, S) their local amplitudes.
         counts: (2, K) faces per group.
+        exemplar_coarse: (2, K, E, S, S) the exemplars' coarse bands (`coarse_band`); None in prototypes
+            saved before it existed (`transplant_coarse` needs them: `cached_prototypes` rebuilds).
     """
 
     mean: Array
@@ -294,6 +312,7 @@ class Prototypes:
     exemplar_bands: Array
     exemplar_env: Array
     counts: NDArray[np.int64]
+    exemplar_coarse: Array | None = None
 
     @classmethod
     def build(cls, data: CanonicalSet, mesh: CanonicalMesh, train_only: bool = True) -> Prototypes:
@@ -306,6 +325,7 @@ class Prototypes:
         shape = np.zeros((2, k, N_LANDMARKS, 2), np.float64)
         ex_b = np.zeros((2, k, EXEMPLARS_PER_GROUP, b, s, s), np.float32)
         ex_e = np.zeros_like(ex_b)
+        ex_c = np.zeros((2, k, EXEMPLARS_PER_GROUP, s, s), np.float32)
         counts = np.zeros((2, k), np.int64)
         for g in (0, 1):
             for j, (lo, hi) in enumerate(BAND_EDGES):
@@ -322,7 +342,7 @@ class Prototypes:
                 e = 0
                 for i in idx:
                     y = luma(data.faces[i].astype(np.float32) / 255.0)
-                    bands, _ = band_split(y, sig)
+                    bands, base = band_split(y, sig)
                     amps = [_blur(np.abs(x), env_sig) for x in bands]
                     mean[g, j] += y
                     env[g, j] += np.stack(amps)
@@ -330,18 +350,25 @@ class Prototypes:
                     if int(i) in pick and e < EXEMPLARS_PER_GROUP:
                         ex_b[g, j, e] = np.stack(bands)
                         ex_e[g, j, e] = np.stack(amps)
+                        ex_c[g, j, e] = coarse_band(base, y, s)
                         e += 1
                 n = max(len(idx), 1)
                 mean[g, j] /= n
                 env[g, j] /= n
                 shape[g, j] /= n
         return cls(
-            mean.astype(np.float32), env.astype(np.float32), shape.astype(np.float32), ex_b, ex_e, counts
+            mean.astype(np.float32),
+            env.astype(np.float32),
+            shape.astype(np.float32),
+            ex_b,
+            ex_e,
+            counts,
+            ex_c,
         )
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(
-            path,
+        """Write to `path` (.npz), through a temporary file: a run killed mid-write leaves no half file."""
+        arrays = dict(
             mean=self.mean,
             env=self.env,
             shape=self.shape,
@@ -349,11 +376,20 @@ class Prototypes:
             exemplar_env=self.exemplar_env,
             counts=self.counts,
         )
+        if self.exemplar_coarse is not None:
+            arrays["exemplar_coarse"] = self.exemplar_coarse
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+        tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> Prototypes:
-        d = np.load(path)
-        return cls(d["mean"], d["env"], d["shape"], d["exemplar_bands"], d["exemplar_env"], d["counts"])
+        with np.load(path) as d:
+            coarse = d["exemplar_coarse"] if "exemplar_coarse" in d.files else None
+            return cls(
+                d["mean"], d["env"], d["shape"], d["exemplar_bands"], d["exemplar_env"], d["counts"], coarse
+            )
 
     def at(self, gender: int, age: float) -> tuple[Array, Array, Array]:
         """Mean luminance (S, S), band amplitudes (B, S, S) and shape (468, 2) at any age (interpolated)."""
@@ -363,6 +399,18 @@ class Prototypes:
         env = np.tensordot(w, self.env[g], axes=1)
         shape = np.tensordot(w, self.shape[g], axes=1)
         return mean.astype(np.float32), env.astype(np.float32), shape.astype(np.float32)
+
+
+def cached_prototypes(path: Path, build: Callable[[], Prototypes]) -> Prototypes:
+    """The prototypes saved at `path`, or `build()`'s, saved there: also when the saved ones predate a field
+    (`exemplar_coarse`). The build is deterministic, so every earlier field comes out the same."""
+    if path.exists():
+        protos = Prototypes.load(path)
+        if protos.exemplar_coarse is not None:
+            return protos
+    protos = build()
+    protos.save(path)
+    return protos
 
 
 def band_weights(age: float) -> NDArray[np.float64]:
@@ -433,6 +481,7 @@ class RegisteredTeacher:
         self.shading_mask = np.maximum(self.skin, options.brows * brow_mask(mesh)).astype(np.float32)
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
+        self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0
         self.shape_weight = shape_weights(mesh)
 
     def visible(self, shape: NDArray[np.float32]) -> Array:
@@ -469,7 +518,8 @@ class RegisteredTeacher:
         out = base.copy()
         older = target > age
         ex = None
-        if (older and o.detail > 0) or o.transplant > 0:
+        g, j, n = 0, 0, 0
+        if (older and o.detail > 0) or o.transplant > 0 or o.transplant_coarse > 0:
             g = 1 if gender == 1 else 0
             j = _band_of(target)
             # Only the filled exemplars: a group with fewer faces than EXEMPLARS_PER_GROUP has empty slots.
@@ -477,12 +527,22 @@ class RegisteredTeacher:
             n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % filled
             ex = (self.protos.exemplar_bands[g, j, n], self.protos.exemplar_env[g, j, n])
         take: Array | None = None
-        if ex is not None and o.transplant > 0:
+        if ex is not None and (o.transplant > 0 or o.transplant_coarse > 0):
             # Detail far above what faces of this age have is an object on the skin (a glasses frame, a
             # moustache, a mole), not skin: it keeps its own bands, fully from half a unit of excess on.
             excess = np.max([own[k] / (e_a[k] + 2e-3) for k in range(len(bands))], axis=0)
             keep = _blur(np.clip(excess - OBJECT_EXCESS, 0.0, 1.0), self.env_sigma)
-            take = o.transplant * self.detail_skin * (1.0 - np.clip(2.0 * keep, 0.0, 1.0))
+            guard = self.detail_skin * (1.0 - np.clip(2.0 * keep, 0.0, 1.0))
+            take = o.transplant * guard
+            if o.transplant_coarse > 0:
+                coarse = self.protos.exemplar_coarse
+                if coarse is None:
+                    raise ValueError("transplant_coarse needs prototypes with exemplar_coarse: rebuild them")
+                # An object's coarse shadow is wider than its edge: its guard spreads by the coarse band's σ.
+                wide = _blur(np.clip(2.0 * keep, 0.0, 1.0), self.coarse_sigma / 2.0)
+                take_c = o.transplant_coarse * self.detail_skin * (1.0 - np.clip(2.0 * wide, 0.0, 1.0))
+                own_c = coarse_band(base, y, self.mesh.size)
+                out += take_c * (coarse[g, j, n] - own_c)
         for k, band in enumerate(bands):
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes

@@ -344,8 +344,15 @@ class CycleGAN:
             keras.config.set_dtype_policy(previous)
         self.opt_gen = keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta1, beta_2=0.999)
         self.opt_disc = keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta1, beta_2=0.999)
-        self.gen_vars = self.G.trainable_variables + self.F.trainable_variables
-        self.disc_vars = self.D_X.trainable_variables + self.D_Y.trainable_variables
+        # Only the trained generators and their discriminators (D_Y judges G, D_X judges F) get gradients.
+        self.trains_g = cfg.train_generators in ("both", "G")
+        self.trains_f = cfg.train_generators in ("both", "F")
+        self.gen_vars = (self.G.trainable_variables if self.trains_g else []) + (
+            self.F.trainable_variables if self.trains_f else []
+        )
+        self.disc_vars = (self.D_X.trainable_variables if self.trains_f else []) + (
+            self.D_Y.trainable_variables if self.trains_g else []
+        )
         self.opt_gen.build(self.gen_vars)
         self.opt_disc.build(self.disc_vars)
         p, s = max(cfg.pool_size, 1), cfg.size
@@ -498,18 +505,24 @@ class CycleGAN:
         ya: tf.Tensor,
         yt: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
+        out: dict[str, tf.Tensor] = {}
+        total = tf.constant(0.0)
         with tf.GradientTape() as tape:
-            fake_y = self.G(self.generator_input(x, xa, xt), training=True)
-            fake_x = self.F(self.generator_input(y, ya, yt), training=True)
-            loss_g = _l1_weighted(fake_y, t_y, self.teach_w)
-            loss_f = _l1_weighted(fake_x, t_x, self.teach_w)
-            total = loss_g + loss_f
-            out = {"teach_G": loss_g, "teach_F": loss_f}
-            if self.texture is not None:
-                tex = self.texture.loss(fake_y, t_y) + self.texture.loss(fake_x, t_x)
-                # In units of the teacher L1, which the warm start weighs 1.
-                total += self.cfg.lambda_texture / max(self.cfg.lambda_teacher, 1e-6) * tex
-                out["texture"] = tex
+            # Each trained generator against its pairs; in units of the teacher L1, which the warm start weighs 1.
+            w_tex = self.cfg.lambda_texture / max(self.cfg.lambda_teacher, 1e-6)
+            for name, net, img, age, target, want, on in (
+                ("G", self.G, x, xa, xt, t_y, self.trains_g),
+                ("F", self.F, y, ya, yt, t_x, self.trains_f),
+            ):
+                if not on:
+                    continue
+                fake = net(self.generator_input(img, age, target), training=True)
+                out[f"teach_{name}"] = _l1_weighted(fake, want, self.teach_w)
+                total += out[f"teach_{name}"]
+                if self.texture is not None:
+                    tex = self.texture.loss(fake, want)
+                    out["texture"] = out.get("texture", 0.0) + tex
+                    total += w_tex * tex
         grads = tape.gradient(total, self.gen_vars)
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
         self.step.assign_add(1)
@@ -553,30 +566,38 @@ class CycleGAN:
         lam_teach: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         cfg = self.cfg
+        zero = tf.constant(0.0)
+        # A generator that is not trained runs only where a trained one's loss needs it (the cycle).
+        need_y = self.trains_g or cfg.lambda_cycle > 0
+        need_x = self.trains_f or cfg.lambda_cycle > 0
         with tf.GradientTape() as tape:
-            fake_y = self.G(self.generator_input(x, xa, xt), training=True)
-            cyc_x = self.F(self.generator_input(fake_y, xt, xa), training=True)
-            fake_x = self.F(self.generator_input(y, ya, yt), training=True)
-            cyc_y = self.G(self.generator_input(fake_x, yt, ya), training=True)
-            adv_g = _mse(self.D_Y(fake_y, training=True), 1.0)
-            adv_f = _mse(self.D_X(fake_x, training=True), 1.0)
-            cycle = _l1(x, cyc_x) + _l1(y, cyc_y)
+            fake_y = self.G(self.generator_input(x, xa, xt), training=self.trains_g) if need_y else None
+            fake_x = self.F(self.generator_input(y, ya, yt), training=self.trains_f) if need_x else None
+            adv_g = _mse(self.D_Y(fake_y, training=True), 1.0) if self.trains_g else zero
+            adv_f = _mse(self.D_X(fake_x, training=True), 1.0) if self.trains_f else zero
+            out: dict[str, tf.Tensor] = {}
+            if cfg.lambda_cycle > 0:
+                # Computed only when weighed: at weight 0 its two extra passes cost a third of the step.
+                cyc_x = self.F(self.generator_input(fake_y, xt, xa), training=self.trains_f)
+                cyc_y = self.G(self.generator_input(fake_x, yt, ya), training=self.trains_g)
+                out["cycle"] = _l1(x, cyc_x) + _l1(y, cyc_y)
             if cfg.lambda_identity > 0:
                 # A conditioned generator asked for the face's own age must change nothing.
-                ident = _l1(y, self.G(self.generator_input(y, ya, ya), training=True)) + _l1(
-                    x, self.F(self.generator_input(x, xa, xa), training=True)
+                ident = _l1(y, self.G(self.generator_input(y, ya, ya), training=self.trains_g)) + _l1(
+                    x, self.F(self.generator_input(x, xa, xa), training=self.trains_f)
                 )
             else:
-                ident = tf.constant(0.0)
+                ident = zero
             l1 = _l1_weighted if self.lowpass is None else self.lowpass
-            teach = l1(fake_y, t_y, self.teach_w) + l1(fake_x, t_x, self.teach_w)
-            if self.texture is not None:
-                tex = self.texture.loss(fake_y, t_y) + self.texture.loss(fake_x, t_x)
-            else:
-                tex = tf.constant(0.0)
+            teach, tex = zero, zero
+            for fake, want, on in ((fake_y, t_y, self.trains_g), (fake_x, t_x, self.trains_f)):
+                if on:
+                    teach += l1(fake, want, self.teach_w)
+                    if self.texture is not None:
+                        tex += self.texture.loss(fake, want)
             total = (
                 cfg.lambda_adv * (adv_g + adv_f)
-                + cfg.lambda_cycle * cycle
+                + cfg.lambda_cycle * out.get("cycle", zero)
                 + cfg.lambda_identity * ident
                 + lam_teach * teach
                 + cfg.lambda_texture * tex
@@ -585,25 +606,29 @@ class CycleGAN:
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
 
         k = tf.stack([tf.constant(self.cfg.seed + 99, tf.int64), self.step])
-        pool_y = self._query_pool(self.pool_y, 1, tf.cast(tf.stop_gradient(fake_y), tf.float32), k)
-        pool_x = self._query_pool(self.pool_x, 0, tf.cast(tf.stop_gradient(fake_x), tf.float32), k + 1)
         w = cfg.disc_age_negatives
         with tf.GradientTape() as dtape:
-            d_y = discriminator_loss(self.D_Y, y, pool_y, x, w)
-            d_x = discriminator_loss(self.D_X, x, pool_x, y, w)
-            d_total = d_x + d_y
+            d_total = zero
+            if self.trains_g:
+                pool_y = self._query_pool(self.pool_y, 1, tf.cast(tf.stop_gradient(fake_y), tf.float32), k)
+                out["D_Y"] = discriminator_loss(self.D_Y, y, pool_y, x, w)
+                d_total += out["D_Y"]
+            if self.trains_f:
+                pool_x = self._query_pool(
+                    self.pool_x, 0, tf.cast(tf.stop_gradient(fake_x), tf.float32), k + 1
+                )
+                out["D_X"] = discriminator_loss(self.D_X, x, pool_x, y, w)
+                d_total += out["D_X"]
         dgrads = dtape.gradient(d_total, self.disc_vars)
         self.opt_disc.apply_gradients(zip(dgrads, self.disc_vars, strict=False))
         self.step.assign_add(1)
         return {
-            "adv_G": adv_g,
-            "adv_F": adv_f,
-            "cycle": cycle,
+            **({"adv_G": adv_g} if self.trains_g else {}),
+            **({"adv_F": adv_f} if self.trains_f else {}),
             "ident": ident,
             "teach": teach,
             "texture": tex,
-            "D_X": d_x,
-            "D_Y": d_y,
+            **out,
         }
 
     def train_steps(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -420,6 +421,70 @@ def test_transplant_takes_the_skins_fine_bands_from_a_young_exemplar_and_keeps_o
 def test_transplant_is_a_share() -> None:
     with pytest.raises(ValueError, match="transplant"):
         TeacherOptions(transplant=1.5)
+    with pytest.raises(ValueError, match="transplant_coarse"):
+        TeacherOptions(transplant_coarse=-0.1)
+
+
+def test_the_coarse_transplant_takes_a_fold_away_and_keeps_the_light(teacher: RegisteredTeacher) -> None:
+    protos, mesh = teacher.protos, teacher.mesh
+    s = mesh.size
+    skin = skin_mask(mesh) > 0.99
+    # An old face: even light, and one soft dark fold (σ 4 px: coarser than the fine bands) down the skin.
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    cx = float(xx[skin].mean())
+    fold = 0.12 * np.exp(-0.5 * ((xx - cx) / 2.5) ** 2) * (np.abs(yy - yy[skin].mean()) < s * 0.15)
+    face = np.repeat((0.6 - fold)[..., None], 3, axis=2).astype(np.float32)
+    plain = dict(shape=0.0, shading=0.0, texture=0.0, detail=0.0, saturation=0.0)
+
+    def run(**options: float) -> np.ndarray:
+        return RegisteredTeacher(protos, mesh, TeacherOptions(**plain, **options))(face, 60.0, 24.0, 0, "f")  # type: ignore[arg-type]
+
+    np.testing.assert_allclose(run(), face, atol=1e-5)
+    line = (fold > 0.1) & skin
+    assert line.sum() > 10
+
+    def depth(img: np.ndarray) -> float:
+        return float(0.6 - luma(img)[line].mean())
+
+    fine, coarse, on = (
+        run(transplant=1.0),
+        run(transplant_coarse=1.0),
+        run(transplant=1.0, transplant_coarse=1.0),
+    )
+    # The fold spans the fine bands and the coarse one: each transplant takes its part, both take most of it
+    # (the young exemplar has no such fold); what is left lies above the coarse band, with the light.
+    assert depth(coarse) < 0.85 * depth(face) and depth(fine) < 0.85 * depth(face)
+    assert depth(on) < min(depth(fine), depth(coarse)) - 0.01
+    assert depth(on) < 0.5 * depth(face)
+    half = run(transplant=0.5, transplant_coarse=0.5)
+    assert depth(on) + 0.01 < depth(half) < depth(face) - 0.01
+    # The light and tone above the coarse band stay: the skin's mean luminance barely moves, and grey stays grey.
+    assert abs(float(luma(on)[skin].mean() - luma(face)[skin].mean())) < 0.01
+    assert np.abs(on[..., 0] - on[..., 2]).max() < 1e-5
+
+
+def test_prototypes_saved_before_the_coarse_band_are_rebuilt_once(
+    aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes], tmp_path: Path
+) -> None:
+    from training.teacher import cached_prototypes
+
+    mesh, data, protos = aging_set
+    assert protos.exemplar_coarse is not None and protos.exemplar_coarse.shape[-2:] == (mesh.size, mesh.size)
+    old = tmp_path / "old.npz"
+    replace(protos, exemplar_coarse=None).save(old)
+    assert Prototypes.load(old).exemplar_coarse is None
+    builds: list[int] = []
+
+    def build() -> Prototypes:
+        builds.append(1)
+        return Prototypes.build(data, mesh)
+
+    again = cached_prototypes(old, build)
+    assert builds == [1] and again.exemplar_coarse is not None
+    np.testing.assert_array_equal(again.exemplar_bands, protos.exemplar_bands)  # the old fields unchanged
+    cached_prototypes(old, build)  # now complete on disk: loaded, not built
+    assert builds == [1]
+    assert not list(tmp_path.glob("*.tmp*"))
 
 
 def test_the_config_sets_the_transplant_and_its_pairs_get_their_own_file() -> None:
@@ -433,3 +498,8 @@ def test_the_config_sets_the_transplant_and_its_pairs_get_their_own_file() -> No
     # Pairs of another teacher are never reused; a config without it keeps its old file name.
     assert teacher_pairs_name(3, teacher_options(tp)) != teacher_pairs_name(3, teacher_options(base))
     assert "tp" not in teacher_pairs_name(3, teacher_options(base))
+    tc = base.replace(teacher_transplant_coarse=0.5)
+    assert teacher_options(tc).transplant_coarse == 0.5
+    assert "-tc0.5" in teacher_pairs_name(3, teacher_options(tc)) and "tc" not in teacher_pairs_name(
+        3, teacher_options(base)
+    )

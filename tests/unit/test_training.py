@@ -889,3 +889,25 @@ def test_disc_age_negatives_score_the_other_domain_as_fake(tmp_path: Path) -> No
     assert plain["D_Y"] != pytest.approx(negatives["D_Y"], rel=1e-3)
     with pytest.raises(Exception, match="disc_age_negatives must be >= 0"):
         tiny_config(tmp_path, disc_age_negatives=-1.0)
+
+
+def test_train_generators_f_learns_f_and_d_x_only_and_the_unweighed_cycle_is_not_run(tmp_path: Path) -> None:
+    """`train_generators = "F"`: G and D_Y keep their start to the bit, F and D_X learn; with no cycle weight
+    the cycle passes are not run (their loss is not reported)."""
+    import keras
+
+    from training.train import CycleGAN
+
+    cfg = tiny_config(
+        tmp_path, steps=4, warm_steps=2, lambda_cycle=0.0, lambda_identity=0.0, train_generators="F"
+    )
+    keras.utils.set_random_seed(cfg.seed)
+    model = CycleGAN(cfg)
+    before = _networks(model)
+    out = model.train_steps(_train_data(), cfg.steps)
+    after = _networks(model)
+    g, f, d_x, d_y = (_changed(a, b) for a, b in zip(before, after, strict=True))
+    assert (g, f, d_x, d_y) == (False, True, True, False)
+    assert {"adv_F", "D_X", "teach"} <= set(out) and not {"adv_G", "D_Y", "cycle"} & set(out)
+    with pytest.raises(Exception, match="train_generators must be both, G or F"):
+        tiny_config(tmp_path, train_generators="D")
