@@ -29,6 +29,8 @@ _REEXPORT = (
     "or reinstall faceage-video to restore the bundled models."
 )
 DEFAULT_MODEL = "utkface-head-128"
+# The generator fields one of G and F may change on its own (`Manifest.overrides`).
+OVERRIDABLE = ("detail_head",)
 BUNDLED_DIR = Path(__file__).resolve().parent
 
 
@@ -42,7 +44,10 @@ class Manifest:
 
     Attributes:
         name: bundle name.
-        generator: the architecture of both G and F.
+        generator: the architecture of G and F.
+        overrides: per generator ("G" or "F"), the fields of `generator` that differ for it: only those in
+            `OVERRIDABLE`, which leave the input and output alone (the engine runs both alike). A `G` whose
+            detail head is zero ships without it (`{"G": {"detail_head": false}}`) and costs no head time.
         template: the alignment template (`AlignTemplate.to_dict()` of faceage_video), so crops at run time
             match the crops the model was trained on.
         normalisation: how uint8 pixels map to the network's range.
@@ -63,6 +68,11 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def config(self, which: str) -> GeneratorConfig:
+        """The architecture of generator `which` ("G" or "F"): `generator` with its `overrides`."""
+        return replace(self.generator, **self.overrides.get(which, {}))
 
     def to_json(self) -> str:
         return json.dumps(
@@ -70,6 +80,7 @@ class Manifest:
                 "format": FORMAT,
                 "name": self.name,
                 "generator": self.generator.to_dict(),
+                **({"generator_overrides": self.overrides} if self.overrides else {}),
                 "template": self.template,
                 "normalisation": self.normalisation,
                 "files": self.files,
@@ -102,7 +113,13 @@ class Manifest:
             bad = [k for k, v in sha.items() if len(v) != 64 or any(c not in "0123456789abcdef" for c in v)]
             if bad:
                 raise ValueError(f"sha256 of {', '.join(bad)} is not 64 hex digits")
-            return cls(
+            overrides = {str(k): dict(v) for k, v in dict(d.get("generator_overrides", {})).items()}
+            for which, changes in overrides.items():
+                if which not in ("G", "F") or not set(changes) <= set(OVERRIDABLE):
+                    raise ValueError(
+                        f"generator_overrides may set {', '.join(OVERRIDABLE)} of G or F, got {which}: {changes}"
+                    )
+            manifest = cls(
                 name=str(d["name"]),
                 generator=GeneratorConfig(**d["generator"]),
                 template=dict(d["template"]),
@@ -112,7 +129,11 @@ class Manifest:
                 training=dict(d.get("training", {})),
                 metrics=dict(d.get("metrics", {})),
                 sha256=sha,
+                overrides=overrides,
             )
+            for which in overrides:
+                manifest.config(which)  # each generator's architecture must be valid
+            return manifest
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"{source} is corrupt ({type(exc).__name__}: {exc}). {_REEXPORT}") from exc
 
@@ -210,7 +231,8 @@ def load_generator(bundle: str | Path | None, which: str) -> tuple[keras.Model, 
                 f"{want[:12]}… that {folder / 'manifest.json'} records. Fix: re-export the bundle with "
                 "`python -m training export`, or reinstall faceage-video for the bundled models."
             )
-    model = build_generator(manifest.generator, name=which)
+    config = manifest.config(which)
+    model = build_generator(config, name=which)
     try:
         model.load_weights(str(wpath))
     except Exception as exc:  # h5py and Keras raise many types for a damaged or mismatched file
@@ -218,7 +240,7 @@ def load_generator(bundle: str | Path | None, which: str) -> tuple[keras.Model, 
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise BundleError(
             f"weights {wpath} are corrupt or do not match the manifest's generator "
-            f"({manifest.generator}): {type(exc).__name__}: {first}. "
+            f"({config}): {type(exc).__name__}: {first}. "
             f"Fix: re-export the bundle with `python -m training export`."
         ) from exc
     return model, manifest

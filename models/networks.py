@@ -6,7 +6,7 @@ Tensors are NHWC, scaled to [-1, 1].
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import keras
@@ -217,6 +217,22 @@ def build_generator(config: GeneratorConfig, name: str = "G") -> keras.Model:
     else:
         out = layers.Conv2D(3, 7, activation="tanh", name="out_conv")(x)
     return keras.Model(inp, out, name=name)
+
+
+def without_zero_head(model: keras.Model, config: GeneratorConfig) -> keras.Model | None:
+    """A head-less copy of a `detail_head` generator whose head's last convolution is exactly zero (the head
+    then adds nothing, so the copy computes the same output without its cost); None if it has no head or
+    its head is not zero."""
+    if not config.detail_head:
+        return None
+    last = model.get_layer("head_conv1")
+    if any(bool(ops.any(ops.not_equal(w, 0.0))) for w in last.weights):
+        return None
+    lean = build_generator(replace(config, detail_head=False), name=model.name)
+    theirs = {w.path: w for w in model.weights}
+    for mine in lean.weights:
+        mine.assign(theirs[mine.path])
+    return lean
 
 
 def build_discriminator(config: DiscriminatorConfig, name: str = "D") -> keras.Model:

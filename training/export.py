@@ -12,6 +12,7 @@ import numpy as np
 
 from faceage_video.face.align import AlignTemplate
 from models.bundle import BUNDLED_DIR, Manifest, save_bundle
+from models.networks import without_zero_head
 from training.config import TrainConfig, load_config
 from training.errors import GateError, TrainingError
 
@@ -258,7 +259,13 @@ def _mesh_card(
         + (", which also scale and shift the features after every normalisation (FiLM)" if g.film else "")
         + (
             "; a full-resolution detail head (two 3×3 convolutions over the decoder's features and the input "
-            "RGB) adds to the change, so it can take a face's own finest detail away."
+            "RGB) adds to the change, so it can take a face's own finest detail away"
+            + "".join(
+                f" (`{w}` ships without it: its head was zero)"
+                for w in ("G", "F")
+                if not manifest.config(w).detail_head
+            )
+            + "."
             if g.detail_head
             else "."
         ),
@@ -392,6 +399,14 @@ def export_bundle(
             # That bundle's G was itself another bundle's: record where it was trained, not its F's run.
             first = source.training["G_from"]
             g_record["G_from"].update(training=first["training"], origin=first.get("origin", first["bundle"]))
+    # A detail head whose last convolution is zero adds nothing (a G started from a head-less bundle and
+    # never trained): that generator ships without it and runs without its cost.
+    generators: dict[str, Any] = {"G": model.G, "F": model.F}
+    overrides: dict[str, dict[str, Any]] = {}
+    for which, net in generators.items():
+        lean = without_zero_head(net, model.generator_config)
+        if lean is not None:
+            generators[which], overrides[which] = lean, {"detail_head": False}
     metrics = summarize_metrics(report) if report is not None else {}
     if force and failures:
         metrics["forced"] = failures
@@ -430,11 +445,12 @@ def export_bundle(
             **g_record,
         },
         metrics=metrics,
+        overrides=overrides,
     )
     folder = save_bundle(
         (out_dir or BUNDLED_DIR) / name,
         manifest,
-        {"G": model.G, "F": model.F},
+        generators,
         _card(manifest, cfg, metrics, failures if force else None),
     )
     try:

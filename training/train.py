@@ -421,12 +421,12 @@ class CycleGAN:
                 raise TrainingError(f"{option} = {str(folder)!r}: {exc}") from exc
             # The generators are fully convolutional, so the same weights run at any texture size: a
             # bundle trained at 128 px starts a 192 px run (a feature is then 1.5 times as many texels).
-            theirs_cfg = replace(manifest.generator, size=self.generator_config.size)
+            theirs_cfg = replace(manifest.config(which), size=self.generator_config.size)
             # A run with the detail head may start from a bundle without one (never the other way round).
             adds_head = self.generator_config.detail_head and not theirs_cfg.detail_head
             if replace(theirs_cfg, detail_head=theirs_cfg.detail_head or adds_head) != self.generator_config:
                 raise TrainingError(
-                    f"{option} = {str(folder)!r}: its generator {manifest.generator} is not this config's "
+                    f"{option} = {str(folder)!r}: its {which} {manifest.config(which)} is not this config's "
                     f"{self.generator_config}. Fix: match ngf, n_blocks, conditioned, film and detail_head."
                 )
             if adds_head:

@@ -32,3 +32,28 @@ def test_the_detail_head_sees_the_inputs_finest_detail_and_starts_at_zero() -> N
     # Half of each bright row is taken away and the dark rows stay: the change follows the finest detail.
     np.testing.assert_allclose(out[0, ::2], 0.1, atol=1e-5)
     np.testing.assert_allclose(out[0, 1::2], 0.0, atol=1e-5)
+
+
+def test_a_zero_detail_head_is_dropped_and_a_trained_one_kept() -> None:
+    """`without_zero_head`: a head whose last convolution is zero adds nothing, so the head-less copy computes
+    the same; a head that does something is never dropped."""
+    from models.networks import without_zero_head
+
+    cfg = GeneratorConfig(size=32, ngf=4, n_blocks=1, cond=2, film=True, detail_head=True)
+    g = build_generator(cfg, name="G")
+    rng = np.random.default_rng(1)
+    for w in g.weights:  # a trained body: any weights but the head's last convolution
+        if not w.path.startswith("head_conv1/"):
+            w.assign(0.1 * rng.standard_normal(tuple(w.shape)).astype(np.float32))
+    x = rng.uniform(-1, 1, (2, 32, 32, 5)).astype(np.float32)
+    lean = without_zero_head(g, cfg)
+    assert lean is not None and "head_conv1" not in [layer.name for layer in lean.layers]
+    assert len(lean.weights) == len(g.weights) - 4 and lean.name == "G"
+    np.testing.assert_allclose(np.asarray(lean(x)), np.asarray(g(x)), atol=1e-6)
+    bias = g.get_layer("head_conv1").bias
+    bias.assign(np.full(tuple(bias.shape), 1e-4, np.float32))
+    assert without_zero_head(g, cfg) is None
+    assert (
+        without_zero_head(build_generator(GeneratorConfig(size=32, ngf=4, n_blocks=1)), GeneratorConfig())
+        is None
+    )

@@ -520,6 +520,51 @@ def test_init_from_a_bundle_without_the_detail_head_starts_the_head_at_zero(
         CycleGAN(run.cfg.replace(n_blocks=2, detail_head=True)).init_from_bundle(folder)
 
 
+def test_export_ships_a_generator_whose_head_is_zero_without_it(
+    straight_run: StraightRun, tmp_path: Path
+) -> None:
+    """A head run started from a head-less bundle whose `G` never trained: `G` ships head-less (a manifest
+    override), computing the same, and `F`, whose head learned, keeps its head; a head-less bundle's override
+    is read back, and one that changes the generator's interface is refused."""
+    import json
+
+    import tensorflow as tf
+
+    from models.bundle import BundleError, load_generator, load_manifest
+    from training.export import export_bundle
+    from training.train import CycleGAN
+
+    run = straight_run
+    folder = export_bundle(Path(run.cfg.run_dir), name="tiny", out_dir=tmp_path / "bundles")
+    cfg = run.cfg.replace(detail_head=True, run_dir=str(tmp_path / "headrun"))
+    headed = CycleGAN(cfg)
+    headed.init_from_bundle(folder)
+    conv = headed.F.get_layer("head_conv1")
+    conv.kernel.assign(0.01 * tf.ones_like(conv.kernel))
+    (tmp_path / "headrun" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "headrun" / "config.json").write_text(json.dumps(cfg.to_dict()))
+    headed.save(tmp_path / "headrun" / "checkpoints" / "ckpt-8.npz")
+    out = export_bundle(tmp_path / "headrun", name="headed", out_dir=tmp_path / "bundles")
+    _, manifest = load_manifest(out)
+    assert manifest.overrides == {"G": {"detail_head": False}}
+    assert manifest.generator.detail_head and not manifest.config("G").detail_head
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, S, S, 3)), tf.float32)
+    g, _ = load_generator(out, "G")
+    f, _ = load_generator(out, "F")
+    assert "head_conv1" not in [layer.name for layer in g.layers]
+    np.testing.assert_allclose(g(x).numpy(), headed.G(x, training=False).numpy(), atol=1e-6)
+    np.testing.assert_allclose(f(x).numpy(), headed.F(x, training=False).numpy(), atol=1e-6)
+    # A head run may start from it again: its G is head-less, so the head starts at zero.
+    again = CycleGAN(cfg)
+    again.init_from_bundle(out)
+    np.testing.assert_allclose(again.G(x, training=False).numpy(), g(x).numpy(), atol=1e-6)
+    raw = json.loads((out / "manifest.json").read_text())
+    raw["generator_overrides"] = {"G": {"size": 64}}
+    (out / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="generator_overrides may set detail_head"):
+        load_manifest(out)
+
+
 def test_export_g_from_ships_another_bundles_g_beside_this_runs_f(
     straight_run: StraightRun, tmp_path: Path
 ) -> None:
