@@ -365,7 +365,7 @@ def export_bundle(
         force: export despite failed gates; the card says so and lists them.
         g_from: a bundle whose `G` the new bundle takes instead of the checkpoint's (G and F train apart,
             with no cycle term, so an `F` that improved can ship beside a `G` that did not); the manifest
-            and card name it.
+            and card name it. A run that trained only F (`train_generators = "F"`) takes its `init_from`.
 
     Returns:
         The bundle folder.
@@ -392,6 +392,9 @@ def export_bundle(
     model = CycleGAN(cfg)
     model.restore(ckpt)
     g_record: dict[str, Any] = {}
+    if g_from is None and cfg.train_generators == "F" and cfg.init_from:
+        # Only F learned: G is the start bundle's, unchanged, and the manifest says where it was trained.
+        g_from = Path(cfg.init_from)
     if g_from is not None:
         source = model.init_from_bundle(g_from, ("G",), option="--g-from")
         g_record = {"G_from": {"bundle": Path(g_from).name, "training": source.training}}

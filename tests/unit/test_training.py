@@ -523,9 +523,9 @@ def test_init_from_a_bundle_without_the_detail_head_starts_the_head_at_zero(
 def test_export_ships_a_generator_whose_head_is_zero_without_it(
     straight_run: StraightRun, tmp_path: Path
 ) -> None:
-    """A head run started from a head-less bundle whose `G` never trained: `G` ships head-less (a manifest
-    override), computing the same, and `F`, whose head learned, keeps its head; a head-less bundle's override
-    is read back, and one that changes the generator's interface is refused."""
+    """A head run started from a head-less bundle whose `G` never trained (`train_generators = "F"`): `G` ships
+    head-less (a manifest override), computing the same, and the manifest names where it came from; `F`,
+    whose head learned, keeps its head. An override that changes the generator's interface is refused."""
     import json
 
     import tensorflow as tf
@@ -536,7 +536,9 @@ def test_export_ships_a_generator_whose_head_is_zero_without_it(
 
     run = straight_run
     folder = export_bundle(Path(run.cfg.run_dir), name="tiny", out_dir=tmp_path / "bundles")
-    cfg = run.cfg.replace(detail_head=True, run_dir=str(tmp_path / "headrun"))
+    cfg = run.cfg.replace(
+        detail_head=True, run_dir=str(tmp_path / "headrun"), init_from=str(folder), train_generators="F"
+    )
     headed = CycleGAN(cfg)
     headed.init_from_bundle(folder)
     conv = headed.F.get_layer("head_conv1")
@@ -547,6 +549,7 @@ def test_export_ships_a_generator_whose_head_is_zero_without_it(
     out = export_bundle(tmp_path / "headrun", name="headed", out_dir=tmp_path / "bundles")
     _, manifest = load_manifest(out)
     assert manifest.overrides == {"G": {"detail_head": False}}
+    assert manifest.training["G_from"]["bundle"] == "tiny"  # only F learned: G is the start bundle's
     assert manifest.generator.detail_head and not manifest.config("G").detail_head
     x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, S, S, 3)), tf.float32)
     g, _ = load_generator(out, "G")
