@@ -73,6 +73,8 @@ class TrainConfig:
             exemplar of the target age instead of the face's own (`TeacherOptions.transplant`; 0: none).
         teacher_transplant_coarse: the same share for the coarse band, folds and bags
             (`TeacherOptions.transplant_coarse`).
+        teacher_shading_masked: blur the teacher's shading difference over the skin only
+            (`TeacherOptions.shading_masked`).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -152,6 +154,7 @@ class TrainConfig:
     teacher_shading_younger: float = -1.0
     teacher_transplant: float = 0.0
     teacher_transplant_coarse: float = 0.0
+    teacher_shading_masked: bool = False
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

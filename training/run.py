@@ -94,6 +94,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += "" if opts.shading_younger is None else f"-hy{opts.shading_younger:g}"
     name += f"-tp{opts.transplant:g}" if opts.transplant else ""
     name += f"-tc{opts.transplant_coarse:g}" if opts.transplant_coarse else ""
+    name += "-sm" if opts.shading_masked else ""
     return name + ".npz"
 
 

@@ -118,6 +118,8 @@ class TeacherOptions:
         transplant_coarse: the same for the coarse band (σ of the last fine band up to `COARSE_SIGMA_128`):
             the exemplar's own folds, bags and lines instead of the face's, where the prototypes' mean
             shading difference only has their blurred average. The light and skin tone above it stay.
+        shading_masked: blur the prototypes' shading difference over the skin (and brows) only, so the
+            hair's and hairline's difference does not spill onto the skin beside them.
     """
 
     shape: float = 1.5
@@ -130,6 +132,7 @@ class TeacherOptions:
     shading_younger: float | None = None
     transplant: float = 0.0
     transplant_coarse: float = 0.0
+    shading_masked: bool = False
 
     def __post_init__(self) -> None:
         for name in ("transplant", "transplant_coarse"):
@@ -149,6 +152,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         shading_younger=None if cfg.teacher_shading_younger < 0 else cfg.teacher_shading_younger,
         transplant=cfg.teacher_transplant,
         transplant_coarse=cfg.teacher_transplant_coarse,
+        shading_masked=cfg.teacher_shading_masked,
     )
 
 
@@ -563,7 +567,18 @@ class RegisteredTeacher:
                     missing = np.sqrt(np.maximum(e_b[k] ** 2 - own[k] ** 2, 0.0))
                 scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
                 out += o.detail * ex[0][k] * scale * self.detail_skin
-        shading = _blur(m_b - m_a, self.shading_sigma) - _blur(m_b - m_a, 8.0 * self.shading_sigma)
+        diff = m_b - m_a
+        if o.shading_masked:
+            # Each blur only averages the skin: the hair, hairline and background differences of the two
+            # prototypes no longer bleed into the skin beside them (they lifted young cheeks above real ones).
+            w = self.shading_mask
+
+            def nblur(x: Array, sigma: float) -> Array:
+                return np.asarray(_blur(x * w, sigma) / np.maximum(_blur(w, sigma), 1e-3), np.float32)
+
+            shading = nblur(diff, self.shading_sigma) - nblur(diff, 8.0 * self.shading_sigma)
+        else:
+            shading = _blur(diff, self.shading_sigma) - _blur(diff, 8.0 * self.shading_sigma)
         weight = o.shading if older or o.shading_younger is None else o.shading_younger
         out += weight * np.clip(shading, -0.12, 0.12) * self.shading_mask
         sat = float(np.clip(1.0 + o.saturation * (target - age) / 10.0, 0.7, 1.2))

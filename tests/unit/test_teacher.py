@@ -503,3 +503,34 @@ def test_the_config_sets_the_transplant_and_its_pairs_get_their_own_file() -> No
     assert "-tc0.5" in teacher_pairs_name(3, teacher_options(tc)) and "tc" not in teacher_pairs_name(
         3, teacher_options(base)
     )
+
+
+def test_masked_shading_keeps_the_hairs_difference_off_the_skin(teacher: RegisteredTeacher) -> None:
+    """`shading_masked`: a difference of the prototypes outside the skin (darker hair at one age) does not
+    spill onto the skin beside it, as the plain band-pass blur lets it; a difference on the skin still
+    applies."""
+    protos, mesh = teacher.protos, teacher.mesh
+    skin = np.maximum(teacher.skin, 0.0)
+    off_skin = (mesh.mask("face") > 0.5) & (skin < 0.01)
+    assert off_skin.sum() > 50
+    mean = protos.mean.copy()
+    young, old = int(np.argmax(band_weights(24.0))), int(np.argmax(band_weights(65.0)))
+    mean[:, old] = mean[:, young]
+    mean[:, old][:, off_skin] -= 0.3  # the old prototype's hair region only is darker
+    hair = replace(protos, mean=mean)
+    plain = dict(shape=0.0, shading=1.0, texture=0.0, detail=0.0, saturation=0.0)
+    face = np.full((mesh.size, mesh.size, 3), 0.5, np.float32)
+
+    def change(masked: bool, p: Prototypes = hair) -> np.ndarray:
+        t = RegisteredTeacher(p, mesh, TeacherOptions(**plain, shading_masked=masked))  # type: ignore[arg-type]
+        return np.abs(luma(t(face, 24.0, 65.0, 0, "h")) - 0.5)
+
+    inner = skin > 0.99
+    assert change(False)[inner].max() > 0.01  # the plain blur carries the hair's darkness onto the skin
+    assert change(True)[inner].max() < 0.1 * change(False)[inner].max()
+    # On the skin itself a difference still shades it.
+    mean2 = protos.mean.copy()
+    mean2[:, old] = mean2[:, young]
+    stripes = inner & (np.arange(mesh.size)[None, :] % 8 < 4)  # lines a few pixels apart: within the band
+    mean2[:, old][:, stripes] -= 0.05
+    assert change(True, replace(protos, mean=mean2))[inner].max() > 0.01
