@@ -14,7 +14,9 @@ age band) stay sharp, and their differences are the folds, not the colour. The t
    own detail and the exemplar adds the rest of the target age's energy, in quadrature (independent detail
    adds in power, not in amplitude);
 5. chroma: only a slight desaturation with age. Every luminance change is added equally to R, G and B, so a
-   black-and-white face stays exactly neutral.
+   black-and-white face stays exactly neutral;
+6. transplant (options `transplant`, `transplant_coarse`): a share of the skin's fine bands, and of its coarse
+   band of folds and bags, taken from one real exemplar of the target band instead of the face's own.
 
 Arrays are float32 RGB in [0, 1], (S, S, 3), in canonical space at the cache's size.
 """
