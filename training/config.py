@@ -75,6 +75,8 @@ class TrainConfig:
             (`TeacherOptions.transplant_coarse`).
         teacher_shading_masked: blur the teacher's shading difference over the skin only
             (`TeacherOptions.shading_masked`).
+        teacher_exemplar_mean: every face gets its target group's mean exemplar
+            (`TeacherOptions.exemplar_mean`).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -155,6 +157,7 @@ class TrainConfig:
     teacher_transplant: float = 0.0
     teacher_transplant_coarse: float = 0.0
     teacher_shading_masked: bool = False
+    teacher_exemplar_mean: bool = False
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

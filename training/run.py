@@ -95,6 +95,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += f"-tp{opts.transplant:g}" if opts.transplant else ""
     name += f"-tc{opts.transplant_coarse:g}" if opts.transplant_coarse else ""
     name += "-sm" if opts.shading_masked else ""
+    name += "-em" if opts.exemplar_mean else ""
     return name + ".npz"
 
 

@@ -122,6 +122,9 @@ class TeacherOptions:
             shading difference only has their blurred average. The light and skin tone above it stay.
         shading_masked: blur the prototypes' shading difference over the skin (and brows) only, so the
             hair's and hairline's difference does not spill onto the skin beside them.
+        exemplar_mean: every face gets the mean of its target group's exemplars instead of one picked by
+            its key: the average a pixel-L1 student is taught. Judged, it de-ages further than one
+            exemplar (benchmarks/README.md, "De-aging the folds too").
     """
 
     shape: float = 1.5
@@ -135,6 +138,7 @@ class TeacherOptions:
     transplant: float = 0.0
     transplant_coarse: float = 0.0
     shading_masked: bool = False
+    exemplar_mean: bool = False
 
     def __post_init__(self) -> None:
         for name in ("transplant", "transplant_coarse"):
@@ -155,6 +159,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         transplant=cfg.teacher_transplant,
         transplant_coarse=cfg.teacher_transplant_coarse,
         shading_masked=cfg.teacher_shading_masked,
+        exemplar_mean=cfg.teacher_exemplar_mean,
     )
 
 
@@ -524,7 +529,7 @@ class RegisteredTeacher:
         out = base.copy()
         older = target > age
         ex = None
-        g, j, n = 0, 0, 0
+        g, j, n, filled = 0, 0, 0, 1
         if (older and o.detail > 0) or o.transplant > 0 or o.transplant_coarse > 0:
             g = 1 if gender == 1 else 0
             j = _band_of(target)
@@ -532,6 +537,11 @@ class RegisteredTeacher:
             filled = int(min(EXEMPLARS_PER_GROUP, max(self.protos.counts[g, j], 1)))
             n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % filled
             ex = (self.protos.exemplar_bands[g, j, n], self.protos.exemplar_env[g, j, n])
+            if o.exemplar_mean:
+                ex = (
+                    self.protos.exemplar_bands[g, j, :filled].mean(axis=0),
+                    self.protos.exemplar_env[g, j, :filled].mean(axis=0),
+                )
         take: Array | None = None
         if ex is not None and (o.transplant > 0 or o.transplant_coarse > 0):
             # Detail far above what faces of this age have is an object on the skin (a glasses frame, a
@@ -548,7 +558,8 @@ class RegisteredTeacher:
                 wide = _blur(np.clip(2.0 * keep, 0.0, 1.0), self.coarse_sigma / 2.0)
                 take_c = o.transplant_coarse * self.detail_skin * (1.0 - np.clip(2.0 * wide, 0.0, 1.0))
                 own_c = coarse_band(base, y, self.mesh.size)
-                out += take_c * (coarse[g, j, n] - own_c)
+                theirs_c = coarse[g, j, :filled].mean(axis=0) if o.exemplar_mean else coarse[g, j, n]
+                out += take_c * (theirs_c - own_c)
         for k, band in enumerate(bands):
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes

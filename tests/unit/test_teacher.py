@@ -534,3 +534,39 @@ def test_masked_shading_keeps_the_hairs_difference_off_the_skin(teacher: Registe
     stripes = inner & (np.arange(mesh.size)[None, :] % 8 < 4)  # lines a few pixels apart: within the band
     mean2[:, old][:, stripes] -= 0.05
     assert change(True, replace(protos, mean=mean2))[inner].max() > 0.01
+
+
+def test_exemplar_mean_gives_every_face_its_groups_mean_exemplar(teacher: RegisteredTeacher) -> None:
+    """`exemplar_mean`: the output no longer depends on the key that picks an exemplar, and equals the
+    teacher on prototypes whose exemplars were each replaced by their group's mean."""
+    protos, mesh = teacher.protos, teacher.mesh
+    rng = np.random.default_rng(4)
+    assert protos.exemplar_coarse is not None
+    # Three different exemplars in every group.
+    bands, env, coarse = (
+        protos.exemplar_bands.copy(),
+        protos.exemplar_env.copy(),
+        protos.exemplar_coarse.copy(),
+    )
+    bands[:, :, :3] = rng.normal(0, 0.03, bands[:, :, :3].shape)
+    coarse[:, :, :3] = rng.normal(0, 0.03, coarse[:, :, :3].shape)
+    rich = replace(
+        protos, exemplar_bands=bands, exemplar_coarse=coarse, counts=np.full_like(protos.counts, 3)
+    )
+    face = np.clip(0.55 + rng.normal(0, 0.06, (mesh.size, mesh.size, 1)) * np.ones((1, 1, 3)), 0, 1)
+    face = face.astype(np.float32)
+    opts = TeacherOptions(transplant=0.5, transplant_coarse=0.5, exemplar_mean=True)
+    mean_t = RegisteredTeacher(rich, mesh, opts)
+    a = mean_t(face, 60.0, 24.0, 0, "one")
+    keys = [f"k{i}" for i in range(12)]
+    assert all(np.array_equal(a, mean_t(face, 60.0, 24.0, 0, k)) for k in keys)
+    picked = RegisteredTeacher(rich, mesh, replace(opts, exemplar_mean=False))
+    assert (
+        max(np.abs(picked(face, 60.0, 24.0, 0, "one") - picked(face, 60.0, 24.0, 0, k)).max() for k in keys)
+        > 1e-3
+    )
+    for arr in (bands, env, coarse):
+        arr[:, :, :3] = arr[:, :, :3].mean(axis=2, keepdims=True)
+    averaged = replace(rich, exemplar_bands=bands, exemplar_env=env, exemplar_coarse=coarse)
+    scratch = RegisteredTeacher(averaged, mesh, replace(opts, exemplar_mean=False))
+    np.testing.assert_allclose(a, scratch(face, 60.0, 24.0, 0, "one"), atol=1e-5)
