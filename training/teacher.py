@@ -494,6 +494,39 @@ class RegisteredTeacher:
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0
         self.shape_weight = shape_weights(mesh)
+        if options.transplant_coarse > 0 and protos.exemplar_coarse is None:
+            raise ValueError("transplant_coarse needs prototypes with exemplar_coarse: rebuild them")
+        # Per (gender, band): how many exemplar slots are filled (a group with fewer faces than
+        # EXEMPLARS_PER_GROUP has empty ones) and, for `exemplar_mean`, their mean, computed once here.
+        self.filled = np.clip(protos.counts, 1, EXEMPLARS_PER_GROUP).astype(int)
+        self.mean_exemplars: dict[tuple[int, int], tuple[Array, Array, Array | None]] = {}
+        if options.exemplar_mean:
+            for g, j in np.ndindex(*protos.counts.shape):
+                f = self.filled[g, j]
+                c = protos.exemplar_coarse
+                self.mean_exemplars[g, j] = (
+                    protos.exemplar_bands[g, j, :f].mean(axis=0),
+                    protos.exemplar_env[g, j, :f].mean(axis=0),
+                    None if c is None else c[g, j, :f].mean(axis=0),
+                )
+        # The masked shading's normalisers: the mask's own blur at each of the two scales.
+        self.mask_blur = {
+            sig: _blur(self.shading_mask, sig) for sig in (self.shading_sigma, 8.0 * self.shading_sigma)
+        }
+
+    def exemplar(self, gender: int, target: float, key: str) -> tuple[Array, Array, Array | None]:
+        """One real exemplar of the target band: its fine bands (B, S, S), their amplitudes (B, S, S) and
+        its coarse band (S, S) or None; picked by `key`, or the group's mean with `exemplar_mean`."""
+        g, j = (1 if gender == 1 else 0), _band_of(target)
+        if self.options.exemplar_mean:
+            return self.mean_exemplars[g, j]
+        n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % int(self.filled[g, j])
+        c = self.protos.exemplar_coarse
+        return (
+            self.protos.exemplar_bands[g, j, n],
+            self.protos.exemplar_env[g, j, n],
+            None if c is None else c[g, j, n],
+        )
 
     def visible(self, shape: NDArray[np.float32]) -> Array:
         """(S, S) weight of each canonical pixel being skin the camera saw, from the face's registered
@@ -529,37 +562,21 @@ class RegisteredTeacher:
         out = base.copy()
         older = target > age
         ex = None
-        g, j, n, filled = 0, 0, 0, 1
         if (older and o.detail > 0) or o.transplant > 0 or o.transplant_coarse > 0:
-            g = 1 if gender == 1 else 0
-            j = _band_of(target)
-            # Only the filled exemplars: a group with fewer faces than EXEMPLARS_PER_GROUP has empty slots.
-            filled = int(min(EXEMPLARS_PER_GROUP, max(self.protos.counts[g, j], 1)))
-            n = int(hashlib.sha1(key.encode()).hexdigest()[:6], 16) % filled
-            ex = (self.protos.exemplar_bands[g, j, n], self.protos.exemplar_env[g, j, n])
-            if o.exemplar_mean:
-                ex = (
-                    self.protos.exemplar_bands[g, j, :filled].mean(axis=0),
-                    self.protos.exemplar_env[g, j, :filled].mean(axis=0),
-                )
+            ex = self.exemplar(gender, target, key)
         take: Array | None = None
         if ex is not None and (o.transplant > 0 or o.transplant_coarse > 0):
             # Detail far above what faces of this age have is an object on the skin (a glasses frame, a
             # moustache, a mole), not skin: it keeps its own bands, fully from half a unit of excess on.
             excess = np.max([own[k] / (e_a[k] + 2e-3) for k in range(len(bands))], axis=0)
-            keep = _blur(np.clip(excess - OBJECT_EXCESS, 0.0, 1.0), self.env_sigma)
-            guard = self.detail_skin * (1.0 - np.clip(2.0 * keep, 0.0, 1.0))
-            take = o.transplant * guard
-            if o.transplant_coarse > 0:
-                coarse = self.protos.exemplar_coarse
-                if coarse is None:
-                    raise ValueError("transplant_coarse needs prototypes with exemplar_coarse: rebuild them")
+            keep = np.clip(2.0 * _blur(np.clip(excess - OBJECT_EXCESS, 0.0, 1.0), self.env_sigma), 0.0, 1.0)
+            if o.transplant > 0:
+                take = o.transplant * self.detail_skin * (1.0 - keep)
+            if o.transplant_coarse > 0 and ex[2] is not None:
                 # An object's coarse shadow is wider than its edge: its guard spreads by the coarse band's σ.
-                wide = _blur(np.clip(2.0 * keep, 0.0, 1.0), self.coarse_sigma / 2.0)
+                wide = _blur(keep, self.coarse_sigma / 2.0)
                 take_c = o.transplant_coarse * self.detail_skin * (1.0 - np.clip(2.0 * wide, 0.0, 1.0))
-                own_c = coarse_band(base, y, self.mesh.size)
-                theirs_c = coarse[g, j, :filled].mean(axis=0) if o.exemplar_mean else coarse[g, j, n]
-                out += take_c * (theirs_c - own_c)
+                out += take_c * (ex[2] - coarse_band(base, y, self.mesh.size))
         for k, band in enumerate(bands):
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes
@@ -587,7 +604,7 @@ class RegisteredTeacher:
             w = self.shading_mask
 
             def nblur(x: Array, sigma: float) -> Array:
-                return np.asarray(_blur(x * w, sigma) / np.maximum(_blur(w, sigma), 1e-3), np.float32)
+                return np.asarray(_blur(x * w, sigma) / np.maximum(self.mask_blur[sigma], 1e-3), np.float32)
 
             shading = nblur(diff, self.shading_sigma) - nblur(diff, 8.0 * self.shading_sigma)
         else:
