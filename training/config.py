@@ -83,6 +83,10 @@ class TrainConfig:
         lambda_texture: weight of the band-envelope L1 to the teacher's pair (`train.BandEnvelope`): the
             local amplitude of each luminance band, whatever the detail's position, so a generator makes the
             exemplar detail an L1 averages away. 0: off.
+        texture_single_exemplar: with `teacher_exemplar_mean`, the band envelopes are taken from the same
+            teacher's pairs with one exemplar a face instead of the group's mean (a second pairs file, the
+            same faces and target ages). The L1 then teaches the mean's deterministic change and the
+            envelopes the amplitude of real detail, which the mean exemplar has averaged away.
         texture_oriented: the band envelopes are taken per orientation (horizontal, vertical and both
             diagonals), so the loss also says which way the detail runs: a student free to invent the
             teacher's fine detail otherwise puts its energy into whatever pattern its discriminator takes
@@ -161,6 +165,7 @@ class TrainConfig:
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False
+    texture_single_exemplar: bool = False
     teacher_lowpass: float = 0.0
     disc_age_negatives: float = 0.0
     train_generators: str = "both"
@@ -179,6 +184,11 @@ class TrainConfig:
             raise ConfigError("conditioned generators need space = 'mesh' (their teacher works there)")
         if self.film and not self.conditioned:
             raise ConfigError("film = true needs conditioned = true (FiLM reads the age maps)")
+        if self.texture_single_exemplar and not (self.teacher_exemplar_mean and self.lambda_texture > 0):
+            raise ConfigError(
+                "texture_single_exemplar needs teacher_exemplar_mean = true and lambda_texture > 0 (it changes "
+                "the band envelopes' target from the mean exemplar's pairs to one exemplar's)"
+            )
         if self.space == "mesh" and not self.landmarks:
             raise ConfigError("space = 'mesh' needs landmarks = PATH (the landmark cache .npz)")
         if not 1 <= self.targets_per_face <= 16:

@@ -100,10 +100,13 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
 
 
 def prepare_mesh_data(cfg: TrainConfig) -> Any:
-    """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages."""
+    """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages,
+    and with `texture_single_exemplar` the one-exemplar teacher's pairs as the band envelopes' targets."""
+    from dataclasses import replace
+
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
     from training.canonical import load_canonical
-    from training.teacher import Prototypes, RegisteredTeacher, cached_prototypes, teacher_options
+    from training.teacher import Prototypes, cached_prototypes, teacher_options
     from training.train import TrainData
 
     run = Path(cfg.run_dir)
@@ -114,11 +117,29 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     mesh = CanonicalMesh(MeshOptions(size=cfg.size))
     protos = cached_prototypes(run / "registered-prototypes.npz", lambda: Prototypes.build(data, mesh))
     opts = teacher_options(cfg)
-    key = teacher_pairs_name(cfg.targets_per_face, opts)
-    tpath = run / key
+    out = _teacher_pairs(cfg, data, protos, mesh, opts)
+    if cfg.texture_single_exemplar:
+        single = _teacher_pairs(cfg, data, protos, mesh, replace(opts, exemplar_mean=False))
+        # The same seed draws the same faces and target ages: only the teacher's output differs.
+        for k in ("x", "y", "x_age", "x_target", "y_age", "y_target"):
+            if not np.array_equal(out[k], single[k]):
+                raise DatasetError(
+                    f"the one-exemplar teacher pairs differ from the mean's in {k!r}: rebuild them"
+                )
+        out = {**out, "e_y": single["t_y"], "e_x": single["t_x"]}
+    return TrainData(**out)
+
+
+def _teacher_pairs(cfg: TrainConfig, data: Any, protos: Any, mesh: Any, opts: Any) -> dict[str, Any]:
+    """One teacher's pairs, cached in the run folder under `teacher_pairs_name`: arrays x, t_y, y, t_x
+    (N, S, S, 3) uint8 and x_age, x_target, y_age, y_target (N,) years. The target ages are drawn from
+    `cfg.seed` alone, so two teachers' pairs of one config share their faces and targets."""
+    from training.teacher import RegisteredTeacher
+
+    tpath = Path(cfg.run_dir) / teacher_pairs_name(cfg.targets_per_face, opts)
     if tpath.exists():
         with np.load(tpath) as d:
-            return TrainData(**{k: d[k] for k in d.files})
+            return {k: d[k] for k in d.files}
     teacher = RegisteredTeacher(protos, mesh, opts)
     rng = np.random.default_rng(cfg.seed)
     out: dict[str, Any] = {}
@@ -154,7 +175,7 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     tmp = tpath.with_name(f".{tpath.name}.tmp.npz")
     np.savez(tmp, **out)
     tmp.replace(tpath)
-    return TrainData(**out)
+    return out
 
 
 def change_magnitudes(model: Any, young: Any, old: Any, young_age: Any, old_age: Any) -> dict[str, float]:

@@ -39,8 +39,20 @@ from training.config import TrainConfig
 from training.errors import TrainingError
 
 # x (young), t_y = teacher(x), y (old), t_x = teacher(y), then ages (B,) in years: x's, the age t_y shows,
-# y's, the age t_x shows. Unconditioned generators ignore the ages.
-Batch = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]
+# y's, the age t_x shows (unconditioned generators ignore them), then e_y and e_x, the band envelopes'
+# targets for x and y (t_y and t_x themselves unless `TrainData.e_y` is given).
+Batch = tuple[
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+    tf.Tensor,
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ class TrainData:
     Attributes:
         x: young crops. t_y: the teacher's aged version of each young crop.
         y: old crops. t_x: the teacher's de-aged version of each old crop.
+        e_y, e_x: the band envelopes' targets when they are not t_y and t_x (`texture_single_exemplar`).
     """
 
     x: NDArray[np.uint8]
@@ -60,13 +73,15 @@ class TrainData:
     x_target: NDArray[np.float32] | None = None  # (N,) the age t_y was made for
     y_age: NDArray[np.float32] | None = None
     y_target: NDArray[np.float32] | None = None
+    e_y: NDArray[np.uint8] | None = None
+    e_x: NDArray[np.uint8] | None = None
 
 
 def _augment(pair: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
-    """Jitter a (B, S, S, 6) stack of [image, teacher target] with one transform per sample.
+    """Jitter a (B, S, S, 3k) stack of [image, teacher target(s)] with one transform per sample.
 
     Flip, ±5 % scale, ±5° rotation, ±3 % shift and light brightness/contrast jitter, applied identically to
-    both halves so the pseudo-pair stays a pair.
+    every image of the stack so the pseudo-pair stays a pair.
     """
     b = tf.shape(pair)[0]
     s = tf.cast(size, tf.float32)
@@ -106,6 +121,9 @@ def make_dataset(data: TrainData, cfg: TrainConfig, start: int, stop: int, batch
     """
     x, t_y = tf.constant(data.x), tf.constant(data.t_y)
     y, t_x = tf.constant(data.y), tf.constant(data.t_x)
+    # The envelopes' own targets travel in the same stack, so one augmentation moves all three alike.
+    e_y = None if data.e_y is None else tf.constant(data.e_y)
+    e_x = None if data.e_x is None else tf.constant(data.e_x)
     nx, ny = len(data.x), len(data.y)
 
     def ages(a: NDArray[np.float32] | None, n: int) -> tf.Tensor:
@@ -120,21 +138,23 @@ def make_dataset(data: TrainData, cfg: TrainConfig, start: int, stop: int, batch
         k = tf.stack([tf.constant(seed, tf.int64), step])
         ix = tf.random.stateless_uniform((batch,), seed=k, maxval=nx, dtype=tf.int64)
         iy = tf.random.stateless_uniform((batch,), seed=k + 1, maxval=ny, dtype=tf.int64)
-        px = tf.concat([tf.gather(x, ix), tf.gather(t_y, ix)], axis=-1)
-        py = tf.concat([tf.gather(y, iy), tf.gather(t_x, iy)], axis=-1)
+        px = tf.concat([tf.gather(a, ix) for a in (x, t_y, e_y) if a is not None], axis=-1)
+        py = tf.concat([tf.gather(a, iy) for a in (y, t_x, e_x) if a is not None], axis=-1)
         px = _augment(tf.cast(px, tf.float32) / 255.0, k + 2, size)
         py = _augment(tf.cast(py, tf.float32) / 255.0, k + 3, size)
         px = tf.clip_by_value(px, 0.0, 1.0) * 2.0 - 1.0
         py = tf.clip_by_value(py, 0.0, 1.0) * 2.0 - 1.0
         return (
             px[..., :3],
-            px[..., 3:],
+            px[..., 3:6],
             py[..., :3],
-            py[..., 3:],
+            py[..., 3:6],
             tf.gather(xa, ix),
             tf.gather(xt, ix),
             tf.gather(ya, iy),
             tf.gather(yt, iy),
+            px[..., 6:] if e_y is not None else px[..., 3:6],
+            py[..., 6:] if e_x is not None else py[..., 3:6],
         )
 
     ds = tf.data.Dataset.range(start, stop).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -504,15 +524,17 @@ class CycleGAN:
         xt: tf.Tensor,
         ya: tf.Tensor,
         yt: tf.Tensor,
+        e_y: tf.Tensor,
+        e_x: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         out: dict[str, tf.Tensor] = {}
         total = tf.constant(0.0)
         with tf.GradientTape() as tape:
             # Each trained generator against its pairs; in units of the teacher L1, which the warm start weighs 1.
             w_tex = self.cfg.lambda_texture / max(self.cfg.lambda_teacher, 1e-6)
-            for name, net, img, age, target, want, on in (
-                ("G", self.G, x, xa, xt, t_y, self.trains_g),
-                ("F", self.F, y, ya, yt, t_x, self.trains_f),
+            for name, net, img, age, target, want, env, on in (
+                ("G", self.G, x, xa, xt, t_y, e_y, self.trains_g),
+                ("F", self.F, y, ya, yt, t_x, e_x, self.trains_f),
             ):
                 if not on:
                     continue
@@ -520,7 +542,7 @@ class CycleGAN:
                 out[f"teach_{name}"] = _l1_weighted(fake, want, self.teach_w)
                 total += out[f"teach_{name}"]
                 if self.texture is not None:
-                    tex = self.texture.loss(fake, want)
+                    tex = self.texture.loss(fake, env)
                     out["texture"] = out.get("texture", 0.0) + tex
                     total += w_tex * tex
         grads = tape.gradient(total, self.gen_vars)
@@ -563,6 +585,8 @@ class CycleGAN:
         xt: tf.Tensor,
         ya: tf.Tensor,
         yt: tf.Tensor,
+        e_y: tf.Tensor,
+        e_x: tf.Tensor,
         lam_teach: tf.Tensor,
     ) -> dict[str, tf.Tensor]:
         cfg = self.cfg
@@ -590,11 +614,11 @@ class CycleGAN:
                 ident = zero
             l1 = _l1_weighted if self.lowpass is None else self.lowpass
             teach, tex = zero, zero
-            for fake, want, on in ((fake_y, t_y, self.trains_g), (fake_x, t_x, self.trains_f)):
+            for fake, want, env, on in ((fake_y, t_y, e_y, self.trains_g), (fake_x, t_x, e_x, self.trains_f)):
                 if on:
                     teach += l1(fake, want, self.teach_w)
                     if self.texture is not None:
-                        tex += self.texture.loss(fake, want)
+                        tex += self.texture.loss(fake, env)
             total = (
                 cfg.lambda_adv * (adv_g + adv_f)
                 + cfg.lambda_cycle * out.get("cycle", zero)

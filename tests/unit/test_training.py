@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -645,6 +645,7 @@ def test_load_config_reads_a_file_and_overrides(tmp_path: Path) -> None:
         ("old = 50\n", "old must be two integers"),
         ("ngf = 2\n", "ngf must be >= 4"),
         ("xla = 1\n", "xla must be true or false"),
+        ("texture_single_exemplar = true\nlambda_texture = 5.0\n", "needs teacher_exemplar_mean"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, body: str, match: str) -> None:
@@ -810,6 +811,37 @@ def test_lambda_texture_enters_both_phases(tmp_path: Path) -> None:
     model.train_steps(_train_data(), cfg.steps, lambda step, out: losses.__setitem__(step, out))
     assert "texture" in losses[1] and "texture" in losses[4]
     assert all(np.isfinite(out["texture"]) and out["texture"] > 0 for out in losses.values())
+
+
+def test_envelope_targets_travel_with_their_pair_and_set_the_texture_loss(tmp_path: Path) -> None:
+    """`TrainData.e_y/e_x` (`texture_single_exemplar`): the batch carries them under the same augmentation
+    as the pair, and the texture term compares with them, not with the teacher's pair; without them the
+    envelopes' targets are the pair's."""
+    import keras
+
+    from training.train import CycleGAN, make_dataset
+
+    cfg = tiny_config(tmp_path, steps=1, warm_steps=1, lambda_texture=5.0)
+    base = _train_data()
+    grain = np.clip(base.t_x.astype(np.float32) + _fine_detail((*base.t_x.shape[:3], 1), 40.0), 0, 255)
+    with_env = replace(base, e_y=base.t_y.copy(), e_x=grain.astype(np.uint8))
+    plain_batch = next(iter(make_dataset(base, cfg, 0, 1, 2)))
+    env_batch = next(iter(make_dataset(with_env, cfg, 0, 1, 2)))
+    assert len(plain_batch) == len(env_batch) == 10
+    for a, b in zip(plain_batch[:9], env_batch[:9], strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # same faces, same jitter
+    np.testing.assert_array_equal(plain_batch[8].numpy(), plain_batch[1].numpy())
+    np.testing.assert_array_equal(plain_batch[9].numpy(), plain_batch[3].numpy())
+    # The grainy target is the pair's t_x plus grain, moved by the same transform: off by the grain only.
+    diff = np.abs(env_batch[9].numpy() - env_batch[3].numpy())
+    assert 0.02 < float(diff.mean()) < 0.2
+
+    def texture(data: TrainData) -> float:
+        keras.utils.set_random_seed(cfg.seed)
+        model = CycleGAN(cfg)
+        return float(model.warm_step(*next(iter(make_dataset(data, cfg, 0, 1, 2))))["texture"])
+
+    assert texture(with_env) > 1.5 * texture(base)
 
 
 def _fine_detail(shape: tuple[int, ...], amp: float, seed: int = 1) -> np.ndarray:
