@@ -87,6 +87,9 @@ class TrainConfig:
             teacher's pairs with one exemplar a face instead of the group's mean (a second pairs file, the
             same faces and target ages). The L1 then teaches the mean's deterministic change and the
             envelopes the amplitude of real detail, which the mean exemplar has averaged away.
+        texture_transplant: the fine-band transplant share of the teacher the band envelopes follow, when
+            it is not the L1's (`teacher_transplant`); one exemplar a face. At 1 the envelopes are a real
+            young exemplar's own, not half the old face's. -1: the L1 teacher's share.
         texture_oriented: the band envelopes are taken per orientation (horizontal, vertical and both
             diagonals), so the loss also says which way the detail runs: a student free to invent the
             teacher's fine detail otherwise puts its energy into whatever pattern its discriminator takes
@@ -166,6 +169,7 @@ class TrainConfig:
     lambda_texture: float = 0.0
     texture_oriented: bool = False
     texture_single_exemplar: bool = False
+    texture_transplant: float = -1.0
     teacher_lowpass: float = 0.0
     disc_age_negatives: float = 0.0
     train_generators: str = "both"
@@ -188,6 +192,13 @@ class TrainConfig:
             raise ConfigError(
                 "texture_single_exemplar needs teacher_exemplar_mean = true and lambda_texture > 0 (it changes "
                 "the band envelopes' target from the mean exemplar's pairs to one exemplar's)"
+            )
+        if self.texture_transplant != -1.0 and not (
+            0 <= self.texture_transplant <= 1 and self.lambda_texture > 0
+        ):
+            raise ConfigError(
+                f"texture_transplant must be -1 (the teacher's) or in 0..1 with lambda_texture > 0, got "
+                f"{self.texture_transplant}"
             )
         if self.space == "mesh" and not self.landmarks:
             raise ConfigError("space = 'mesh' needs landmarks = PATH (the landmark cache .npz)")

@@ -101,7 +101,8 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
 
 def prepare_mesh_data(cfg: TrainConfig) -> Any:
     """Conditioned training arrays in canonical space: registered-teacher pairs for sampled target ages,
-    and with `texture_single_exemplar` the one-exemplar teacher's pairs as the band envelopes' targets."""
+    and with `texture_single_exemplar` or `texture_transplant` a second teacher's pairs (one exemplar a face,
+    that transplant share) as the band envelopes' targets."""
     from dataclasses import replace
 
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
@@ -118,13 +119,14 @@ def prepare_mesh_data(cfg: TrainConfig) -> Any:
     protos = cached_prototypes(run / "registered-prototypes.npz", lambda: Prototypes.build(data, mesh))
     opts = teacher_options(cfg)
     out = _teacher_pairs(cfg, data, protos, mesh, opts)
-    if cfg.texture_single_exemplar:
-        single = _teacher_pairs(cfg, data, protos, mesh, replace(opts, exemplar_mean=False))
+    if cfg.texture_single_exemplar or cfg.texture_transplant >= 0:
+        share = opts.transplant if cfg.texture_transplant < 0 else cfg.texture_transplant
+        single = _teacher_pairs(cfg, data, protos, mesh, replace(opts, exemplar_mean=False, transplant=share))
         # The same seed draws the same faces and target ages: only the teacher's output differs.
         for k in ("x", "y", "x_age", "x_target", "y_age", "y_target"):
             if not np.array_equal(out[k], single[k]):
                 raise DatasetError(
-                    f"the one-exemplar teacher pairs differ from the mean's in {k!r}: rebuild them"
+                    f"the envelopes' teacher pairs differ from the L1's in {k!r}: rebuild them"
                 )
         out = {**out, "e_y": single["t_y"], "e_x": single["t_x"]}
     return TrainData(**out)

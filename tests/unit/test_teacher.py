@@ -570,3 +570,56 @@ def test_exemplar_mean_gives_every_face_its_groups_mean_exemplar(teacher: Regist
     averaged = replace(rich, exemplar_bands=bands, exemplar_env=env, exemplar_coarse=coarse)
     scratch = RegisteredTeacher(averaged, mesh, replace(opts, exemplar_mean=False))
     np.testing.assert_allclose(a, scratch(face, 60.0, 24.0, 0, "one"), atol=1e-5)
+
+
+def test_the_envelopes_teacher_has_its_own_pairs_on_the_same_faces_and_targets(
+    aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`texture_transplant` (and `texture_single_exemplar`): a second teacher's pairs, one exemplar a face at
+    that share, become the band envelopes' targets; faces and target ages are the L1 teacher's, each pairs
+    file is cached under its own name, and a plain config has no second target."""
+    import training.canonical
+    from training.config import TrainConfig
+    from training.run import prepare_mesh_data
+    from training.teacher import teacher_options
+
+    mesh, data, _ = aging_set
+    monkeypatch.setattr(training.canonical, "load_canonical", lambda _path: data)
+    base = TrainConfig(
+        space="mesh",
+        landmarks="x.npz",
+        cache=str(tmp_path / "cache"),
+        run_dir=str(tmp_path / "run"),
+        size=64,
+        conditioned=True,
+        targets_per_face=1,
+        teacher_amplify=False,
+        teacher_transplant=0.5,
+        teacher_exemplar_mean=True,
+        lambda_texture=1.0,
+    )
+    plain = prepare_mesh_data(base)
+    assert plain.e_x is None and plain.e_y is None
+    both = prepare_mesh_data(base.replace(texture_transplant=1.0))
+    assert both.e_x is not None and both.e_y is not None
+    assert len(list((tmp_path / "run").glob("teacher-*.npz"))) == 2
+    for k in ("x", "y", "x_age", "y_target", "t_x", "t_y"):
+        np.testing.assert_array_equal(getattr(both, k), getattr(plain, k))
+    assert both.y_target is not None and both.y_age is not None
+    protos = Prototypes.load(tmp_path / "run" / "registered-prototypes.npz")
+    single = RegisteredTeacher(
+        protos, mesh, replace(teacher_options(base), exemplar_mean=False, transplant=1.0)
+    )
+    # One target a face, in the cache's order: the first old pair is the first old face.
+    idx, n = int(np.flatnonzero(data.age >= 50)[0]), 0
+    np.testing.assert_array_equal(both.y[n], data.faces[idx])
+    want = single(
+        data.faces[idx].astype(np.float32) / 255.0,
+        float(both.y_age[n]),
+        float(both.y_target[n]),
+        int(data.gender[idx]),
+        str(data.paths[idx]),
+        data.shape[idx],
+    )
+    np.testing.assert_allclose(both.e_x[n] / 255.0, want, atol=1.0 / 255.0 + 1e-6)
+    assert np.abs(both.e_x.astype(float) - both.t_x.astype(float)).mean() > 0.5

@@ -646,6 +646,8 @@ def test_load_config_reads_a_file_and_overrides(tmp_path: Path) -> None:
         ("ngf = 2\n", "ngf must be >= 4"),
         ("xla = 1\n", "xla must be true or false"),
         ("texture_single_exemplar = true\nlambda_texture = 5.0\n", "needs teacher_exemplar_mean"),
+        ("texture_transplant = 1.5\nlambda_texture = 5.0\n", "texture_transplant must be -1"),
+        ("texture_transplant = 1.0\n", "texture_transplant must be -1.*lambda_texture > 0"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, body: str, match: str) -> None:
