@@ -60,6 +60,7 @@ from rich.table import Table
 
 from benchmarks.gates import direction_gates
 from benchmarks.judges import SAME_PERSON_DISTANCE, AgeJudge, IdentityJudge, descriptor_distances
+from benchmarks.measures import realism
 from benchmarks.measures.colour import colour_change, summarize_colour
 from benchmarks.measures.regions import FaceFrame, largest_face
 from benchmarks.measures.stability import MotionOptions
@@ -808,7 +809,8 @@ def judge_row(
     Returns:
         The row (`compare`'s age and identity numbers over the judged faces; `colour`: `summarize_colour`
         over every source and b/w face; `realism_auc` against the real targets and `realism_by`, the same test per
-        feature family and per region), the outputs of the sources,
+        feature family and per region; `realism_giveaways`, the features furthest from the real targets' means, with
+        the sign of the miss), the outputs of the sources,
         and those of the b/w faces.
     """
     src, bw = sets.sources, sets.bw
@@ -827,6 +829,8 @@ def judge_row(
     out_features = features_of(outputs, [f.frame for f in src])
     row["realism_auc"] = safe_auc(target_features, out_features, seed)
     row["realism_by"] = safe_breakdown(target_features, out_features, seed)
+    if len(target_features) > 1 and len(out_features) > 1:
+        row["realism_giveaways"] = realism.giveaways(target_features, out_features)
     row["seconds_transform"] = round(seconds, 2)
     return row, outputs, bw_out
 
@@ -1121,6 +1125,10 @@ def _print_breakdown(console: Console, report: dict[str, Any]) -> None:
         ]
         table.add_row(name, d, *cells)
     console.print(table)
+    for r in report["rows"]:
+        if r.get("realism_giveaways"):
+            gave = ", ".join(f"{n} {d:+.2f}" for n, d in r["realism_giveaways"][:5])
+            console.print(f"furthest from real ({r['name']}, {r['direction']}; Cohen's d): {gave}")
 
 
 def _print_table(console: Console, report: dict[str, Any]) -> None:

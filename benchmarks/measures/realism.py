@@ -210,6 +210,32 @@ def breakdown(a: Features, b: Features, seed: int = 0) -> dict[str, dict[str, fl
     }
 
 
+def feature_names() -> list[str]:
+    """A name for each column of `face_features`, e.g. "cheeks band 1-2 px", "eyes orient 45-68°"."""
+    per = ["L* mean", "a* mean", "b* mean", "L* sd", "a* sd", "b* sd"]
+    per += [f"band {lo:g}-{hi:g} px" for lo, hi in _BANDS]
+    per.append("chroma sd")
+    step = 180 / _ORIENT_BINS
+    per += [f"orient {k * step:g}-{(k + 1) * step:g}°" for k in range(_ORIENT_BINS)]
+    per.append("gradient")
+    return [f"{part} {name}" for part in PARTS for name in per]
+
+
+def giveaways(a: Features, b: Features, k: int = 8) -> list[tuple[str, float]]:
+    """The `k` features whose means differ most between `a` (real faces) and `b` (e.g. outputs), as
+    (name, Cohen's d = (mean b - mean a) / pooled sd), largest |d| first: which way an output misses the
+    real faces (d < 0 on a band: less detail there than real skin has), where `breakdown` says only where.
+
+    Args:
+        a: (Na, len(PARTS) * FEATURES_PER_REGION) real faces. b: the same width.
+    """
+    sd = np.sqrt((a.var(axis=0, ddof=1) + b.var(axis=0, ddof=1)) / 2.0)
+    d = (b.mean(axis=0) - a.mean(axis=0)) / np.maximum(sd, 1e-9)
+    names = feature_names()
+    order = np.argsort(-np.abs(d))[:k]
+    return [(names[i], round(float(d[i]), 3)) for i in order]
+
+
 def balanced_pairs(
     a: Sequence[T], a_keys: Sequence[K], b: Sequence[T], b_keys: Sequence[K], limit: int | None = None
 ) -> tuple[list[T], list[T]]:

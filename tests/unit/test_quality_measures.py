@@ -154,6 +154,21 @@ def test_breakdown_points_at_the_family_and_region_that_moved() -> None:
     assert max(v for k, v in by["region"].items() if k != "eyes") < 0.75
 
 
+def test_giveaways_name_the_feature_that_moved_and_the_way_it_missed() -> None:
+    rng = np.random.default_rng(4)
+    width = len(regions.PARTS) * realism.FEATURES_PER_REGION
+    a, b = rng.normal(size=(80, width)), rng.normal(size=(80, width))
+    cheeks = regions.PARTS.index("cheeks")
+    b[:, cheeks * realism.FEATURES_PER_REGION + realism.FAMILIES["bands"][1]] -= 2.0  # less detail
+    b[:, realism.FAMILIES["gradient"][0]] += 1.0  # the forehead's gradient up, by less
+    names = realism.feature_names()
+    assert len(names) == width and len(set(names)) == width
+    top = realism.giveaways(a, b, k=3)
+    assert [n for n, _ in top[:2]] == ["cheeks band 1-2 px", "forehead gradient"]
+    assert top[0][1] < -1.5 and 0.6 < top[1][1] < 1.5
+    assert abs(top[2][1]) < 0.6
+
+
 def test_families_cover_every_feature_of_a_region_once() -> None:
     columns = sorted(c for cols in realism.FAMILIES.values() for c in cols)
     assert columns == list(range(realism.FEATURES_PER_REGION))
