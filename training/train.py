@@ -41,18 +41,7 @@ from training.errors import TrainingError
 # x (young), t_y = teacher(x), y (old), t_x = teacher(y), then ages (B,) in years: x's, the age t_y shows,
 # y's, the age t_x shows (unconditioned generators ignore them), then e_y and e_x, the band envelopes'
 # targets for x and y (t_y and t_x themselves unless `TrainData.e_y` is given).
-Batch = tuple[
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-    tf.Tensor,
-]
+Batch = tuple[tf.Tensor, ...]  # the ten tensors above, in that order
 
 
 @dataclass(frozen=True)
@@ -62,7 +51,8 @@ class TrainData:
     Attributes:
         x: young crops. t_y: the teacher's aged version of each young crop.
         y: old crops. t_x: the teacher's de-aged version of each old crop.
-        e_y, e_x: the band envelopes' targets when they are not t_y and t_x (`texture_single_exemplar`).
+        e_y, e_x: the band envelopes' targets when they are not t_y and t_x (`texture_single_exemplar`,
+            `texture_transplant`).
     """
 
     x: NDArray[np.uint8]
