@@ -830,7 +830,8 @@ def judge_row(
     row["realism_auc"] = safe_auc(target_features, out_features, seed)
     row["realism_by"] = safe_breakdown(target_features, out_features, seed)
     if len(target_features) > 1 and len(out_features) > 1:
-        row["realism_giveaways"] = realism.giveaways(target_features, out_features)
+        # Lists, not tuples: the row is the JSON report's, and must read back equal.
+        row["realism_giveaways"] = [list(g) for g in realism.giveaways(target_features, out_features)]
     row["seconds_transform"] = round(seconds, 2)
     return row, outputs, bw_out
 

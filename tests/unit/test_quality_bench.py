@@ -185,6 +185,9 @@ def test_run_quality_judges_gates_and_pictures(utkface_dir: Path, tmp_path: Path
         # A red cast tints every black-and-white face: the greyscale copy and any photo that is b/w already.
         colour = rows[("model", d)]["colour"]
         assert colour["bw_faces"] >= 1 and colour["bw_tinted"] == colour["bw_faces"]
+        # The giveaways name the red: a* means, above the real faces'.
+        top = rows[("model", d)]["realism_giveaways"][:3]
+        assert any(name.endswith("a* mean") and miss > 0 for name, miss in top), top
     failed = {(g["direction"], g["gate"]) for g in report["gates"] if not g["passed"]}
     assert {(d, g) for d in ("older", "younger") for g in ("cast", "b/w tinted")} <= failed
     assert report["gates_passed"] is False
