@@ -379,7 +379,9 @@ def test_a_younger_and_an_older_face_in_one_frame_go_their_own_ways(
         warmup_s=0.5,
         generator=generator,
         outputs=(str(tmp_path / "live.mp4"),),
-        max_seconds=20.0,
+        # Only a guard against a hang: the 4 s clip runs as fast as it can, which a loaded machine made
+        # take over 20 s once (the test asserts what the faces get, not speed).
+        max_seconds=120.0,
     )
     with RealtimeSession(opts) as s:
         res = s.run()
