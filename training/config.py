@@ -77,6 +77,8 @@ class TrainConfig:
             (`TeacherOptions.shading_masked`).
         teacher_exemplar_mean: every face gets its target group's mean exemplar
             (`TeacherOptions.exemplar_mean`).
+        teacher_warp_fine: the teacher's shape warp moves the skin's fine bands too; false leaves them in
+            place (`TeacherOptions.warp_fine`).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -165,6 +167,7 @@ class TrainConfig:
     teacher_transplant_coarse: float = 0.0
     teacher_shading_masked: bool = False
     teacher_exemplar_mean: bool = False
+    teacher_warp_fine: bool = True
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

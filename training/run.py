@@ -96,6 +96,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += f"-tc{opts.transplant_coarse:g}" if opts.transplant_coarse else ""
     name += "-sm" if opts.shading_masked else ""
     name += "-em" if opts.exemplar_mean else ""
+    name += "" if opts.warp_fine else "-wl"
     return name + ".npz"
 
 

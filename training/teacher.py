@@ -125,6 +125,10 @@ class TeacherOptions:
         exemplar_mean: every face gets the mean of its target group's exemplars instead of one picked by
             its key: the average a pixel-L1 student is taught. Judged, it de-ages further than one
             exemplar (benchmarks/README.md, "De-aging the folds too").
+        warp_fine: the shape warp moves the skin's fine bands (σ below the folds' band) too. False moves
+            the low-pass shape, the folds and the features but leaves the skin's pores and fine lines where
+            they are: dragged along the displacement, they ran the way the flesh moved (diagonal lines on
+            the cheeks, which real old cheeks do not have).
     """
 
     shape: float = 1.5
@@ -139,6 +143,7 @@ class TeacherOptions:
     transplant_coarse: float = 0.0
     shading_masked: bool = False
     exemplar_mean: bool = False
+    warp_fine: bool = True
 
     def __post_init__(self) -> None:
         for name in ("transplant", "transplant_coarse"):
@@ -160,6 +165,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         transplant_coarse=cfg.teacher_transplant_coarse,
         shading_masked=cfg.teacher_shading_masked,
         exemplar_mean=cfg.teacher_exemplar_mean,
+        warp_fine=cfg.teacher_warp_fine,
     )
 
 
@@ -577,7 +583,10 @@ class RegisteredTeacher:
                 wide = _blur(keep, self.coarse_sigma / 2.0)
                 take_c = o.transplant_coarse * self.detail_skin * (1.0 - np.clip(2.0 * wide, 0.0, 1.0))
                 out += take_c * (ex[2] - coarse_band(base, y, self.mesh.size))
+        # The skin's fine bands (all but the folds' band, the last), which `warp_fine` off keeps in place.
+        fine = np.zeros_like(base)
         for k, band in enumerate(bands):
+            before = out.copy()
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes
             # differ the other way (photographic sharpness, make-up), the band is left alone.
@@ -597,6 +606,8 @@ class RegisteredTeacher:
                     missing = np.sqrt(np.maximum(e_b[k] ** 2 - own[k] ** 2, 0.0))
                 scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
                 out += o.detail * ex[0][k] * scale * self.detail_skin
+            if k < len(bands) - 1:
+                fine += out - before
         diff = m_b - m_a
         if o.shading_masked:
             # Each blur only averages the skin: the hair, hairline and background differences of the two
@@ -616,7 +627,12 @@ class RegisteredTeacher:
         res = out[..., None] + chroma * sat_map[..., None]
         if o.shape:
             move = o.shape * (s_b - s_a) * self.shape_weight[:, None]
-            res = warp_shape(np.asarray(res, np.float32), self.mesh, move)
+            if o.warp_fine:
+                res = warp_shape(np.asarray(res, np.float32), self.mesh, move)
+            else:
+                # Added equally to R, G and B, as every luminance change: a grey face stays grey.
+                still = (fine * self.skin)[..., None]
+                res = warp_shape(np.asarray(res - still, np.float32), self.mesh, move) + still
         if shape is not None:
             vis = self.visible(shape)[..., None]
             res = vis * res + (1.0 - vis) * img

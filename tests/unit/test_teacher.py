@@ -183,6 +183,43 @@ def test_the_shape_warp_keeps_the_fine_detail_it_moves() -> None:
     assert np.abs(warp_shape(img, mesh, np.zeros((N_LANDMARKS, 2), np.float32)) - img)[inner].max() < 1e-3
 
 
+def test_without_warp_fine_the_shape_moves_and_the_pores_stay(
+    aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes],
+) -> None:
+    # Dragged along the displacement, the skin's own fine detail ran the way the flesh moved (diagonal lines
+    # on aged cheeks). With `warp_fine` off the low-pass shape still moves, the pores stay where they were.
+    mesh, _, protos = aging_set
+    moved = replace(protos, shape=protos.shape.copy())
+    moved.shape[:] = protos.shape[:, :1]
+    moved.shape[:, 3:, :, 0] += 2.0  # every old band: the young layout, 2 px to the right
+    rng = np.random.default_rng(7)
+    xx = np.mgrid[0:64, 0:64][1] / 64.0
+    y = 0.5 + 0.15 * np.sin(2 * np.pi * xx * 3) + rng.normal(0, 0.05, (64, 64))
+    face = np.repeat(np.clip(y, 0, 1)[..., None], 3, axis=2).astype(np.float32)
+    plain = dict(shape=1.0, shading=0.0, texture=0.0, detail=0.0, saturation=0.0, amplify=False)
+    inner = cv2.erode((skin_mask(mesh) > 0.99).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert inner.sum() > 150
+
+    def split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bands, _ = band_split(luma(x), RegisteredTeacher(protos, mesh).sigmas)
+        fine = np.sum(bands[:-1], axis=0)
+        return fine[inner], (luma(x) - fine)[inner]
+
+    fine_in, low_in = split(face)
+    out = {}
+    for warp_fine in (True, False):
+        out[warp_fine] = RegisteredTeacher(moved, mesh, TeacherOptions(**plain, warp_fine=warp_fine))(
+            face, 24.0, 76.0, gender=0, key="k"
+        )
+        assert np.abs(out[warp_fine][..., 0] - out[warp_fine][..., 2]).max() < 1e-5  # grey stays grey
+    fine_kept, low_kept = split(out[False])
+    fine_moved, low_moved = split(out[True])
+    assert np.corrcoef(fine_in, fine_kept)[0, 1] > 0.95
+    assert np.corrcoef(fine_in, fine_moved)[0, 1] < 0.5
+    # The low-pass shape moved the same in both, and away from the input's.
+    assert np.abs(low_kept - low_moved).mean() < 0.2 * np.abs(low_moved - low_in).mean()
+
+
 def test_the_face_outline_does_not_move(teacher: RegisteredTeacher) -> None:
     # The runtime pastes inside the input's oval only: a moved outline would show as half an edge.
     fade = oval_fade(teacher.mesh)
