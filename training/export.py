@@ -261,7 +261,7 @@ def _mesh_card(
             "; a full-resolution detail head (two 3×3 convolutions over the decoder's features and the input "
             "RGB) adds to the change, so it can take a face's own finest detail away"
             + "".join(
-                f" (`{w}` ships without it: its head was zero)"
+                f" (`{w}` ships without one: it was trained without it, or its head stayed zero)"
                 for w in ("G", "F")
                 if not manifest.config(w).detail_head
             )
