@@ -79,6 +79,8 @@ class TrainConfig:
             (`TeacherOptions.exemplar_mean`).
         teacher_warp_fine: the teacher's shape warp moves the skin's fine bands too; false leaves them in
             place (`TeacherOptions.warp_fine`).
+        teacher_eyes_still: the teacher's landmark displacement fades to 0 towards the eye contours over this
+            fraction of the texture size (`TeacherOptions.eyes_still`; 0: off).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -168,6 +170,7 @@ class TrainConfig:
     teacher_shading_masked: bool = False
     teacher_exemplar_mean: bool = False
     teacher_warp_fine: bool = True
+    teacher_eyes_still: float = 0.0
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

@@ -97,6 +97,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += "-sm" if opts.shading_masked else ""
     name += "-em" if opts.exemplar_mean else ""
     name += "" if opts.warp_fine else "-wl"
+    name += f"-es{opts.eyes_still:g}" if opts.eyes_still else ""
     return name + ".npz"
 
 

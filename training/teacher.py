@@ -129,6 +129,9 @@ class TeacherOptions:
             the low-pass shape, the folds and the features but leaves the skin's pores and fine lines where
             they are: dragged along the displacement, they ran the way the flesh moved (diagonal lines on
             the cheeks, which real old cheeks do not have).
+        eyes_still: the landmark displacement fades to 0 towards the eye contours over this fraction of the
+            texture size (0: off), so the lids keep their shape: a warp of 4 × the mean displacement drooped
+            the upper lids into a squint.
     """
 
     shape: float = 1.5
@@ -144,8 +147,11 @@ class TeacherOptions:
     shading_masked: bool = False
     exemplar_mean: bool = False
     warp_fine: bool = True
+    eyes_still: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.eyes_still <= 0.5:
+            raise ValueError(f"eyes_still must be in 0..0.5, got {self.eyes_still}")
         for name in ("transplant", "transplant_coarse"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in 0..1, got {getattr(self, name)}")
@@ -166,6 +172,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         shading_masked=cfg.teacher_shading_masked,
         exemplar_mean=cfg.teacher_exemplar_mean,
         warp_fine=cfg.teacher_warp_fine,
+        eyes_still=cfg.teacher_eyes_still,
     )
 
 
@@ -500,6 +507,9 @@ class RegisteredTeacher:
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0
         self.shape_weight = shape_weights(mesh)
+        if options.eyes_still > 0:
+            eyes = _fade_from(mesh, EYES[0] + EYES[1], options.eyes_still)
+            self.shape_weight = np.minimum(self.shape_weight, eyes)
         if options.transplant_coarse > 0 and protos.exemplar_coarse is None:
             raise ValueError("transplant_coarse needs prototypes with exemplar_coarse: rebuild them")
         # Per (gender, band): how many exemplar slots are filled (a group with fewer faces than

@@ -220,6 +220,34 @@ def test_without_warp_fine_the_shape_moves_and_the_pores_stay(
     assert np.abs(low_kept - low_moved).mean() < 0.2 * np.abs(low_moved - low_in).mean()
 
 
+def test_eyes_still_keeps_the_eye_contours_where_they_are(
+    aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes],
+) -> None:
+    # A warp of 4 x the mean displacement drooped the upper lids into a squint; `eyes_still` keeps the lids.
+    from training.teacher import EYES
+
+    mesh, _, protos = aging_set
+    moved = replace(protos, shape=protos.shape.copy())
+    moved.shape[:] = protos.shape[:, :1]
+    moved.shape[:, 3:, :, 1] += 2.0  # every old band: the young layout, 2 px lower
+    contour = list(EYES[0] + EYES[1])
+    still = RegisteredTeacher(moved, mesh, TeacherOptions(eyes_still=0.05)).shape_weight
+    free = RegisteredTeacher(moved, mesh, TeacherOptions()).shape_weight
+    assert np.all(still[contour] == 0.0) and np.all(free[contour] > 0.5)
+    assert still[NOSE_TIP] == free[NOSE_TIP] == 1.0
+    face = colour_face()
+    plain = dict(shading=0.0, texture=0.0, detail=0.0, saturation=0.0, amplify=False, shape=1.0)
+    hull = np.zeros((64, 64), bool)
+    for eye in EYES:
+        hull |= landmark_region(mesh, eye)
+    assert hull.sum() > 5
+    out = RegisteredTeacher(moved, mesh, TeacherOptions(**plain, eyes_still=0.05))(face, 24.0, 76.0, 0, "k")
+    moved_out = RegisteredTeacher(moved, mesh, TeacherOptions(**plain))(face, 24.0, 76.0, 0, "k")
+    assert np.abs(out - face)[hull].mean() < 0.3 * np.abs(moved_out - face)[hull].mean()
+    with pytest.raises(ValueError, match="eyes_still"):
+        TeacherOptions(eyes_still=0.9)
+
+
 def test_the_face_outline_does_not_move(teacher: RegisteredTeacher) -> None:
     # The runtime pastes inside the input's oval only: a moved outline would show as half an edge.
     fade = oval_fade(teacher.mesh)
