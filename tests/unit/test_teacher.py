@@ -183,15 +183,21 @@ def test_the_shape_warp_keeps_the_fine_detail_it_moves() -> None:
     assert np.abs(warp_shape(img, mesh, np.zeros((N_LANDMARKS, 2), np.float32)) - img)[inner].max() < 1e-3
 
 
+def _old_bands_shifted(protos: Prototypes, axis: int, px: float = 2.0) -> Prototypes:
+    """Every band the young band's layout, the old ones (50+) moved `px` along `axis` (0: x, 1: y)."""
+    moved = replace(protos, shape=protos.shape.copy())
+    moved.shape[:] = protos.shape[:, :1]
+    moved.shape[:, 3:, :, axis] += px
+    return moved
+
+
 def test_without_warp_fine_the_shape_moves_and_the_pores_stay(
     aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes],
 ) -> None:
     # Dragged along the displacement, the skin's own fine detail ran the way the flesh moved (diagonal lines
     # on aged cheeks). With `warp_fine` off the low-pass shape still moves, the pores stay where they were.
     mesh, _, protos = aging_set
-    moved = replace(protos, shape=protos.shape.copy())
-    moved.shape[:] = protos.shape[:, :1]
-    moved.shape[:, 3:, :, 0] += 2.0  # every old band: the young layout, 2 px to the right
+    moved = _old_bands_shifted(protos, axis=0)
     rng = np.random.default_rng(7)
     xx = np.mgrid[0:64, 0:64][1] / 64.0
     y = 0.5 + 0.15 * np.sin(2 * np.pi * xx * 3) + rng.normal(0, 0.05, (64, 64))
@@ -227,9 +233,7 @@ def test_eyes_still_keeps_the_eye_contours_where_they_are(
     from training.teacher import EYES
 
     mesh, _, protos = aging_set
-    moved = replace(protos, shape=protos.shape.copy())
-    moved.shape[:] = protos.shape[:, :1]
-    moved.shape[:, 3:, :, 1] += 2.0  # every old band: the young layout, 2 px lower
+    moved = _old_bands_shifted(protos, axis=1)
     contour = list(EYES[0] + EYES[1])
     still = RegisteredTeacher(moved, mesh, TeacherOptions(eyes_still=0.05)).shape_weight
     free = RegisteredTeacher(moved, mesh, TeacherOptions()).shape_weight
