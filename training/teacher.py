@@ -487,10 +487,12 @@ def oval_fade(mesh: CanonicalMesh, width: float = OVAL_FADE) -> NDArray[np.float
     return _fade_from(mesh, FACE_OVAL, width)
 
 
-def shape_weights(mesh: CanonicalMesh) -> NDArray[np.float32]:
+def shape_weights(mesh: CanonicalMesh, eyes_still: float = 0.0) -> NDArray[np.float32]:
     """(468,) weight of each landmark's displacement: `oval_fade`, and 0 on the inner lip contour too (the
-    opening of the mouth stays where it is), rising to 1 at `MOUTH_FADE` of the texture size from it."""
-    return np.minimum(oval_fade(mesh), _fade_from(mesh, INNER_LIPS, MOUTH_FADE))
+    opening of the mouth stays where it is), rising to 1 at `MOUTH_FADE` of the texture size from it; with
+    `eyes_still` > 0, also 0 on the eye contours, rising to 1 at that fraction of the texture size."""
+    w = np.minimum(oval_fade(mesh), _fade_from(mesh, INNER_LIPS, MOUTH_FADE))
+    return np.minimum(w, _fade_from(mesh, EYES[0] + EYES[1], eyes_still)) if eyes_still > 0 else w
 
 
 class RegisteredTeacher:
@@ -506,10 +508,7 @@ class RegisteredTeacher:
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0
-        self.shape_weight = shape_weights(mesh)
-        if options.eyes_still > 0:
-            eyes = _fade_from(mesh, EYES[0] + EYES[1], options.eyes_still)
-            self.shape_weight = np.minimum(self.shape_weight, eyes)
+        self.shape_weight = shape_weights(mesh, options.eyes_still)
         if options.transplant_coarse > 0 and protos.exemplar_coarse is None:
             raise ValueError("transplant_coarse needs prototypes with exemplar_coarse: rebuild them")
         # Per (gender, band): how many exemplar slots are filled (a group with fewer faces than
@@ -596,7 +595,6 @@ class RegisteredTeacher:
         # The skin's fine bands (all but the folds' band, the last), which `warp_fine` off keeps in place.
         fine = np.zeros_like(base)
         for k, band in enumerate(bands):
-            before = out.copy()
             ratio = ((e_b[k] + 2e-3) / (e_a[k] + 2e-3)) ** o.texture
             # Aging never smooths a band and de-aging never sharpens one: where the groups' amplitudes
             # differ the other way (photographic sharpness, make-up), the band is left alone.
@@ -605,9 +603,9 @@ class RegisteredTeacher:
             else:
                 gain = np.clip(ratio, 0.6 if k == 0 else 0.25, 1.0)
             mine = band * (1.0 + (gain - 1.0) * self.skin)
-            out += mine
+            add = mine
             if ex is not None and take is not None:
-                out += take * (ex[0][k] - mine)
+                add = add + take * (ex[0][k] - mine)
             if ex is not None and k > 0 and older and o.detail > 0:
                 # The energy the target age has here that this face, even after the gain, still lacks.
                 if o.amplify:
@@ -615,9 +613,10 @@ class RegisteredTeacher:
                 else:
                     missing = np.sqrt(np.maximum(e_b[k] ** 2 - own[k] ** 2, 0.0))
                 scale = np.clip(missing / (ex[1][k] + 2e-3), 0.0, 1.5)
-                out += o.detail * ex[0][k] * scale * self.detail_skin
+                add = add + o.detail * ex[0][k] * scale * self.detail_skin
+            out += add
             if k < len(bands) - 1:
-                fine += out - before
+                fine += add
         diff = m_b - m_a
         if o.shading_masked:
             # Each blur only averages the skin: the hair, hairline and background differences of the two
