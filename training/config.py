@@ -81,6 +81,8 @@ class TrainConfig:
             place (`TeacherOptions.warp_fine`).
         teacher_eyes_still: the teacher's landmark displacement fades to 0 towards the eye contours over this
             fraction of the texture size (`TeacherOptions.eyes_still`; 0: off).
+        teacher_shading_rim: the teacher's shading difference fades to 0 towards the face oval over this
+            fraction of the texture size (`TeacherOptions.shading_rim`; 0: off).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -171,6 +173,7 @@ class TrainConfig:
     teacher_exemplar_mean: bool = False
     teacher_warp_fine: bool = True
     teacher_eyes_still: float = 0.0
+    teacher_shading_rim: float = 0.0
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

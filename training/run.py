@@ -98,6 +98,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += "-em" if opts.exemplar_mean else ""
     name += "" if opts.warp_fine else "-wl"
     name += f"-es{opts.eyes_still:g}" if opts.eyes_still else ""
+    name += f"-rim{opts.shading_rim:g}" if opts.shading_rim else ""
     return name + ".npz"
 
 

@@ -132,6 +132,10 @@ class TeacherOptions:
         eyes_still: the landmark displacement fades to 0 towards the eye contours over this fraction of the
             texture size (0: off), so the lids keep their shape: a warp of 4 × the mean displacement drooped
             the upper lids into a squint.
+        shading_rim: the shading difference fades to 0 towards the face oval over this fraction of the texture
+            size (0: off). At the outline the two prototypes differ by what lies there, not by age (a young
+            group's hair over the temples and cheeks, its shadow under the jaw): their difference lit the
+            whole outline and showed on paste-back as a light band along the jaw.
     """
 
     shape: float = 1.5
@@ -148,10 +152,12 @@ class TeacherOptions:
     exemplar_mean: bool = False
     warp_fine: bool = True
     eyes_still: float = 0.0
+    shading_rim: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.eyes_still <= 0.5:
-            raise ValueError(f"eyes_still must be in 0..0.5, got {self.eyes_still}")
+        for name in ("eyes_still", "shading_rim"):
+            if not 0.0 <= getattr(self, name) <= 0.5:
+                raise ValueError(f"{name} must be in 0..0.5, got {getattr(self, name)}")
         for name in ("transplant", "transplant_coarse"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in 0..1, got {getattr(self, name)}")
@@ -173,6 +179,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         exemplar_mean=cfg.teacher_exemplar_mean,
         warp_fine=cfg.teacher_warp_fine,
         eyes_still=cfg.teacher_eyes_still,
+        shading_rim=cfg.teacher_shading_rim,
     )
 
 
@@ -495,6 +502,18 @@ def shape_weights(mesh: CanonicalMesh, eyes_still: float = 0.0) -> NDArray[np.fl
     return np.minimum(w, _fade_from(mesh, EYES[0] + EYES[1], eyes_still)) if eyes_still > 0 else w
 
 
+def inside_oval(mesh: CanonicalMesh, width: float) -> Array:
+    """(S, S) weight: 0 on and outside the face oval, rising smoothly to 1 at `width` of the texture size
+    inside it."""
+    s = mesh.size
+    fill = np.zeros((s, s), np.uint8)
+    pts = np.round(mesh.vertices[list(FACE_OVAL)] * 16).astype(np.int32)
+    cv2.fillPoly(fill, [pts], 1, lineType=cv2.LINE_8, shift=4)
+    dist = cv2.distanceTransform(fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    t = np.clip(dist / max(width * s, 1e-6), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
 class RegisteredTeacher:
     """Age any canonical face from its age to a target age: see the module docstring."""
 
@@ -505,6 +524,8 @@ class RegisteredTeacher:
         self.skin = skin_mask(mesh)
         self.detail_skin = self.skin * (1.0 - mouth_corners(mesh))
         self.shading_mask = np.maximum(self.skin, options.brows * brow_mask(mesh)).astype(np.float32)
+        if options.shading_rim > 0:
+            self.shading_mask = self.shading_mask * inside_oval(mesh, options.shading_rim)
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0

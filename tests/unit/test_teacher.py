@@ -605,6 +605,42 @@ def test_masked_shading_keeps_the_hairs_difference_off_the_skin(teacher: Registe
     assert change(True, replace(protos, mean=mean2))[inner].max() > 0.01
 
 
+def test_shading_rim_keeps_the_outlines_difference_off_the_face(teacher: RegisteredTeacher) -> None:
+    """`shading_rim`: a difference of the prototypes along the face oval (a young group's hair over the
+    temples) no longer lights the outline, where it showed as a light band on paste-back; the inner face is
+    still shaded."""
+    from training.teacher import inside_oval
+
+    protos, mesh = teacher.protos, teacher.mesh
+    fade = inside_oval(mesh, 0.1)
+    assert fade.shape == (mesh.size, mesh.size)
+    assert np.all(fade[mesh.mask("face") < 0.99] == 0.0)  # nothing outside the oval
+    assert fade[tuple(np.round(mesh.vertices[NOSE_TIP][::-1]).astype(int))] == 1.0
+    mean = protos.mean.copy()
+    young, old = int(np.argmax(band_weights(24.0))), int(np.argmax(band_weights(65.0)))
+    mean[:, old] = mean[:, young]
+    outline = (mesh.mask("face") > 0.3) & (fade < 0.5)
+    inner = fade > 0.99
+    mean[:, old][:, outline] += 0.2  # the old group's outline is lighter
+    stripes = inner & (np.arange(mesh.size)[None, :] % 8 < 4)
+    mean[:, old][:, stripes] -= 0.05  # and its inner face has lines
+    lit = replace(protos, mean=mean)
+    plain = dict(shape=0.0, shading=1.0, texture=0.0, detail=0.0, saturation=0.0, shading_masked=True)
+    face = np.full((mesh.size, mesh.size, 3), 0.5, np.float32)
+
+    def change(rim: float) -> np.ndarray:
+        t = RegisteredTeacher(lit, mesh, TeacherOptions(**plain, shading_rim=rim))  # type: ignore[arg-type]
+        return luma(t(face, 24.0, 65.0, 0, "r")) - 0.5
+
+    edge = outline & (fade < 0.05) & (mesh.mask("face") > 0.5)
+    assert edge.sum() > 20
+    assert change(0.0)[edge].mean() > 0.02  # without it the outline lights up
+    assert np.abs(change(0.1)[edge]).max() < 0.005
+    assert np.abs(change(0.1)[inner]).max() > 0.01  # the lines inside still shade
+    with pytest.raises(ValueError, match="shading_rim"):
+        TeacherOptions(shading_rim=-0.1)
+
+
 def test_exemplar_mean_gives_every_face_its_groups_mean_exemplar(teacher: RegisteredTeacher) -> None:
     """`exemplar_mean`: the output no longer depends on the key that picks an exemplar, and equals the
     teacher on prototypes whose exemplars were each replaced by their group's mean."""
