@@ -8,7 +8,8 @@ On the fixed, gender- and race-balanced UTKFace validation faces at native resol
 both directions, for the model and two baselines (the prototype shift, and the unchanged input), and with
 `--teacher` the registered teacher a student followed (`benchmarks.teacher`):
 1. colour fidelity in CIELAB inside the inner face: cast, blotches, black-and-white faces tinted
-   (`measures.colour`), mean and 90th percentile over faces;
+   (`measures.colour`), mean and 90th percentile over faces, and the outline halo: how much lighter the
+   change turns the skin along the face oval than the face's middle, in levels (`measures.outline`);
 2. realism: 5-fold CV AUC of a logistic regression telling the outputs from real faces of the target group,
    beside real against real and the unchanged input, measured in the same run (`measures.realism`), and the
    same test per feature family and per region, which says what gives the outputs away;
@@ -62,6 +63,7 @@ from benchmarks.gates import direction_gates
 from benchmarks.judges import SAME_PERSON_DISTANCE, AgeJudge, IdentityJudge, descriptor_distances
 from benchmarks.measures import realism
 from benchmarks.measures.colour import colour_change, summarize_colour
+from benchmarks.measures.outline import outline_change, summarize_outline
 from benchmarks.measures.regions import FaceFrame, largest_face
 from benchmarks.measures.stability import MotionOptions
 from benchmarks.motion import TransformEngine, run_motion, write_jpeg
@@ -825,6 +827,9 @@ def judge_row(
     faces = [*src, *bw]
     changes = colour_of([f.image for f in faces], [*outputs, *bw_out], [f.frame for f in faces])
     row["colour"] = summarize_colour(changes)
+    row["outline"] = summarize_outline(
+        [outline_change(f.image, o, f.landmarks) for f, o in zip(faces, [*outputs, *bw_out], strict=True)]
+    )
     row["realism_n"] = len(src)
     out_features = features_of(outputs, [f.frame for f in src])
     row["realism_auc"] = safe_auc(target_features, out_features, seed)
@@ -1145,6 +1150,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
         "blotch",
         "blotch p90",
         "b/w tinted",
+        "halo",
         "realism AUC",
     )
     for col in cols:
@@ -1165,6 +1171,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
             _fmt(c["blotches_mean"], ".2f"),
             _fmt(c["blotches_p90"], ".2f"),
             f"{c['bw_tinted']}/{c['bw_faces']}",
+            _fmt((r.get("outline") or {}).get("halo_mean"), "+.1f"),
             _fmt(r["realism_auc"], ".2f"),
         )
     console.print(table)

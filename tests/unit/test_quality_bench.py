@@ -180,6 +180,9 @@ def test_run_quality_judges_gates_and_pictures(utkface_dir: Path, tmp_path: Path
         assert row["n"] == 2
     for d in ("older", "younger"):
         assert rows[("unchanged", d)]["colour"]["cast_mean"] == 0.0
+        # The input is its own output: its outline has no halo; every face with an oval is measured.
+        assert rows[("unchanged", d)]["outline"]["halo_abs_mean"] == 0.0
+        assert rows[("model", d)]["outline"]["faces"] == rows[("model", d)]["colour"]["faces"]
         assert rows[("unchanged", d)]["realism_auc"] == report["references"][d]["unchanged"]
         assert rows[("model", d)]["colour"]["cast_mean"] > 1.5
         # A red cast tints every black-and-white face: the greyscale copy and any photo that is b/w already.
