@@ -9,7 +9,7 @@ both directions, for the model and two baselines (the prototype shift, and the u
 `--teacher` the registered teacher a student followed (`benchmarks.teacher`):
 1. colour fidelity in CIELAB inside the inner face: cast, blotches, black-and-white faces tinted
    (`measures.colour`), mean and 90th percentile over faces, and the outline halo: how much lighter the
-   change turns the skin along the face oval than the face's middle, in levels (`measures.outline`);
+   change turns the skin along the face oval than the skin just inside, in levels (`measures.outline`);
 2. realism: 5-fold CV AUC of a logistic regression telling the outputs from real faces of the target group,
    beside real against real and the unchanged input, measured in the same run (`measures.realism`), and the
    same test per feature family and per region, which says what gives the outputs away;

@@ -1,14 +1,14 @@
-"""The outline halo: how much lighter (or darker) a change turns the edge of the face than its middle.
+"""The outline halo: how much lighter (or darker) a change turns the edge of the face than the skin just inside.
 
-A change pasted back inside the face oval that lifts the skin along the oval more than the skin inside shows
-as a light band along the jaw and temples, the way no face ages. The colour measures do not see it (it is
-luminance) and neither does realism (its regions stop short of the outline). Measured in the image, at its
-native resolution, from the input's MediaPipe face oval:
+A change pasted back inside the face oval that lifts the skin along the oval more than the skin beside it
+shows as a light stripe along the jaw and temples, the way no face ages. The colour measures do not see it (it
+is luminance) and neither does realism (its regions stop short of the outline). Measured in the image, at its
+native resolution, from the input's MediaPipe face oval, as mean luma changes (Rec. 601, levels 0..255):
 
-- `band`: the skin within `BAND` inter-ocular distances inside the oval;
-- `core`: the skin more than `CORE` inter-ocular distances inside it;
-- `halo`: the mean luma change (Rec. 601, levels 0..255) in the band minus that in the core. A uniform
-  change reads 0; a light rim reads positive, a dark one negative.
+- `band`: the skin within `BAND` inter-ocular distances inside the oval; its change is also an edge against
+  what lies outside the oval, which the tool leaves alone;
+- `ring`: the skin from `BAND` to twice that inside it;
+- `halo`: band minus ring. A uniform change reads 0, a light stripe positive, a dark one negative.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from numpy.typing import NDArray
 from faceage_video.face.landmarks import FACE_OVAL
 from faceage_video.types import Frame, Landmarks
 
-# Band and core depths inside the face oval, in inter-ocular distances (iris centre to iris centre).
+# Depth of the band inside the face oval, in inter-ocular distances (iris centre to iris centre); the ring
+# beside it is as deep again.
 BAND = 0.2
-CORE = 0.5
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -36,22 +36,22 @@ class OutlineChange:
 
     Attributes:
         band: mean luma change in the band along the oval (levels).
-        core: mean luma change in the face's middle (levels).
+        ring: mean luma change in the ring just inside the band (levels).
     """
 
     band: float
-    core: float
+    ring: float
 
     @property
     def halo(self) -> float:
-        """Band minus core: positive for a light rim."""
-        return self.band - self.core
+        """Band minus ring: positive for a light stripe along the outline."""
+        return self.band - self.ring
 
 
 def outline_regions(
     shape: tuple[int, ...], landmarks: Landmarks
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """(H, W) bool band along the inside of the face oval and (H, W) bool core of the face.
+    """(H, W) bool band along the inside of the face oval and (H, W) bool ring just inside the band.
 
     Args:
         shape: (H, W, ...) of the image.
@@ -64,11 +64,11 @@ def outline_regions(
     depth = cv2.distanceTransform(fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     iod = float(np.hypot(*(lm[473, :2] - lm[468, :2]))) if len(lm) > 473 else 0.0
     iod = iod if iod > 1.0 else 0.35 * float(np.ptp(lm[list(FACE_OVAL), 0]))
-    return (fill > 0) & (depth <= BAND * iod), depth > CORE * iod
+    return (fill > 0) & (depth <= BAND * iod), (depth > BAND * iod) & (depth <= 2 * BAND * iod)
 
 
 def outline_change(inp: Frame, out: Frame, landmarks: Landmarks) -> OutlineChange | None:
-    """The outline of one face, input and output pixel for pixel; None where the face has no core or band in
+    """The outline of one face, input and output pixel for pixel; None where the face has no band or ring in
     the image.
 
     Args:
@@ -80,21 +80,23 @@ def outline_change(inp: Frame, out: Frame, landmarks: Landmarks) -> OutlineChang
     """
     if inp.shape != out.shape:
         raise ValueError(f"input {inp.shape} and output {out.shape} must have the same shape")
-    band, core = outline_regions(inp.shape, landmarks)
-    if not band.any() or not core.any():
+    band, ring = outline_regions(inp.shape, landmarks)
+    if not band.any() or not ring.any():
         return None
     d = (out.astype(np.float32) - inp.astype(np.float32)) @ LUMA
-    return OutlineChange(band=float(d[band].mean()), core=float(d[core].mean()))
+    return OutlineChange(band=float(d[band].mean()), ring=float(d[ring].mean()))
 
 
 def summarize_outline(changes: Sequence[OutlineChange | None]) -> dict[str, Any]:
-    """`faces`, `halo_mean` (signed), `halo_abs_mean` and `halo_abs_p90` over the faces measured; None
-    without faces."""
-    halos = np.array([c.halo for c in changes if c is not None], np.float64)
+    """`faces`, `band_mean` (the band's own change, signed), `halo_mean` (signed), `halo_abs_mean` and
+    `halo_abs_p90` over the faces measured; None without faces."""
+    found = [c for c in changes if c is not None]
+    halos = np.array([c.halo for c in found], np.float64)
     if not len(halos):
-        return {"faces": 0, "halo_mean": None, "halo_abs_mean": None, "halo_abs_p90": None}
+        return {"faces": 0, "band_mean": None, "halo_mean": None, "halo_abs_mean": None, "halo_abs_p90": None}
     return {
         "faces": len(halos),
+        "band_mean": round(float(np.mean([c.band for c in found])), 2),
         "halo_mean": round(float(halos.mean()), 2),
         "halo_abs_mean": round(float(np.abs(halos).mean()), 2),
         "halo_abs_p90": round(float(np.percentile(np.abs(halos), 90)), 2),

@@ -1,4 +1,4 @@
-"""The outline halo measure: a light rim along the face oval reads positive, a uniform change reads 0."""
+"""The outline halo measure: a light stripe along the face oval reads positive, a uniform change reads 0."""
 
 from __future__ import annotations
 
@@ -29,15 +29,15 @@ def _face(size: int = 200) -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_light_rim_reads_positive_and_a_uniform_change_zero() -> None:
     img, lm = _face()
-    band, core = outline_regions(img.shape, lm)
-    assert band.any() and core.any() and not (band & core).any()
+    band, ring = outline_regions(img.shape, lm)
+    assert band.any() and ring.any() and not (band & ring).any()
     # The band is BAND inter-ocular distances deep: no band pixel is deeper than 0.2 x 60 = 12 px (+1).
     yy, xx = np.nonzero(band)
     r = np.hypot(xx - 100, yy - 100)
     assert r.min() >= 70 - BAND * 60 - 1.5 and r.max() <= 71
     uniform = img + np.uint8(10)
     flat = outline_change(img, uniform, lm)
-    assert flat is not None and abs(flat.halo) < 1e-3 and abs(flat.core - 10) < 1e-3
+    assert flat is not None and abs(flat.halo) < 1e-3 and abs(flat.ring - 10) < 1e-3
     rim = img.copy()
     rim[band] += 20
     lit = outline_change(img, rim, lm)
@@ -45,6 +45,10 @@ def test_a_light_rim_reads_positive_and_a_uniform_change_zero() -> None:
     dark = img.copy()
     dark[band] -= 8
     assert outline_change(img, dark, lm).halo == pytest.approx(-8.0, abs=0.01)  # type: ignore[union-attr]
+    # A change that grows evenly towards the edge is no stripe: the band lifts as much as the ring beside it.
+    ramp = img.astype(np.float32)
+    ramp[band | ring] += 6.0
+    assert outline_change(img, ramp.astype(np.uint8), lm).halo == pytest.approx(0.0, abs=0.01)  # type: ignore[union-attr]
     # Outside the oval nothing counts: a light background changes nothing.
     outside = img.copy()
     outside[:5] = 255
@@ -53,7 +57,7 @@ def test_a_light_rim_reads_positive_and_a_uniform_change_zero() -> None:
 
 def test_summary_and_errors() -> None:
     s = summarize_outline([OutlineChange(5.0, 1.0), OutlineChange(0.0, 2.0), None])
-    assert s == {"faces": 2, "halo_mean": 1.0, "halo_abs_mean": 3.0, "halo_abs_p90": 3.8}
+    assert s == {"faces": 2, "band_mean": 2.5, "halo_mean": 1.0, "halo_abs_mean": 3.0, "halo_abs_p90": 3.8}
     assert summarize_outline([None])["halo_mean"] is None
     img, lm = _face()
     with pytest.raises(ValueError, match="same shape"):
