@@ -234,6 +234,19 @@ def _teacher_pairs(cfg: TrainConfig) -> str:
     return ", ".join(f"`{n}`" for n in names) if names else "not on disk at export"
 
 
+def _start(cfg: TrainConfig) -> str:
+    """The Training line's start: which generators a fine-tune started from its bundle, and which learned."""
+    if not cfg.init_from:
+        return ""
+    if cfg.train_generators == "both":
+        return f", G and F started from the bundle `{cfg.init_from}` (a fine-tune)"
+    other = "F" if cfg.train_generators == "G" else "G"
+    return (
+        f", only {cfg.train_generators} learned, started from the bundle `{cfg.init_from}` (a fine-tune; {other} "
+        "stayed that bundle's, unless the Data section names another)"
+    )
+
+
 def _mesh_card(
     manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None
 ) -> str:
@@ -270,10 +283,23 @@ def _mesh_card(
             else "."
         ),
         f"- Training: {steps} steps"
-        + (f", G and F started from the bundle `{cfg.init_from}` (a fine-tune)" if cfg.init_from else "")
+        + _start(cfg)
         + f". {min(steps, cfg.warm_steps)} warm-start steps, L1 to pairs of the registered "
         f"teacher (`training/teacher.py`: per gender and age band 20s–70+, interpolated to any target age; "
-        f"landmark displacement {cfg.teacher_shape}, low-pass shading {cfg.teacher_shading}, band-amplitude "
+        f"landmark displacement {cfg.teacher_shape}"
+        + (
+            ""
+            if cfg.teacher_warp_fine
+            else " (moving the low-pass shape and features, not the skin's fine detail)"
+        )
+        + f", low-pass shading {cfg.teacher_shading}"
+        + (" blurred over the skin only" if cfg.teacher_shading_masked else "")
+        + (
+            f", faded to 0 towards the face oval over {cfg.teacher_shading_rim:g} of the texture"
+            if cfg.teacher_shading_rim
+            else ""
+        )
+        + ", band-amplitude "
         f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}"
         + (f", shading on the brows {cfg.teacher_brows}" if cfg.teacher_brows else "")
         + (

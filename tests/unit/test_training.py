@@ -601,6 +601,42 @@ def test_export_g_from_ships_another_bundles_g_beside_this_runs_f(
     assert chained["training"]["steps"] == half
 
 
+def test_mesh_card_says_which_generator_a_fine_tune_trained_and_the_teachers_fades(
+    straight_run: StraightRun, tmp_path: Path
+) -> None:
+    """The card's Training line names the generator a one-sided run trained (the other stayed its start
+    bundle's), and the teacher options that shape the pairs: the fine detail kept in place, the masked
+    shading and its fade at the face oval."""
+    from dataclasses import replace
+
+    from models.bundle import load_manifest
+    from training.export import _card, export_bundle
+
+    folder = export_bundle(Path(straight_run.cfg.run_dir), name="card", out_dir=tmp_path / "b")
+    manifest = load_manifest(folder)[1]
+    mesh = replace(
+        straight_run.cfg, space="mesh", landmarks=str(tmp_path / "lm.npz"), init_from="models/start"
+    )
+    both = _card(manifest, mesh, {})
+    assert "G and F started from the bundle `models/start`" in both
+    assert "faded to 0 towards the face oval" not in both and "not the skin's fine detail" not in both
+    only_f = _card(
+        manifest,
+        replace(
+            mesh,
+            train_generators="F",
+            teacher_shading_rim=0.06,
+            teacher_shading_masked=True,
+            teacher_warp_fine=False,
+        ),
+        {},
+    )
+    assert "only F learned, started from the bundle `models/start`" in only_f
+    assert "G stayed that bundle's" in only_f and "G and F started" not in only_f
+    assert "blurred over the skin only, faded to 0 towards the face oval over 0.06 of the texture" in only_f
+    assert "not the skin's fine detail" in only_f
+
+
 def test_export_without_checkpoints(tmp_path: Path) -> None:
     from training.errors import TrainingError
     from training.export import export_bundle
