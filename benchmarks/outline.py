@@ -2,26 +2,41 @@
 oval than the skin just inside it (`measures.outline`), through the runtime's paste-back.
 
     python -m benchmarks.outline MODEL [MODEL ...] [--direction older] [--limit 60] [--json FILE]
+                                 [--clip VIDEO [--seconds 2]]
 
 The faces are the quality benchmark's fixed validation sources of that direction (`stills.load_faces`, no
-black-and-white copies), so the numbers match its `outline` row for the same model. Per model: the band's
-own mean change, the ring's just inside it, and their difference (the halo), mean over faces, in levels of
-0..255. It measures and asserts nothing.
+black-and-white copies), so the numbers match its `outline` row for the same model. With `--clip`, they are
+every 10th frame of the clip's first `--seconds`, aged by the whole pipeline (`age_video`, FFV1, smoothing
+on) and measured against the input frame's landmarks. Per model: the band's own mean change, the ring's just
+inside it, and their difference (the halo), mean over faces, in levels of 0..255. It measures and asserts
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
-from benchmarks.measures.outline import outline_change, summarize_outline
+from benchmarks.measures.outline import OutlineChange, outline_change, summarize_outline
 from benchmarks.quality import DEFAULT_DATA, write_json
 from benchmarks.stills import DIRECTIONS, Direction, age_stills, load_faces, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
+from faceage_video.face.landmarks import detect_padded
+from faceage_video.media.reader import ReaderOptions
+from faceage_video.options import AgeOptions
+from faceage_video.pipeline import age_video
+from faceage_video.types import Frame
+from training.landmarks import largest_face
+
+# Every this many frames of a clip is measured.
+CLIP_STEP = 10
 
 
 def measure(
@@ -38,16 +53,62 @@ def measure(
             [f.image for f in sources], [f.landmarks for f in sources], engine.generate, engine.template
         )
         changes = [outline_change(f.image, o, f.landmarks) for f, o in zip(sources, outputs, strict=True)]
-        found = [c for c in changes if c is not None]
-        row = {"model": model, **summarize_outline(changes)}
-        row["ring_mean"] = round(float(np.mean([c.ring for c in found])), 2) if found else None
-        rows.append(row)
+        rows.append(_row(model, list(changes)))
+    return rows
+
+
+def _sampled(path: Path, seconds: float) -> list[Frame]:
+    """Every `CLIP_STEP`th frame of a video's first `seconds`, RGB."""
+    out: list[Frame] = []
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        for i, frame in enumerate(c.decode(stream)):
+            if frame.time is not None and frame.time >= seconds:
+                break
+            if i % CLIP_STEP == 0:
+                out.append(np.asarray(frame.to_ndarray(format="rgb24"), np.uint8))
+    return out
+
+
+def measure_clip(
+    models: Sequence[str], direction: Direction, clip: Path, seconds: float
+) -> list[dict[str, Any]]:
+    """As `measure`, on the sampled frames of one clip aged by the whole pipeline."""
+    inputs = _sampled(clip, seconds)
+    with open_landmarker() as lm:
+        found = [detect_padded(lm, f) for f in inputs]
+    rows = []
+    for model in models:
+        engine = AgingEngine(EngineOptions(model=model, direction=direction))
+        options = AgeOptions(reader=ReaderOptions(end_s=seconds))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.mkv"
+            age_video(
+                clip,
+                out,
+                replace(options, stages=replace(options.stages, engine=engine.options)),
+                engine=engine,
+            )
+            outputs = _sampled(out, seconds)
+        changes: list[OutlineChange | None] = [
+            outline_change(a, b, largest_face(f)) if f else None
+            for a, b, f in zip(inputs, outputs, found, strict=False)
+        ]
+        rows.append(_row(model, changes))
+    return rows
+
+
+def _row(model: str, changes: Sequence[OutlineChange | None]) -> dict[str, Any]:
+    found = [c for c in changes if c is not None]
+    row = {"model": model, **summarize_outline(changes)}
+    row["ring_mean"] = round(float(np.mean([c.ring for c in found])), 2) if found else None
+    if found:
         print(
             f"{model}: band {row['band_mean']:+.2f}, ring {row['ring_mean']:+.2f}, halo {row['halo_mean']:+.2f} "
             f"(|halo| {row['halo_abs_mean']:.2f}, p90 {row['halo_abs_p90']:.2f}) levels over {row['faces']} faces",
             flush=True,
         )
-    return rows
+    return row
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,11 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=60, help="source faces (default 60)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--json", type=Path, default=None, help="write the rows here")
+    p.add_argument("--clip", type=Path, default=None, help="measure this video through the pipeline instead")
+    p.add_argument("--seconds", type=float, default=2.0, help="of the clip, from its start (default 2)")
     a = p.parse_args(argv)
     direction: Direction = a.direction
-    rows = measure(a.models, direction, a.limit, a.data)
+    if a.clip is not None:
+        rows = measure_clip(a.models, direction, a.clip, a.seconds)
+    else:
+        rows = measure(a.models, direction, a.limit, a.data)
     if a.json is not None:
-        write_json(a.json, {"benchmark": "outline", "direction": a.direction, "limit": a.limit, "rows": rows})
+        where = {"clip": str(a.clip), "seconds": a.seconds} if a.clip is not None else {"limit": a.limit}
+        write_json(a.json, {"benchmark": "outline", "direction": a.direction, **where, "rows": rows})
         print(f"wrote {a.json}")
     return 0
 
