@@ -83,6 +83,8 @@ class TrainConfig:
             fraction of the texture size (`TeacherOptions.eyes_still`; 0: off).
         teacher_shading_rim: the teacher's shading difference fades to 0 towards the face oval over this
             fraction of the texture size (`TeacherOptions.shading_rim`; 0: off).
+        teacher_oval_fade: the teacher's landmark displacement fades to 0 towards the face oval over this
+            fraction of the texture size (`TeacherOptions.oval_fade`; 0.08 is `training.teacher.OVAL_FADE`).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -174,6 +176,7 @@ class TrainConfig:
     teacher_warp_fine: bool = True
     teacher_eyes_still: float = 0.0
     teacher_shading_rim: float = 0.0
+    teacher_oval_fade: float = 0.08
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

@@ -83,7 +83,7 @@ def _teacher_targets(age: float, older: bool, rng: np.random.Generator) -> float
 def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     """File name of a run's cached teacher pairs: the teacher version and every option that changes them, so
     pairs of another teacher are never reused. Options at their old defaults keep their old names."""
-    from training.teacher import TEACHER_VERSION
+    from training.teacher import OVAL_FADE, TEACHER_VERSION
 
     name = (
         f"teacher-mesh-v{TEACHER_VERSION}-{targets_per_face}-s{opts.shape:g}-h{opts.shading:g}"
@@ -99,6 +99,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += "" if opts.warp_fine else "-wl"
     name += f"-es{opts.eyes_still:g}" if opts.eyes_still else ""
     name += f"-rim{opts.shading_rim:g}" if opts.shading_rim else ""
+    name += "" if opts.oval_fade == OVAL_FADE else f"-of{opts.oval_fade:g}"
     return name + ".npz"
 
 

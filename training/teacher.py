@@ -136,6 +136,9 @@ class TeacherOptions:
             size (0: off). At the outline the two prototypes differ by what lies there, not by age (a young
             group's hair over the temples and cheeks, its shadow under the jaw): their difference lit the
             whole outline and showed on paste-back as a light band along the jaw.
+        oval_fade: the landmark displacement fades to 0 towards the face oval over this fraction of the
+            texture size (`OVAL_FADE` by default). A short fade moves the lower face onto the fixed outline
+            and squeezes out the jaw's own edge shadow, which left a thin light line along the jaw.
     """
 
     shape: float = 1.5
@@ -153,11 +156,14 @@ class TeacherOptions:
     warp_fine: bool = True
     eyes_still: float = 0.0
     shading_rim: float = 0.0
+    oval_fade: float = OVAL_FADE
 
     def __post_init__(self) -> None:
         for name in ("eyes_still", "shading_rim"):
             if not 0.0 <= getattr(self, name) <= 0.5:
                 raise ValueError(f"{name} must be in 0..0.5, got {getattr(self, name)}")
+        if not 0.0 < self.oval_fade <= 0.5:
+            raise ValueError(f"oval_fade must be in (0, 0.5], got {self.oval_fade}")
         for name in ("transplant", "transplant_coarse"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in 0..1, got {getattr(self, name)}")
@@ -180,6 +186,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         warp_fine=cfg.teacher_warp_fine,
         eyes_still=cfg.teacher_eyes_still,
         shading_rim=cfg.teacher_shading_rim,
+        oval_fade=cfg.teacher_oval_fade,
     )
 
 
@@ -494,11 +501,14 @@ def oval_fade(mesh: CanonicalMesh, width: float = OVAL_FADE) -> NDArray[np.float
     return _fade_from(mesh, FACE_OVAL, width)
 
 
-def shape_weights(mesh: CanonicalMesh, eyes_still: float = 0.0) -> NDArray[np.float32]:
-    """(468,) weight of each landmark's displacement: `oval_fade`, and 0 on the inner lip contour too (the
-    opening of the mouth stays where it is), rising to 1 at `MOUTH_FADE` of the texture size from it; with
-    `eyes_still` > 0, also 0 on the eye contours, rising to 1 at that fraction of the texture size."""
-    w = np.minimum(oval_fade(mesh), _fade_from(mesh, INNER_LIPS, MOUTH_FADE))
+def shape_weights(
+    mesh: CanonicalMesh, eyes_still: float = 0.0, oval: float = OVAL_FADE
+) -> NDArray[np.float32]:
+    """(468,) weight of each landmark's displacement: `oval_fade` over `oval` of the texture size, and 0 on the
+    inner lip contour too (the opening of the mouth stays where it is), rising to 1 at `MOUTH_FADE` of the
+    texture size from it; with `eyes_still` > 0, also 0 on the eye contours, rising to 1 at that fraction of
+    the texture size."""
+    w = np.minimum(oval_fade(mesh, oval), _fade_from(mesh, INNER_LIPS, MOUTH_FADE))
     return np.minimum(w, _fade_from(mesh, EYES[0] + EYES[1], eyes_still)) if eyes_still > 0 else w
 
 
@@ -529,7 +539,7 @@ class RegisteredTeacher:
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0
-        self.shape_weight = shape_weights(mesh, options.eyes_still)
+        self.shape_weight = shape_weights(mesh, options.eyes_still, options.oval_fade)
         if options.transplant_coarse > 0 and protos.exemplar_coarse is None:
             raise ValueError("transplant_coarse needs prototypes with exemplar_coarse: rebuild them")
         # Per (gender, band): how many exemplar slots are filled (a group with fewer faces than

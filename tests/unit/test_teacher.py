@@ -252,6 +252,23 @@ def test_eyes_still_keeps_the_eye_contours_where_they_are(
         TeacherOptions(eyes_still=0.9)
 
 
+def test_oval_fade_spreads_the_shape_fade_further_inside(teacher: RegisteredTeacher) -> None:
+    # A short fade moved the lower face onto the fixed outline and squeezed out the jaw's edge shadow.
+    from training.run import teacher_pairs_name
+    from training.teacher import OVAL_FADE, shape_weights
+
+    mesh = teacher.mesh
+    short, long = shape_weights(mesh), shape_weights(mesh, oval=2 * OVAL_FADE)
+    assert np.all(long[list(FACE_OVAL)] == 0.0) and long[NOSE_TIP] == short[NOSE_TIP] == 1.0
+    assert np.all(long <= short + 1e-6) and np.any(long < short - 0.2)
+    spread = RegisteredTeacher(teacher.protos, mesh, TeacherOptions(oval_fade=2 * OVAL_FADE))
+    np.testing.assert_array_equal(spread.shape_weight, long)
+    assert teacher_pairs_name(3, TeacherOptions()).endswith("-t1-d1.npz")
+    assert "-of0.16" in teacher_pairs_name(3, TeacherOptions(oval_fade=0.16))
+    with pytest.raises(ValueError, match="oval_fade"):
+        TeacherOptions(oval_fade=0.0)
+
+
 def test_the_face_outline_does_not_move(teacher: RegisteredTeacher) -> None:
     # The runtime pastes inside the input's oval only: a moved outline would show as half an edge.
     fade = oval_fade(teacher.mesh)
