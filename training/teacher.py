@@ -137,8 +137,8 @@ class TeacherOptions:
             group's hair over the temples and cheeks, its shadow under the jaw): their difference lit the
             whole outline and showed on paste-back as a light band along the jaw.
         oval_fade: the landmark displacement fades to 0 towards the face oval over this fraction of the
-            texture size (`OVAL_FADE` by default). A short fade moves the lower face onto the fixed outline
-            and squeezes out the jaw's own edge shadow, which left a thin light line along the jaw.
+            texture size (`OVAL_FADE` by default). The warp moves the lower face towards the fixed outline,
+            which lifts the skin just inside it; a longer fade lifts it less, and moves the jowls less.
     """
 
     shape: float = 1.5
