@@ -253,7 +253,7 @@ def test_eyes_still_keeps_the_eye_contours_where_they_are(
 
 
 def test_oval_fade_spreads_the_shape_fade_further_inside(teacher: RegisteredTeacher) -> None:
-    # A short fade moved the lower face onto the fixed outline and squeezed out the jaw's edge shadow.
+    # The warp moves the lower face towards the fixed outline; a longer fade spreads that over more skin.
     from training.run import teacher_pairs_name
     from training.teacher import OVAL_FADE, shape_weights
 
