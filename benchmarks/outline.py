@@ -25,6 +25,7 @@ import av
 import numpy as np
 
 from benchmarks.measures.outline import OutlineChange, outline_change, summarize_outline
+from benchmarks.measures.regions import largest_face
 from benchmarks.quality import DEFAULT_DATA, write_json
 from benchmarks.stills import DIRECTIONS, Direction, age_stills, load_faces, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
@@ -33,7 +34,6 @@ from faceage_video.media.reader import ReaderOptions
 from faceage_video.options import AgeOptions
 from faceage_video.pipeline import age_video
 from faceage_video.types import Frame
-from training.landmarks import largest_face
 
 # Every this many frames of a clip is measured.
 CLIP_STEP = 10
@@ -53,7 +53,7 @@ def measure(
             [f.image for f in sources], [f.landmarks for f in sources], engine.generate, engine.template
         )
         changes = [outline_change(f.image, o, f.landmarks) for f, o in zip(sources, outputs, strict=True)]
-        rows.append(_row(model, list(changes)))
+        rows.append(_row(model, changes))
     return rows
 
 
@@ -90,19 +90,19 @@ def measure_clip(
                 engine=engine,
             )
             outputs = _sampled(out, seconds)
-        changes: list[OutlineChange | None] = [
-            outline_change(a, b, largest_face(f)) if f else None
-            for a, b, f in zip(inputs, outputs, found, strict=False)
+        faces = [largest_face(f) for f in found]
+        changes = [
+            None if f is None else outline_change(a, b, f)
+            for a, b, f in zip(inputs, outputs, faces, strict=False)
         ]
         rows.append(_row(model, changes))
     return rows
 
 
 def _row(model: str, changes: Sequence[OutlineChange | None]) -> dict[str, Any]:
-    found = [c for c in changes if c is not None]
+    """`model` and `summarize_outline` of its faces, printed."""
     row = {"model": model, **summarize_outline(changes)}
-    row["ring_mean"] = round(float(np.mean([c.ring for c in found])), 2) if found else None
-    if found:
+    if row["faces"]:
         print(
             f"{model}: band {row['band_mean']:+.2f}, ring {row['ring_mean']:+.2f}, halo {row['halo_mean']:+.2f} "
             f"(|halo| {row['halo_abs_mean']:.2f}, p90 {row['halo_abs_p90']:.2f}) levels over {row['faces']} faces",

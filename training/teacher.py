@@ -512,18 +512,6 @@ def shape_weights(
     return np.minimum(w, _fade_from(mesh, EYES[0] + EYES[1], eyes_still)) if eyes_still > 0 else w
 
 
-def inside_oval(mesh: CanonicalMesh, width: float) -> Array:
-    """(S, S) weight: 0 on and outside the face oval, rising smoothly to 1 at `width` of the texture size
-    inside it."""
-    s = mesh.size
-    fill = np.zeros((s, s), np.uint8)
-    pts = np.round(mesh.vertices[list(FACE_OVAL)] * 16).astype(np.int32)
-    cv2.fillPoly(fill, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    dist = cv2.distanceTransform(fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    t = np.clip(dist / max(width * s, 1e-6), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
-
-
 class RegisteredTeacher:
     """Age any canonical face from its age to a target age: see the module docstring."""
 
@@ -535,7 +523,7 @@ class RegisteredTeacher:
         self.detail_skin = self.skin * (1.0 - mouth_corners(mesh))
         self.shading_mask = np.maximum(self.skin, options.brows * brow_mask(mesh)).astype(np.float32)
         if options.shading_rim > 0:
-            self.shading_mask = self.shading_mask * inside_oval(mesh, options.shading_rim)
+            self.shading_mask = self.shading_mask * mesh.inside_oval(options.shading_rim)
         self.face = mesh.mask("face")
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0

@@ -88,15 +88,17 @@ def outline_change(inp: Frame, out: Frame, landmarks: Landmarks) -> OutlineChang
 
 
 def summarize_outline(changes: Sequence[OutlineChange | None]) -> dict[str, Any]:
-    """`faces`, `band_mean` (the band's own change, signed), `halo_mean` (signed), `halo_abs_mean` and
-    `halo_abs_p90` over the faces measured; None without faces."""
+    """`faces`, `band_mean` and `ring_mean` (their own changes, signed), `halo_mean` (signed),
+    `halo_abs_mean` and `halo_abs_p90` over the faces measured; None without faces."""
     found = [c for c in changes if c is not None]
     halos = np.array([c.halo for c in found], np.float64)
     if not len(halos):
-        return {"faces": 0, "band_mean": None, "halo_mean": None, "halo_abs_mean": None, "halo_abs_p90": None}
+        return {"faces": 0, "band_mean": None, "ring_mean": None, "halo_mean": None, "halo_abs_mean": None,
+                "halo_abs_p90": None}  # fmt: skip
     return {
         "faces": len(halos),
         "band_mean": round(float(np.mean([c.band for c in found])), 2),
+        "ring_mean": round(float(np.mean([c.ring for c in found])), 2),
         "halo_mean": round(float(halos.mean()), 2),
         "halo_abs_mean": round(float(np.abs(halos).mean()), 2),
         "halo_abs_p90": round(float(np.percentile(np.abs(halos), 90)), 2),

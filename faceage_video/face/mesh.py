@@ -277,6 +277,13 @@ class CanonicalMesh:
         f = self.options.feather
         return _smoothstep(np.where(ring_fill[1:-1, 1:-1] > 0, (t - (1.0 - f)) / f, 0.0))
 
+    def inside_oval(self, width: float) -> Mask:
+        """(S, S) float32 weight: 0 on and outside the face oval, rising smoothly to 1 at `width` of the
+        texture size inside it."""
+        fill = self._polygon_fill(self.vertices[list(FACE_OVAL)])
+        depth = cv2.distanceTransform(fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        return _smoothstep(np.asarray(depth, np.float32) / max(width * self.size, 1e-6))
+
     def fit(self, landmarks: Landmarks, frame_shape: tuple[int, ...]) -> MeshFit:
         """Register one face: its vertices in the frame (ring grown with the face's own pose).
 

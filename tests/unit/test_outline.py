@@ -57,7 +57,14 @@ def test_a_light_rim_reads_positive_and_a_uniform_change_zero() -> None:
 
 def test_summary_and_errors() -> None:
     s = summarize_outline([OutlineChange(5.0, 1.0), OutlineChange(0.0, 2.0), None])
-    assert s == {"faces": 2, "band_mean": 2.5, "halo_mean": 1.0, "halo_abs_mean": 3.0, "halo_abs_p90": 3.8}
+    assert s == {
+        "faces": 2,
+        "band_mean": 2.5,
+        "ring_mean": 1.5,
+        "halo_mean": 1.0,
+        "halo_abs_mean": 3.0,
+        "halo_abs_p90": 3.8,
+    }
     assert summarize_outline([None])["halo_mean"] is None
     img, lm = _face()
     with pytest.raises(ValueError, match="same shape"):

@@ -626,10 +626,8 @@ def test_shading_rim_keeps_the_outlines_difference_off_the_face(teacher: Registe
     """`shading_rim`: a difference of the prototypes along the face oval (a young group's hair over the
     temples) no longer lights the outline, where it showed as a light band on paste-back; the inner face is
     still shaded."""
-    from training.teacher import inside_oval
-
     protos, mesh = teacher.protos, teacher.mesh
-    fade = inside_oval(mesh, 0.1)
+    fade = mesh.inside_oval(0.1)
     assert fade.shape == (mesh.size, mesh.size)
     assert np.all(fade[mesh.mask("face") < 0.99] == 0.0)  # nothing outside the oval
     assert fade[tuple(np.round(mesh.vertices[NOSE_TIP][::-1]).astype(int))] == 1.0
