@@ -299,6 +299,11 @@ def _mesh_card(
             if cfg.teacher_shading_rim
             else ""
         )
+        + (
+            f", the whole change faded to 0 towards the face oval over {cfg.teacher_outline_rim:g} of the texture"
+            if cfg.teacher_outline_rim
+            else ""
+        )
         + ", band-amplitude "
         f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}"
         + (f", shading on the brows {cfg.teacher_brows}" if cfg.teacher_brows else "")

@@ -139,6 +139,11 @@ class TeacherOptions:
         oval_fade: the landmark displacement fades to 0 towards the face oval over this fraction of the
             texture size (`OVAL_FADE` by default). The warp moves the lower face towards the fixed outline,
             which lifts the skin just inside it; a longer fade lifts it less, and moves the jowls less.
+        outline_rim: the whole change fades to 0 towards the face oval over this fraction of the texture size
+            (0: off). With the outline fixed, the warp pushes the lower face's lighter skin into the darker
+            band along the jaw, and the shading's rim alone left it: a light line followed the whole jaw
+            (+17 levels 4 px inside the oval over young validation faces, `shape` 3). A narrow line, so
+            fading only the change's low-pass left most of it.
     """
 
     shape: float = 1.5
@@ -157,9 +162,10 @@ class TeacherOptions:
     eyes_still: float = 0.0
     shading_rim: float = 0.0
     oval_fade: float = OVAL_FADE
+    outline_rim: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("eyes_still", "shading_rim"):
+        for name in ("eyes_still", "shading_rim", "outline_rim"):
             if not 0.0 <= getattr(self, name) <= 0.5:
                 raise ValueError(f"{name} must be in 0..0.5, got {getattr(self, name)}")
         if not 0.0 < self.oval_fade <= 0.5:
@@ -187,6 +193,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         eyes_still=cfg.teacher_eyes_still,
         shading_rim=cfg.teacher_shading_rim,
         oval_fade=cfg.teacher_oval_fade,
+        outline_rim=cfg.teacher_outline_rim,
     )
 
 
@@ -528,6 +535,7 @@ class RegisteredTeacher:
         self.sigmas, self.env_sigma, self.shading_sigma = _sigmas(mesh.size)
         self.coarse_sigma = COARSE_SIGMA_128 * mesh.size / 128.0
         self.shape_weight = shape_weights(mesh, options.eyes_still, options.oval_fade)
+        self.outline_keep = mesh.inside_oval(options.outline_rim) if options.outline_rim > 0 else None
         if options.transplant_coarse > 0 and protos.exemplar_coarse is None:
             raise ValueError("transplant_coarse needs prototypes with exemplar_coarse: rebuild them")
         # Per (gender, band): how many exemplar slots are filled (a group with fewer faces than
@@ -661,6 +669,8 @@ class RegisteredTeacher:
                 # Added equally to R, G and B, as every luminance change: a grey face stays grey.
                 still = (fine * self.skin)[..., None]
                 res = warp_shape(np.asarray(res - still, np.float32), self.mesh, move) + still
+        if self.outline_keep is not None:
+            res = img + self.outline_keep[..., None] * (res - img)
         if shape is not None:
             vis = self.visible(shape)[..., None]
             res = vis * res + (1.0 - vis) * img

@@ -656,6 +656,30 @@ def test_shading_rim_keeps_the_outlines_difference_off_the_face(teacher: Registe
         TeacherOptions(shading_rim=-0.1)
 
 
+def test_outline_rim_fades_the_whole_change_out_at_the_face_oval(teacher: RegisteredTeacher) -> None:
+    """`outline_rim`: the whole change (shading, warp, detail, colour) is the input's own on and outside the
+    oval, unchanged where the fade is 1, and only scaled down between: the warp pushed the lower face's
+    lighter skin into the jaw's darker band, a light line along the whole jaw."""
+    mesh = teacher.mesh
+    rows = np.linspace(0.75, 0.35, mesh.size, dtype=np.float32)[:, None, None]  # darker towards the jaw
+    face = np.clip(rows + np.random.default_rng(3).normal(0, 0.03, (mesh.size, mesh.size, 3)), 0, 1)
+    face = face.astype(np.float32)
+    opts = replace(teacher.options, shape=3.0, shading=1.0)
+    plain = RegisteredTeacher(teacher.protos, mesh, opts)(face, 24.0, 65.0, 0, "o")
+    faded = RegisteredTeacher(teacher.protos, mesh, replace(opts, outline_rim=0.1))(face, 24.0, 65.0, 0, "o")
+    keep = mesh.inside_oval(0.1)
+    off, full, between = keep == 0.0, keep == 1.0, (keep > 0.0) & (keep < 1.0)
+    assert off.sum() > 100 and full.sum() > 100 and between.sum() > 100
+    assert np.abs(plain - face)[between].mean() > 0.01  # without it the band changes
+    np.testing.assert_allclose(faded[off], face[off], atol=1e-6)
+    np.testing.assert_allclose(faded[full], plain[full], atol=1e-6)
+    np.testing.assert_allclose(
+        (faded - face)[between], (keep[..., None] * (plain - face))[between], atol=1e-5
+    )
+    with pytest.raises(ValueError, match="outline_rim"):
+        TeacherOptions(outline_rim=0.6)
+
+
 def test_exemplar_mean_gives_every_face_its_groups_mean_exemplar(teacher: RegisteredTeacher) -> None:
     """`exemplar_mean`: the output no longer depends on the key that picks an exemplar, and equals the
     teacher on prototypes whose exemplars were each replaced by their group's mean."""
