@@ -135,6 +135,10 @@ def export(
         Path | None,
         typer.Option(help="take G from this bundle instead of the checkpoint (the manifest and card say so)"),
     ] = None,
+    f_from: Annotated[
+        Path | None,
+        typer.Option(help="take F from this bundle instead of the checkpoint (the manifest and card say so)"),
+    ] = None,
 ) -> None:
     """Write a model bundle (manifest, G/F weights, card, samples) from a checkpoint.
 
@@ -157,6 +161,7 @@ def export(
         metrics_path=metrics,
         force=force,
         g_from=g_from,
+        f_from=f_from,
     )
     if force:
         typer.secho("exported with --force: the card lists the gates it failed", fg="yellow", err=True)

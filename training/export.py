@@ -203,17 +203,15 @@ def _card_tail(
     manifest: Manifest, cfg: TrainConfig, metrics: dict[str, Any], forced: list[str] | None
 ) -> list[str]:
     """The card's counts, licence, quality section and samples, the same for every face space."""
-    g_from = manifest.training.get("G_from")
-    own_g = (
-        [
-            f"- `G` is not this run's: it is the bundle `{g_from['bundle']}`'s"
-            + (f" (first shipped in `{g_from['origin']}`)" if "origin" in g_from else "")
-            + f" (config `{g_from['training'].get('config')}`, checkpoint "
-            f"`{g_from['training'].get('checkpoint')}`), unchanged; this run's `F` ships beside it (`--g-from`)."
-        ]
-        if g_from
-        else []
-    )
+    own_g = [
+        f"- `{which}` is not this run's: it is the bundle `{taken['bundle']}`'s"
+        + (f" (first shipped in `{taken['origin']}`)" if "origin" in taken else "")
+        + f" (config `{taken['training'].get('config')}`, checkpoint "
+        f"`{taken['training'].get('checkpoint')}`), unchanged; this run's `{other}` ships beside it "
+        f"(`--{which.lower()}-from`)."
+        for which, other in (("G", "F"), ("F", "G"))
+        if (taken := manifest.training.get(f"{which}_from"))
+    ]
     return [
         f"- Counts: {manifest.data.get('counts', {})}.",
         f"- Licence: {LICENCE.get(cfg.dataset, '')}",
@@ -226,6 +224,21 @@ def _card_tail(
         "![samples](samples.png)",
         "",
     ]
+
+
+def _taken_from(model: Any, which: str, bundle: Path) -> dict[str, Any]:
+    """Set the model's `which` generator to a bundle's and return its manifest record (`G_from`/`F_from`):
+    the bundle, and the training record of the run that trained that generator."""
+    key = f"{which}_from"
+    source = model.init_from_bundle(bundle, (which,), option=f"--{which.lower()}-from")
+    own = {k: v for k, v in source.training.items() if k not in ("G_from", "F_from")}
+    record: dict[str, Any] = {"bundle": Path(bundle).name, "training": own}
+    if key in source.training:
+        # That bundle's generator was itself another bundle's: record where it was trained, not the run
+        # that trained the bundle's other generator.
+        first = source.training[key]
+        record.update(training=first["training"], origin=first.get("origin", first["bundle"]))
+    return {key: record}
 
 
 def _teacher_pairs(cfg: TrainConfig) -> str:
@@ -383,6 +396,7 @@ def export_bundle(
     metrics_path: Path | None = None,
     force: bool = False,
     g_from: Path | None = None,
+    f_from: Path | None = None,
 ) -> Path:
     """Write `out_dir/name/` from a checkpoint.
 
@@ -397,6 +411,7 @@ def export_bundle(
         g_from: a bundle whose `G` the new bundle takes instead of the checkpoint's (G and F train apart,
             with no cycle term, so an `F` that improved can ship beside a `G` that did not); the manifest
             and card name it. A run that trained only F (`train_generators = "F"`) takes its `init_from`.
+        f_from: the same for `F`: a run that trained only G ships beside an `F` judged in another bundle.
 
     Returns:
         The bundle folder.
@@ -426,13 +441,9 @@ def export_bundle(
     if g_from is None and cfg.train_generators == "F" and cfg.init_from:
         # Only F learned: G is the start bundle's, unchanged, and the manifest says where it was trained.
         g_from = Path(cfg.init_from)
-    if g_from is not None:
-        source = model.init_from_bundle(g_from, ("G",), option="--g-from")
-        g_record = {"G_from": {"bundle": Path(g_from).name, "training": source.training}}
-        if "G_from" in source.training:
-            # That bundle's G was itself another bundle's: record where it was trained, not its F's run.
-            first = source.training["G_from"]
-            g_record["G_from"].update(training=first["training"], origin=first.get("origin", first["bundle"]))
+    for which, bundle in (("G", g_from), ("F", f_from)):
+        if bundle is not None:
+            g_record.update(_taken_from(model, which, bundle))
     # A detail head whose last convolution is zero adds nothing (a G started from a head-less bundle and
     # never trained): that generator ships without it and runs without its cost.
     generators: dict[str, Any] = {"G": model.G, "F": model.F}

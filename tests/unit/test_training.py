@@ -601,6 +601,37 @@ def test_export_g_from_ships_another_bundles_g_beside_this_runs_f(
     assert chained["training"]["steps"] == half
 
 
+def test_export_f_from_ships_another_bundles_f_beside_this_runs_g(
+    straight_run: StraightRun, tmp_path: Path
+) -> None:
+    """`--f-from`, the mirror of `--g-from`: a run that trained only G ships beside an F judged in another
+    bundle, bit for bit; the record is that F's run, not the run that trained the bundle's G."""
+    from models.bundle import load_generator, load_manifest
+    from training.export import export_bundle
+
+    run = straight_run
+    half = run.cfg.steps // 2
+    early = export_bundle(run.checkpoints[half], name="early", out_dir=tmp_path / "b")
+    # A bundle whose G is another's, as the shipped defaults are: its F is still its own run's.
+    mixed = export_bundle(run.checkpoints[half], name="mixed", out_dir=tmp_path / "b", g_from=early)
+    out = export_bundle(Path(run.cfg.run_dir), name="out", out_dir=tmp_path / "b", f_from=mixed)
+
+    def weights(folder: Path, which: str) -> list[np.ndarray]:
+        return [np.array(w) for w in load_generator(folder, which)[0].get_weights()]
+
+    assert all(np.array_equal(a, b) for a, b in zip(weights(out, "F"), weights(early, "F"), strict=True))
+    final_g = [np.array(w.numpy()) for w in run.model.G.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(weights(out, "G"), final_g, strict=True))
+    final_f = [np.array(w.numpy()) for w in run.model.F.weights]
+    assert _changed(weights(early, "F"), final_f)
+    record = load_manifest(out)[1].training
+    assert "G_from" not in record
+    assert record["F_from"]["bundle"] == "mixed" and record["F_from"]["training"]["steps"] == half
+    assert "G_from" not in record["F_from"]["training"]
+    card = (out / "CARD.md").read_text()
+    assert "`F` is not this run's: it is the bundle `mixed`'s" in card and "(`--f-from`)" in card
+
+
 def test_mesh_card_says_which_generator_a_fine_tune_trained_and_the_teachers_fades(
     straight_run: StraightRun, tmp_path: Path
 ) -> None:
