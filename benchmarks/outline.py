@@ -8,7 +8,8 @@ The faces are the quality benchmark's fixed validation sources of that direction
 black-and-white copies), so the numbers match its `outline` row for the same model. With `--clip`, they are
 every 10th frame of the clip's first `--seconds`, aged by the whole pipeline (`age_video`, FFV1, smoothing
 on) and measured against the input frame's landmarks. Per model: the band's own mean change, the ring's just
-inside it, and their difference (the halo), mean over faces, in levels of 0..255. It measures and asserts
+inside it, their difference (the halo), and the line (the band's most changed thin shell minus the ring: a
+narrow stripe the band's mean dilutes), mean over faces, in levels of 0..255. It measures and asserts
 nothing.
 """
 
@@ -42,8 +43,7 @@ CLIP_STEP = 10
 def measure(
     models: Sequence[str], direction: Direction, limit: int, data: Path = DEFAULT_DATA
 ) -> list[dict[str, Any]]:
-    """One row per model: `model`, `faces`, `band_mean`, `ring_mean`, `halo_mean`, `halo_abs_mean`,
-    `halo_abs_p90`."""
+    """One row per model: `model` and `summarize_outline`'s keys (`halo_mean`, `line_mean`, ...)."""
     with open_landmarker() as lm:
         sources = load_faces(data, direction, lm, limit=limit, bw=0).sources
     rows = []
@@ -105,7 +105,8 @@ def _row(model: str, changes: Sequence[OutlineChange | None]) -> dict[str, Any]:
     if row["faces"]:
         print(
             f"{model}: band {row['band_mean']:+.2f}, ring {row['ring_mean']:+.2f}, halo {row['halo_mean']:+.2f} "
-            f"(|halo| {row['halo_abs_mean']:.2f}, p90 {row['halo_abs_p90']:.2f}) levels over {row['faces']} faces",
+            f"(|halo| {row['halo_abs_mean']:.2f}, p90 {row['halo_abs_p90']:.2f}), line {row['line_mean']:+.2f} "
+            f"(|line| p90 {row['line_abs_p90']:.2f}) levels over {row['faces']} faces",
             flush=True,
         )
     return row

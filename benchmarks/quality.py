@@ -1151,6 +1151,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
         "blotch p90",
         "b/w tinted",
         "halo",
+        "line",
         "realism AUC",
     )
     for col in cols:
@@ -1172,6 +1173,7 @@ def _print_table(console: Console, report: dict[str, Any]) -> None:
             _fmt(c["blotches_p90"], ".2f"),
             f"{c['bw_tinted']}/{c['bw_faces']}",
             _fmt((r.get("outline") or {}).get("halo_mean"), "+.1f"),
+            _fmt((r.get("outline") or {}).get("line_mean"), "+.1f"),
             _fmt(r["realism_auc"], ".2f"),
         )
     console.print(table)

@@ -8,13 +8,17 @@ native resolution, from the input's MediaPipe face oval, as mean luma changes (R
 - `band`: the skin within `BAND` inter-ocular distances inside the oval; its change is also an edge against
   what lies outside the oval, which the tool leaves alone;
 - `ring`: the skin from `BAND` to twice that inside it;
-- `halo`: band minus ring. A uniform change reads 0, a light stripe positive, a dark one negative.
+- `halo`: band minus ring. A uniform change reads 0, a light stripe positive, a dark one negative;
+- `line`: the band's shell of `SHELL` inter-ocular distances whose change differs most from the ring's, minus
+  the ring's. A narrow line along the jaw (a few pixels, 35 levels, on `liveportrait_d0`) is diluted in the
+  band's mean, which the halo averages; the line keeps its height.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import cv2
@@ -27,6 +31,8 @@ from faceage_video.types import Frame, Landmarks
 # Depth of the band inside the face oval, in inter-ocular distances (iris centre to iris centre); the ring
 # beside it is as deep again.
 BAND = 0.2
+# Depth of one shell of the band, for the line: four shells to the band.
+SHELL = 0.05
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -37,10 +43,18 @@ class OutlineChange:
     Attributes:
         band: mean luma change in the band along the oval (levels).
         ring: mean luma change in the ring just inside the band (levels).
+        peak: mean luma change of the band's shell farthest from the ring's (levels); the band's where
+            not measured.
     """
 
     band: float
     ring: float
+    peak: float | None = None
+
+    @property
+    def line(self) -> float:
+        """The band's most changed shell minus the ring: a narrow stripe at its own height."""
+        return (self.band if self.peak is None else self.peak) - self.ring
 
     @property
     def halo(self) -> float:
@@ -57,6 +71,12 @@ def outline_regions(
         shape: (H, W, ...) of the image.
         landmarks: (478, 2) MediaPipe landmarks, image pixels (the iris centres give the scale).
     """
+    fill, depth = _depth(shape, landmarks)
+    return (fill > 0) & (depth <= BAND), (depth > BAND) & (depth <= 2 * BAND)
+
+
+def _depth(shape: tuple[int, ...], landmarks: Landmarks) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+    """(H, W) 1 inside the face oval and (H, W) each pixel's depth inside it, in inter-ocular distances."""
     h, w = shape[:2]
     lm = np.asarray(landmarks, np.float64)
     fill = np.zeros((h, w), np.uint8)
@@ -64,7 +84,7 @@ def outline_regions(
     depth = cv2.distanceTransform(fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     iod = float(np.hypot(*(lm[473, :2] - lm[468, :2]))) if len(lm) > 473 else 0.0
     iod = iod if iod > 1.0 else 0.35 * float(np.ptp(lm[list(FACE_OVAL), 0]))
-    return (fill > 0) & (depth <= BAND * iod), (depth > BAND * iod) & (depth <= 2 * BAND * iod)
+    return fill, np.asarray(depth, np.float32) / np.float32(iod)
 
 
 def outline_change(inp: Frame, out: Frame, landmarks: Landmarks) -> OutlineChange | None:
@@ -80,21 +100,29 @@ def outline_change(inp: Frame, out: Frame, landmarks: Landmarks) -> OutlineChang
     """
     if inp.shape != out.shape:
         raise ValueError(f"input {inp.shape} and output {out.shape} must have the same shape")
-    band, ring = outline_regions(inp.shape, landmarks)
+    fill, depth = _depth(inp.shape, landmarks)
+    band, ring = (fill > 0) & (depth <= BAND), (depth > BAND) & (depth <= 2 * BAND)
     if not band.any() or not ring.any():
         return None
     d = (out.astype(np.float32) - inp.astype(np.float32)) @ LUMA
-    return OutlineChange(band=float(d[band].mean()), ring=float(d[ring].mean()))
+    ring_mean = float(d[ring].mean())
+    edges = np.arange(0.0, BAND + 1e-6, SHELL)
+    shells = [band & (depth > lo) & (depth <= hi) for lo, hi in pairwise(edges)]
+    means = [float(d[s].mean()) for s in shells if s.any()]
+    peak = max(means, key=lambda m: abs(m - ring_mean)) if means else None
+    return OutlineChange(band=float(d[band].mean()), ring=ring_mean, peak=peak)
 
 
 def summarize_outline(changes: Sequence[OutlineChange | None]) -> dict[str, Any]:
     """`faces`, `band_mean` and `ring_mean` (their own changes, signed), `halo_mean` (signed),
-    `halo_abs_mean` and `halo_abs_p90` over the faces measured; None without faces."""
+    `halo_abs_mean` and `halo_abs_p90`, `line_mean` (signed) and `line_abs_p90` over the faces measured; None
+    without faces."""
     found = [c for c in changes if c is not None]
     halos = np.array([c.halo for c in found], np.float64)
+    lines = np.array([c.line for c in found], np.float64)
     if not len(halos):
         return {"faces": 0, "band_mean": None, "ring_mean": None, "halo_mean": None, "halo_abs_mean": None,
-                "halo_abs_p90": None}  # fmt: skip
+                "halo_abs_p90": None, "line_mean": None, "line_abs_p90": None}  # fmt: skip
     return {
         "faces": len(halos),
         "band_mean": round(float(np.mean([c.band for c in found])), 2),
@@ -102,4 +130,6 @@ def summarize_outline(changes: Sequence[OutlineChange | None]) -> dict[str, Any]
         "halo_mean": round(float(halos.mean()), 2),
         "halo_abs_mean": round(float(np.abs(halos).mean()), 2),
         "halo_abs_p90": round(float(np.percentile(np.abs(halos), 90)), 2),
+        "line_mean": round(float(lines.mean()), 2),
+        "line_abs_p90": round(float(np.percentile(np.abs(lines), 90)), 2),
     }

@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks.measures.outline import (
     BAND,
+    SHELL,
     OutlineChange,
     outline_change,
     outline_regions,
@@ -55,8 +56,32 @@ def test_a_light_rim_reads_positive_and_a_uniform_change_zero() -> None:
     assert outline_change(img, outside, lm).halo == 0.0  # type: ignore[union-attr]
 
 
+def test_a_narrow_line_reads_its_height_where_the_halo_dilutes_it() -> None:
+    """A line two shells deep, 30 levels, just inside the oval (the jaw line on `liveportrait_d0`): the halo
+    averages it over the band's four shells, the line keeps its height; a change even over the band reads the
+    same on both."""
+    img, lm = _face()
+    band, _ = outline_regions(img.shape, lm)
+    yy, xx = np.mgrid[0:200, 0:200]
+    depth = (70 - np.hypot(xx - 100, yy - 100)) / 60.0  # inter-ocular distances inside the circle
+    narrow = img.copy()
+    line = band & (depth > SHELL) & (depth <= 3 * SHELL)
+    narrow[line] += 30
+    c = outline_change(img, narrow, lm)
+    assert c is not None
+    assert c.line == pytest.approx(30.0, abs=1.0)
+    assert c.halo < 18.0  # half the band: the halo sees about half of it
+    even = img.copy()
+    even[band] += 20
+    e = outline_change(img, even, lm)
+    assert e is not None and e.line == pytest.approx(e.halo, abs=0.01) == pytest.approx(20.0, abs=0.01)
+    dark = img.copy()
+    dark[line] -= 12
+    assert outline_change(img, dark, lm).line == pytest.approx(-12.0, abs=1.0)  # type: ignore[union-attr]
+
+
 def test_summary_and_errors() -> None:
-    s = summarize_outline([OutlineChange(5.0, 1.0), OutlineChange(0.0, 2.0), None])
+    s = summarize_outline([OutlineChange(5.0, 1.0, 9.0), OutlineChange(0.0, 2.0), None])
     assert s == {
         "faces": 2,
         "band_mean": 2.5,
@@ -64,6 +89,8 @@ def test_summary_and_errors() -> None:
         "halo_mean": 1.0,
         "halo_abs_mean": 3.0,
         "halo_abs_p90": 3.8,
+        "line_mean": 3.0,
+        "line_abs_p90": 7.4,
     }
     assert summarize_outline([None])["halo_mean"] is None
     img, lm = _face()

@@ -182,6 +182,7 @@ def test_run_quality_judges_gates_and_pictures(utkface_dir: Path, tmp_path: Path
         assert rows[("unchanged", d)]["colour"]["cast_mean"] == 0.0
         # The input is its own output: its outline has no halo; every face with an oval is measured.
         assert rows[("unchanged", d)]["outline"]["halo_abs_mean"] == 0.0
+        assert rows[("unchanged", d)]["outline"]["line_abs_p90"] == 0.0
         assert rows[("model", d)]["outline"]["faces"] == rows[("model", d)]["colour"]["faces"]
         assert rows[("unchanged", d)]["realism_auc"] == report["references"][d]["unchanged"]
         assert rows[("model", d)]["colour"]["cast_mean"] > 1.5
