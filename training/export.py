@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -226,11 +227,24 @@ def _card_tail(
     ]
 
 
-def _taken_from(model: Any, which: str, bundle: Path) -> dict[str, Any]:
-    """Set the model's `which` generator to a bundle's and return its manifest record (`G_from`/`F_from`):
-    the bundle, and the training record of the run that trained that generator."""
+def _taken_from(model: Any, which: str, bundle: Path) -> tuple[dict[str, Any], bool]:
+    """Set the model's `which` generator to a bundle's. Returns its manifest record (`G_from`/`F_from`: the
+    bundle, and the training record of the run that trained that generator) and whether it brought the detail
+    head this run's generators lack (it then ships as the bundle's network, head and all)."""
+    from models.bundle import BundleError, load_generator, load_manifest
+
     key = f"{which}_from"
-    source = model.init_from_bundle(bundle, (which,), option=f"--{which.lower()}-from")
+    mine = model.generator_config
+    try:
+        theirs = load_manifest(bundle)[1].config(which)
+    except BundleError as exc:
+        raise TrainingError(f"--{which.lower()}-from = {str(bundle)!r}: {exc}") from exc
+    head = theirs.detail_head and not mine.detail_head and replace(theirs, detail_head=False) == mine
+    if head:
+        net, source = load_generator(bundle, which)
+        setattr(model, which, net)
+    else:
+        source = model.init_from_bundle(bundle, (which,), option=f"--{which.lower()}-from")
     own = {k: v for k, v in source.training.items() if k not in ("G_from", "F_from")}
     record: dict[str, Any] = {"bundle": Path(bundle).name, "training": own}
     if key in source.training:
@@ -238,7 +252,7 @@ def _taken_from(model: Any, which: str, bundle: Path) -> dict[str, Any]:
         # that trained the bundle's other generator.
         first = source.training[key]
         record.update(training=first["training"], origin=first.get("origin", first["bundle"]))
-    return {key: record}
+    return {key: record}, head
 
 
 def _teacher_pairs(cfg: TrainConfig) -> str:
@@ -441,14 +455,20 @@ def export_bundle(
     if g_from is None and cfg.train_generators == "F" and cfg.init_from:
         # Only F learned: G is the start bundle's, unchanged, and the manifest says where it was trained.
         g_from = Path(cfg.init_from)
+    headed: list[str] = []
     for which, bundle in (("G", g_from), ("F", f_from)):
         if bundle is not None:
-            g_record.update(_taken_from(model, which, bundle))
+            record, head = _taken_from(model, which, bundle)
+            g_record.update(record)
+            headed += [which] if head else []
     # A detail head whose last convolution is zero adds nothing (a G started from a head-less bundle and
     # never trained): that generator ships without it and runs without its cost.
     generators: dict[str, Any] = {"G": model.G, "F": model.F}
     overrides: dict[str, dict[str, Any]] = {}
     for which, net in generators.items():
+        if which in headed:
+            overrides[which] = {"detail_head": True}
+            continue
         lean = without_zero_head(net, model.generator_config)
         if lean is not None:
             generators[which], overrides[which] = lean, {"detail_head": False}

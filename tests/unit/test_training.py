@@ -525,7 +525,8 @@ def test_export_ships_a_generator_whose_head_is_zero_without_it(
 ) -> None:
     """A head run started from a head-less bundle whose `G` never trained (`train_generators = "F"`): `G` ships
     head-less (a manifest override), computing the same, and the manifest names where it came from; `F`,
-    whose head learned, keeps its head. An override that changes the generator's interface is refused."""
+    whose head learned, keeps its head, also beside a head-less run's `G` (`--f-from`). An override that changes
+    the generator's interface is refused."""
     import json
 
     import tensorflow as tf
@@ -561,6 +562,15 @@ def test_export_ships_a_generator_whose_head_is_zero_without_it(
     again = CycleGAN(cfg)
     again.init_from_bundle(out)
     np.testing.assert_allclose(again.G(x, training=False).numpy(), g(x).numpy(), atol=1e-6)
+    # A head-less run ships beside that F (`--f-from`): F keeps its head, as an override of the run's config.
+    mixed = export_bundle(Path(run.cfg.run_dir), name="mixed", out_dir=tmp_path / "bundles", f_from=out)
+    _, mixed_manifest = load_manifest(mixed)
+    assert mixed_manifest.overrides == {"F": {"detail_head": True}}
+    assert not mixed_manifest.generator.detail_head and mixed_manifest.config("F").detail_head
+    mixed_f, _ = load_generator(mixed, "F")
+    assert all(np.array_equal(a, b) for a, b in zip(mixed_f.get_weights(), f.get_weights(), strict=True))
+    mixed_g, _ = load_generator(mixed, "G")
+    np.testing.assert_allclose(mixed_g(x).numpy(), run.model.G(x, training=False).numpy(), atol=1e-6)
     raw = json.loads((out / "manifest.json").read_text())
     raw["generator_overrides"] = {"G": {"size": 64}}
     (out / "manifest.json").write_text(json.dumps(raw))
