@@ -11,7 +11,9 @@ native resolution, from the input's MediaPipe face oval, as mean luma changes (R
 - `halo`: band minus ring. A uniform change reads 0, a light stripe positive, a dark one negative;
 - `line`: the band's shell of `SHELL` inter-ocular distances whose change differs most from the ring's, minus
   the ring's. A narrow line along the jaw (a few pixels, 35 levels, on `liveportrait_d0`) is diluted in the
-  band's mean, which the halo averages; the line keeps its height.
+  band's mean, which the halo averages; the line keeps its height. A change that fades out towards the oval
+  reads negative on both (the default's de-aging: halo −1.9, line −4.2 levels, a smooth fade, no line to the
+  eye), so a negative line is not always a dark stripe; a positive one is a lit outline.
 """
 
 from __future__ import annotations
