@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -578,28 +578,36 @@ def test_export_ships_a_generator_whose_head_is_zero_without_it(
         load_manifest(out)
 
 
+def _bundle_weights(folder: Path, which: str) -> list[np.ndarray]:
+    from models.bundle import load_generator
+
+    return [np.array(w) for w in load_generator(folder, which)[0].get_weights()]
+
+
+def _net_weights(net: Any) -> list[np.ndarray]:
+    return [np.array(w.numpy()) for w in net.weights]
+
+
+def _equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 def test_export_g_from_ships_another_bundles_g_beside_this_runs_f(
     straight_run: StraightRun, tmp_path: Path
 ) -> None:
     """`--g-from`: the bundle's G is the named bundle's, bit for bit, its F the checkpoint's; the manifest
     and the card say where G came from."""
-    from models.bundle import load_generator, load_manifest
+    from models.bundle import load_manifest
     from training.export import export_bundle
 
     run = straight_run
     half = run.cfg.steps // 2
     early = export_bundle(run.checkpoints[half], name="early", out_dir=tmp_path / "b")
     mixed = export_bundle(Path(run.cfg.run_dir), name="mixed", out_dir=tmp_path / "b", g_from=early)
-
-    def weights(folder: Path, which: str) -> list[np.ndarray]:
-        return [np.array(w) for w in load_generator(folder, which)[0].get_weights()]
-
-    assert all(np.array_equal(a, b) for a, b in zip(weights(mixed, "G"), weights(early, "G"), strict=True))
-    final_f = [np.array(w.numpy()) for w in run.model.F.weights]
-    assert all(np.array_equal(a, b) for a, b in zip(weights(mixed, "F"), final_f, strict=True))
+    assert _equal(_bundle_weights(mixed, "G"), _bundle_weights(early, "G"))
+    assert _equal(_bundle_weights(mixed, "F"), _net_weights(run.model.F))
     # The early G is another network than the run's final one, so the check above is not trivial.
-    final_g = [np.array(w.numpy()) for w in run.model.G.weights]
-    assert _changed(weights(early, "G"), final_g)
+    assert _changed(_bundle_weights(early, "G"), _net_weights(run.model.G))
     record = load_manifest(mixed)[1].training
     assert record["G_from"]["bundle"] == "early" and record["G_from"]["training"]["steps"] == half
     assert record["steps"] == run.cfg.steps
@@ -616,7 +624,7 @@ def test_export_f_from_ships_another_bundles_f_beside_this_runs_g(
 ) -> None:
     """`--f-from`, the mirror of `--g-from`: a run that trained only G ships beside an F judged in another
     bundle, bit for bit; the record is that F's run, not the run that trained the bundle's G."""
-    from models.bundle import load_generator, load_manifest
+    from models.bundle import load_manifest
     from training.export import export_bundle
 
     run = straight_run
@@ -625,15 +633,9 @@ def test_export_f_from_ships_another_bundles_f_beside_this_runs_g(
     # A bundle whose G is another's, as the shipped defaults are: its F is still its own run's.
     mixed = export_bundle(run.checkpoints[half], name="mixed", out_dir=tmp_path / "b", g_from=early)
     out = export_bundle(Path(run.cfg.run_dir), name="out", out_dir=tmp_path / "b", f_from=mixed)
-
-    def weights(folder: Path, which: str) -> list[np.ndarray]:
-        return [np.array(w) for w in load_generator(folder, which)[0].get_weights()]
-
-    assert all(np.array_equal(a, b) for a, b in zip(weights(out, "F"), weights(early, "F"), strict=True))
-    final_g = [np.array(w.numpy()) for w in run.model.G.weights]
-    assert all(np.array_equal(a, b) for a, b in zip(weights(out, "G"), final_g, strict=True))
-    final_f = [np.array(w.numpy()) for w in run.model.F.weights]
-    assert _changed(weights(early, "F"), final_f)
+    assert _equal(_bundle_weights(out, "F"), _bundle_weights(early, "F"))
+    assert _equal(_bundle_weights(out, "G"), _net_weights(run.model.G))
+    assert _changed(_bundle_weights(early, "F"), _net_weights(run.model.F))
     record = load_manifest(out)[1].training
     assert "G_from" not in record
     assert record["F_from"]["bundle"] == "mixed" and record["F_from"]["training"]["steps"] == half
