@@ -280,9 +280,14 @@ class CanonicalMesh:
     def inside_oval(self, width: float) -> Mask:
         """(S, S) float32 weight: 0 on and outside the face oval, rising smoothly to 1 at `width` of the
         texture size inside it."""
+        return _smoothstep(self.oval_depth() / max(width * self.size, 1e-6))
+
+    def oval_depth(self) -> NDArray[np.float32]:
+        """(S, S) float32 each texel's distance to the face oval in texels: positive inside, negative outside."""
         fill = self._polygon_fill(self.vertices[list(FACE_OVAL)])
-        depth = cv2.distanceTransform(fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-        return _smoothstep(np.asarray(depth, np.float32) / max(width * self.size, 1e-6))
+        inside = cv2.distanceTransform(fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        outside = cv2.distanceTransform(1 - fill, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        return np.asarray(np.where(inside > 0, inside, -outside), np.float32)
 
     def fit(self, landmarks: Landmarks, frame_shape: tuple[int, ...]) -> MeshFit:
         """Register one face: its vertices in the frame (ring grown with the face's own pose).
