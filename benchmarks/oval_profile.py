@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks.measures.outline import LUMA
 from benchmarks.teacher import load_prototypes
 from benchmarks.teacher_sweep import parse_variant
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.face.mesh import CanonicalMesh, MeshOptions
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 # Depths reported, canonical pixels (at any texture size): a few outside the oval, the band the line lies in.
 DEPTHS = tuple(range(-4, 14))
 # The measured part of the texture starts at this fraction of its height: the lower face.

@@ -85,8 +85,8 @@ class TrainConfig:
             fraction of the texture size (`TeacherOptions.shading_rim`; 0: off).
         teacher_oval_fade: the teacher's landmark displacement fades to 0 towards the face oval over this
             fraction of the texture size (`TeacherOptions.oval_fade`; 0.08 is `training.teacher.OVAL_FADE`).
-        teacher_outline_rim: the low-pass of the teacher's whole luminance change fades to 0 towards the face
-            oval over this fraction of the texture size (`TeacherOptions.outline_rim`; 0: off).
+        teacher_outline_rim: the teacher's whole change fades to 0 towards the face oval over this fraction of
+            the texture size (`TeacherOptions.outline_rim`; 0: off).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.

@@ -73,7 +73,12 @@ def outline_regions(
         shape: (H, W, ...) of the image.
         landmarks: (478, 2) MediaPipe landmarks, image pixels (the iris centres give the scale).
     """
-    fill, depth = _depth(shape, landmarks)
+    return _regions(*_depth(shape, landmarks))
+
+
+def _regions(
+    fill: NDArray[np.uint8], depth: NDArray[np.float32]
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     return (fill > 0) & (depth <= BAND), (depth > BAND) & (depth <= 2 * BAND)
 
 
@@ -103,7 +108,7 @@ def outline_change(inp: Frame, out: Frame, landmarks: Landmarks) -> OutlineChang
     if inp.shape != out.shape:
         raise ValueError(f"input {inp.shape} and output {out.shape} must have the same shape")
     fill, depth = _depth(inp.shape, landmarks)
-    band, ring = (fill > 0) & (depth <= BAND), (depth > BAND) & (depth <= 2 * BAND)
+    band, ring = _regions(fill, depth)
     if not band.any() or not ring.any():
         return None
     d = (out.astype(np.float32) - inp.astype(np.float32)) @ LUMA
