@@ -87,6 +87,7 @@ class TrainConfig:
             fraction of the texture size (`TeacherOptions.oval_fade`; 0.08 is `training.teacher.OVAL_FADE`).
         teacher_outline_rim: the teacher's whole change fades to 0 towards the face oval over this fraction of
             the texture size (`TeacherOptions.outline_rim`; 0: off).
+        teacher_lids: the teacher's skin reaches the eye and brow contours (`TeacherOptions.lids`).
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -180,6 +181,7 @@ class TrainConfig:
     teacher_shading_rim: float = 0.0
     teacher_oval_fade: float = 0.08
     teacher_outline_rim: float = 0.0
+    teacher_lids: bool = False
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

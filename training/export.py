@@ -331,6 +331,7 @@ def _mesh_card(
             if cfg.teacher_outline_rim
             else ""
         )
+        + (", the skin reaching the eye and brow contours (the lids)" if cfg.teacher_lids else "")
         + ", band-amplitude "
         f"ratio exponent {cfg.teacher_texture}, exemplar detail {cfg.teacher_detail}"
         + (f", shading on the brows {cfg.teacher_brows}" if cfg.teacher_brows else "")

@@ -101,6 +101,7 @@ def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:
     name += f"-rim{opts.shading_rim:g}" if opts.shading_rim else ""
     name += "" if opts.oval_fade == OVAL_FADE else f"-of{opts.oval_fade:g}"
     name += f"-ol{opts.outline_rim:g}" if opts.outline_rim else ""
+    name += "-lids" if opts.lids else ""
     return name + ".npz"
 
 

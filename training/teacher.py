@@ -144,6 +144,13 @@ class TeacherOptions:
             band along the jaw, and the shading's rim alone left it: a light line followed the whole jaw
             (+17 levels 4 px inside the oval over young validation faces, `shape` 3). A narrow line, so
             fading only the change's low-pass left most of it.
+        lids: the exemplar detail reaches the lids: its skin runs up to the brows' bare hulls and to within a
+            texel of the eye contours, where the features' masks are otherwise grown by two texels and blurred
+            over two. At 128 px the band between brow and upper lid is about 4 texels
+            high, so no skin was left there and none at the lower lid's margin: the lids kept the young
+            face's smooth skin (the upper lid's fold under the brow and the crease under the lower lid are
+            the near-horizontal edges real old faces have most over the aged ones), and the warp only
+            stretched a light lid into a light patch.
     """
 
     shape: float = 1.5
@@ -163,6 +170,7 @@ class TeacherOptions:
     shading_rim: float = 0.0
     oval_fade: float = OVAL_FADE
     outline_rim: float = 0.0
+    lids: bool = False
 
     def __post_init__(self) -> None:
         for name in ("eyes_still", "shading_rim", "outline_rim"):
@@ -194,6 +202,7 @@ def teacher_options(cfg: TrainConfig) -> TeacherOptions:
         shading_rim=cfg.teacher_shading_rim,
         oval_fade=cfg.teacher_oval_fade,
         outline_rim=cfg.teacher_outline_rim,
+        lids=cfg.teacher_lids,
     )
 
 
@@ -246,20 +255,28 @@ def landmark_region(mesh: CanonicalMesh, points: tuple[int, ...]) -> NDArray[np.
     return out.astype(bool)
 
 
-def _features(mesh: CanonicalMesh, groups: tuple[tuple[int, ...], ...]) -> Array:
-    """(S, S) weight of some landmark hulls (eyes, brows, lips), grown by a texel and soft at the edge."""
+def _features(mesh: CanonicalMesh, groups: tuple[tuple[int, ...], ...], grow: float = 1.0) -> Array:
+    """(S, S) weight of some landmark hulls (eyes, brows, lips), grown and soft at the edge over `grow`
+    texels at 128 px (scaled with the texture, at least one texel); with `grow` 0, the bare hulls, soft over
+    half a texel."""
     s = mesh.size
     keep = np.zeros((s, s), np.uint8)
     for group in groups:
         keep |= landmark_region(mesh, group)
-    grow = max(1, round(s / 64))
-    keep = np.asarray(cv2.dilate(keep, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)), np.uint8)
-    return _blur(keep.astype(np.float32), grow)
+    if grow <= 0:
+        return _blur(keep.astype(np.float32), 0.5 * s / 128.0)
+    texels = max(1, round(grow * s / 64))
+    keep = np.asarray(cv2.dilate(keep, np.ones((2 * texels + 1, 2 * texels + 1), np.uint8)), np.uint8)
+    return _blur(keep.astype(np.float32), texels)
 
 
-def skin_mask(mesh: CanonicalMesh) -> Array:
-    """(S, S) weight of the skin: 1 on the face, 0 on the eyes, brows and lips, soft at their edges."""
-    return np.asarray(mesh.mask("face") * (1.0 - _features(mesh, (*EYES, *BROWS, *LIPS))), np.float32)
+def skin_mask(mesh: CanonicalMesh, lids: bool = False) -> Array:
+    """(S, S) weight of the skin: 1 on the face, 0 on the eyes, brows and lips, soft at their edges. With
+    `lids`, the skin reaches the brows' bare hulls and to within a texel of the eyes (`TeacherOptions.lids`)."""
+    if not lids:
+        return np.asarray(mesh.mask("face") * (1.0 - _features(mesh, (*EYES, *BROWS, *LIPS))), np.float32)
+    near = np.maximum(_features(mesh, EYES, grow=0.5), _features(mesh, BROWS, grow=0.0))
+    return np.asarray(mesh.mask("face") * (1.0 - np.maximum(near, _features(mesh, LIPS))), np.float32)
 
 
 def beard_scores(data: CanonicalSet, idx: NDArray[np.int64], mesh: CanonicalMesh) -> NDArray[np.float64]:
@@ -527,7 +544,11 @@ class RegisteredTeacher:
         self.mesh = mesh
         self.options = options
         self.skin = skin_mask(mesh)
-        self.detail_skin = self.skin * (1.0 - mouth_corners(mesh))
+        # With `lids` only the exemplar detail reaches the lids. The band gains and the detail kept in place
+        # under the warp (`warp_fine` off) would take lashes and the eye's edge; the shading would take the
+        # prototypes' difference at the eye's edge (the old mean's narrower eye), white specks at the corners.
+        lid_skin = skin_mask(mesh, lids=True) if options.lids else self.skin
+        self.detail_skin = lid_skin * (1.0 - mouth_corners(mesh))
         self.shading_mask = np.maximum(self.skin, options.brows * brow_mask(mesh)).astype(np.float32)
         if options.shading_rim > 0:
             self.shading_mask = self.shading_mask * mesh.inside_oval(options.shading_rim)

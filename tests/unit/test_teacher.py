@@ -16,6 +16,7 @@ from training.teacher import (
     BAND_EDGES,
     BEARD,
     BRIDGE,
+    BROWS,
     EYES,
     LIPS,
     RIMS,
@@ -411,6 +412,34 @@ def test_no_exemplar_detail_at_the_mouth_corners(
     b = without(face, 23.0, 65.0, gender=1, key="young")
     assert np.abs(a - b)[ring].max() < 0.02
     assert np.abs(a - b)[with_detail.skin > 0.99].max() > 0.05
+
+
+def test_lids_give_the_exemplar_detail_the_skin_between_brow_and_eye_and_nothing_else(
+    aging_set: tuple[CanonicalMesh, CanonicalSet, Prototypes],
+) -> None:
+    """`lids`: the grown eye and brow masks leave no skin in the band between them; with `lids` the exemplar
+    detail reaches it, and the warp, shading and band gains are the same as without."""
+    mesh, data, protos = aging_set
+    band = np.zeros((mesh.size, mesh.size), bool)
+    for eye, brow in zip(EYES, BROWS, strict=True):
+        band |= landmark_region(mesh, brow + eye[:1] + eye[8:])
+        band &= ~landmark_region(mesh, brow) & ~landmark_region(mesh, eye)
+    assert band.sum() >= 6
+    assert skin_mask(mesh)[band].max() < 0.3
+    assert skin_mask(mesh, lids=True)[band].mean() > 2.0 * skin_mask(mesh)[band].mean()
+    far = skin_mask(mesh) > 0.999
+    np.testing.assert_allclose(skin_mask(mesh, lids=True)[far], skin_mask(mesh)[far], atol=1e-3)
+    i = int(np.flatnonzero((data.age == 23) & (data.gender == 1))[0])
+    face = data.faces[i].astype(np.float32) / 255.0
+    opts = TeacherOptions(shape=2.0, shading=1.0, amplify=False, detail=1.0)
+    plain = RegisteredTeacher(protos, mesh, opts)(face, 23.0, 65.0, gender=1, key="k")
+    lids = RegisteredTeacher(protos, mesh, replace(opts, lids=True))(face, 23.0, 65.0, gender=1, key="k")
+    assert np.abs(lids - plain)[band].mean() > 2.0 * np.abs(lids - plain)[far].mean()
+    no_detail = replace(opts, detail=0.0)
+    np.testing.assert_array_equal(
+        RegisteredTeacher(protos, mesh, no_detail)(face, 23.0, 65.0, gender=1, key="k"),
+        RegisteredTeacher(protos, mesh, replace(no_detail, lids=True))(face, 23.0, 65.0, gender=1, key="k"),
+    )
 
 
 def test_the_mouth_opening_does_not_move() -> None:
