@@ -88,6 +88,10 @@ class TrainConfig:
         teacher_outline_rim: the teacher's whole change fades to 0 towards the face oval over this fraction of
             the texture size (`TeacherOptions.outline_rim`; 0: off).
         teacher_lids: the teacher's skin reaches the eye and brow contours (`TeacherOptions.lids`).
+        skin_lids: the training's skin (`teacher_lowpass`'s low-passed L1, and what `teacher_regions` weighs
+            as features) reaches the eye and brow contours as `teacher_lids`'s does. Otherwise the lids are
+            features: a full-resolution L1 at `1 + teacher_regions` times the weight pulls the exemplar detail
+            the teacher gives them to its average, none.
         teacher_regions: extra weight of the teacher L1 on the eyes, brows and lips (mesh space), where the
             teacher keeps the face's own detail and a small generator's average of it softens them; 0 for
             a plain L1.
@@ -182,6 +186,7 @@ class TrainConfig:
     teacher_oval_fade: float = 0.08
     teacher_outline_rim: float = 0.0
     teacher_lids: bool = False
+    skin_lids: bool = False
     teacher_regions: float = 0.0
     lambda_texture: float = 0.0
     texture_oriented: bool = False

@@ -185,7 +185,7 @@ def teacher_weight_map(cfg: TrainConfig) -> NDArray[np.float32] | None:
     from training.teacher import skin_mask
 
     mesh = CanonicalMesh(MeshOptions(size=cfg.size))
-    features = np.clip(mesh.mask("face") - skin_mask(mesh), 0.0, 1.0)
+    features = np.clip(mesh.mask("face") - skin_mask(mesh, cfg.skin_lids), 0.0, 1.0)
     w = 1.0 + cfg.teacher_regions * features
     return (w / w.mean())[..., None].astype(np.float32)
 
@@ -304,7 +304,8 @@ def lowpass_teacher(cfg: TrainConfig) -> LowpassTeacher | None:
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
     from training.teacher import skin_mask
 
-    return LowpassTeacher(cfg.size, cfg.teacher_lowpass, skin_mask(CanonicalMesh(MeshOptions(size=cfg.size))))
+    skin = skin_mask(CanonicalMesh(MeshOptions(size=cfg.size)), cfg.skin_lids)
+    return LowpassTeacher(cfg.size, cfg.teacher_lowpass, skin)
 
 
 def _mse(a: tf.Tensor, target: float) -> tf.Tensor:

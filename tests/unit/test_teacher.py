@@ -342,6 +342,31 @@ def test_the_teacher_weight_map_leans_on_eyes_brows_and_lips() -> None:
     assert float(w[eye, 0].mean()) > 2.5 * float(w[cheek, 0].mean())
 
 
+def test_skin_lids_moves_the_lids_from_the_features_l1_to_the_skins() -> None:
+    """`skin_lids`: the band between brow and upper lid leaves the features' extra L1 weight and joins the
+    low-passed skin L1; the eyes themselves keep the weight."""
+    from training.config import TrainConfig
+    from training.train import lowpass_teacher, teacher_weight_map
+
+    cfg = TrainConfig(
+        space="mesh", landmarks="l.npz", size=128, conditioned=True, teacher_regions=4.0, teacher_lowpass=3.0
+    )
+    mesh = CanonicalMesh(MeshOptions(size=128))
+    band = np.zeros((128, 128), bool)
+    for eye, brow in zip(EYES, BROWS, strict=True):
+        band |= landmark_region(mesh, brow + eye[:1] + eye[8:]) & ~landmark_region(mesh, brow)
+        band &= ~landmark_region(mesh, eye)
+    eye = landmark_region(mesh, EYES[0])
+    plain, lids = teacher_weight_map(cfg), teacher_weight_map(replace(cfg, skin_lids=True))
+    assert plain is not None and lids is not None
+    assert float(lids[band, 0].mean()) < 0.6 * float(plain[band, 0].mean())
+    assert float(lids[eye, 0].mean()) > 2.5 * float(lids[skin_mask(mesh) > 0.99, 0].mean())
+    low_plain, low_lids = lowpass_teacher(cfg), lowpass_teacher(replace(cfg, skin_lids=True))
+    assert low_plain is not None and low_lids is not None
+    free_plain, free_lids = low_plain.free.numpy()[0, ..., 0], low_lids.free.numpy()[0, ..., 0]
+    assert float(free_lids[band].mean()) > 2.0 * float(free_plain[band].mean())
+
+
 def _frame_region(mesh: CanonicalMesh) -> np.ndarray:
     face = mesh.mask("face") > 0.5
     return (
