@@ -8,10 +8,11 @@ aged to `--target`. The rows are the config's registered teacher ("config"), eac
 `--model`'s `G`; the reference row ("real") is the mean luma of the validation faces labelled within 5 years of
 the target minus that of the young ones, each face in its own registration.
 
-A teacher's shape warp moves the features (the brows sink, the lids droop), so each region is measured where
-the warp put it: its mask moved by the face's own displacement (`G` with its config's teacher's). A region
-that lightens where real faces darken shows as a light patch on paste-back: the band between the brows and
-the upper lids, on the target-age grid. Levels of 0..255; the script measures and asserts nothing.
+A teacher's shape warp moves the features (brows, lids), so each region is measured on the same skin: its
+mask moved by the face's own displacement (`G` with its config's teacher's), against the region where it was.
+At the region's fixed place the texels hold other skin after aging, part brow where there was lid: such a
+reading once put the band between brows and lids 15 levels lighter than real aging, where on the same skin it
+is within a few levels. Levels of 0..255; the script measures and asserts nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def region_masks(mesh: CanonicalMesh) -> dict[str, NDArray[np.float32]]:
     lid = np.zeros_like(face)
     under = np.zeros_like(face)
     for eye, brow, rim in zip(teaching.EYES, teaching.BROWS, teaching.RIMS, strict=True):
-        # The eye contours run from one corner along the upper lid (the first half of their points) back.
+        # Each eye contour runs from one corner along the lower lid to the other (its first nine points), then
+        # back along the upper lid.
         upper = eye[:1] + eye[8:]
         lower = eye[:9]
         lid |= teaching.landmark_region(mesh, brow + upper)

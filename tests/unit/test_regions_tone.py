@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import training.teacher as teaching
 from benchmarks.regions_tone import region_masks, region_means
 from faceage_video.face.mesh import CanonicalMesh, MeshOptions
-
-teaching = pytest.importorskip("training.teacher")
 
 
 def _face(mesh: CanonicalMesh) -> np.ndarray:
