@@ -14,22 +14,16 @@ along the jaw on paste-back. The script needs the config's canonical cache; it m
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.measures.outline import LUMA
-from benchmarks.teacher import load_prototypes
-from benchmarks.teacher_sweep import parse_variant
-from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+from benchmarks.teacher import variant_setup
+from benchmarks.teacher_sweep import variant_rows
 
 # Depths reported, canonical pixels (at any texture size): a few outside the oval, the band the line lies in.
 DEPTHS = tuple(range(-4, 14))
@@ -56,20 +50,14 @@ def measure(
     config: str, models: Sequence[str], variants: Sequence[tuple[str, dict[str, Any]]], n: int, target: float
 ) -> dict[str, Any]:
     """`depths` and one row per teacher, variant and model: `name` and `profile` (levels per depth)."""
-    cfg = importlib.import_module("training.config").load_config(config)
-    teaching = importlib.import_module("training.teacher")
-    data = importlib.import_module("training.canonical").load_canonical(cfg.cache)
-    mesh = CanonicalMesh(MeshOptions(size=cfg.size))
+    setup = variant_setup(config, variants, models)
+    data, mesh = setup.data, setup.mesh
     idx = np.flatnonzero(data.val & (data.age >= 18) & (data.age <= 29))[:n]
     faces = np.asarray(data.faces[idx])
     before = faces.astype(np.float32) @ LUMA
     depth = mesh.oval_depth()
-    protos = load_prototypes(config, mesh)
     rows = []
-    for name, overrides in [("config", {}), *variants]:
-        teacher = teaching.RegisteredTeacher(
-            protos, mesh, replace(teaching.teacher_options(cfg), **overrides)
-        )
+    for name, teacher in setup.teachers:
         aged = np.stack(
             [
                 teacher(f.astype(np.float32) / 255.0, float(a), target, int(g), str(p), s) * 255.0
@@ -79,36 +67,25 @@ def measure(
             ]
         )
         rows.append({"name": name, "profile": depth_profile(aged @ LUMA - before, depth)})
-    for model in models:
-        engine = AgingEngine(EngineOptions(model=model))
-        if engine.size != cfg.size:
-            raise ValueError(f"{model} works at {engine.size} px, config {config} at {cfg.size} px")
+    for model, engine in setup.engines:
         rows.append({"name": model, "profile": depth_profile(engine.generate(faces) @ LUMA - before, depth)})
     return {"config": config, "faces": len(idx), "target": target, "depths": list(DEPTHS), "rows": rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.oval_profile", description=__doc__.split("\n\n")[0]
+    report, out = variant_rows(
+        argv,
+        "python -m benchmarks.oval_profile",
+        __doc__.split("\n\n")[0],
+        measure,
+        (64, "young validation faces"),
     )
-    p.add_argument("--config", required=True, help="mesh training config (its cache and teacher)")
-    p.add_argument("--model", action="append", default=[], help="a bundle whose G is profiled too")
-    p.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE")
-    p.add_argument("--n", type=int, default=64, help="young validation faces (default 64)")
-    p.add_argument("--target", type=float, default=60.0, help="target age (default 60)")
-    p.add_argument("--json", type=Path, help="write the profiles here")
-    args = p.parse_args(argv)
-    try:
-        variants = [parse_variant(v) for v in args.variant]
-        report = measure(args.config, args.model, variants, args.n, args.target)
-    except (ValueError, OSError) as error:
-        p.error(str(error))
     print("depth px  " + " ".join(f"{d:>6d}" for d in report["depths"]))
     for row in report["rows"]:
         cells = " ".join("     -" if v is None else f"{v:+6.1f}" for v in row["profile"])
         print(f"{row['name'][-40:]}\n          {cells}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    if out:
+        out.write_text(json.dumps(report, indent=1))
     return 0
 
 

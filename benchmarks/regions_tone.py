@@ -17,22 +17,18 @@ is within a few levels. Levels of 0..255; the script measures and asserts nothin
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.measures.outline import LUMA
-from benchmarks.teacher import load_prototypes
-from benchmarks.teacher_sweep import parse_variant
-from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+from benchmarks.teacher import variant_setup
+from benchmarks.teacher_sweep import variant_rows
+from faceage_video.face.mesh import CanonicalMesh
 
 GENDERS = ("men", "women")
 # Real faces within this many years of the target are the reference.
@@ -106,22 +102,9 @@ def measure(
     config: str, models: Sequence[str], variants: Sequence[tuple[str, dict[str, Any]]], n: int, target: float
 ) -> dict[str, Any]:
     """Per gender: the real row and one row per teacher, variant and model, each `name` and `regions`."""
-    cfg = importlib.import_module("training.config").load_config(config)
-    teaching = importlib.import_module("training.teacher")
-    data = importlib.import_module("training.canonical").load_canonical(cfg.cache)
-    mesh = CanonicalMesh(MeshOptions(size=cfg.size))
-    masks = region_masks(mesh)
-    protos = load_prototypes(config, mesh)
-    teachers = [
-        (name, teaching.RegisteredTeacher(protos, mesh, replace(teaching.teacher_options(cfg), **overrides)))
-        for name, overrides in [("config", {}), *variants]
-    ]
-    engines = []
-    for model in models:
-        engine = AgingEngine(EngineOptions(model=model))
-        if engine.size != cfg.size:
-            raise ValueError(f"{model} works at {engine.size} px, config {config} at {cfg.size} px")
-        engines.append((model, engine))
+    setup = variant_setup(config, variants, models)
+    data = setup.data
+    masks = region_masks(setup.mesh)
     report: dict[str, Any] = {"config": config, "target": target, "genders": {}}
     for g, gender in enumerate(GENDERS):
         young = np.flatnonzero(data.val & (data.gender == g) & (data.age >= 18) & (data.age <= 29))
@@ -140,7 +123,7 @@ def measure(
         }
         rows: list[dict[str, Any]] = [{"name": "real", "regions": real_row}]
         ages = data.age[idx].astype(float)
-        for name, teacher in teachers:
+        for name, teacher in setup.teachers:
             aged = np.stack(
                 [
                     teacher(f.astype(np.float32) / 255.0, a, target, g, str(p), s) * 255.0
@@ -149,9 +132,9 @@ def measure(
             )
             where = [{k: moved(teacher, m, a, target, g) for k, m in masks.items()} for a in ages]
             rows.append({"name": name, "regions": region_means(before, aged @ LUMA, masks, where)})
-        base = teachers[0][1]
+        base = setup.teachers[0][1]
         where = [{k: moved(base, m, a, target, g) for k, m in masks.items()} for a in ages]
-        for model, engine in engines:
+        for model, engine in setup.engines:
             pairs = np.stack([ages, np.full_like(ages, target)], axis=1).astype(np.float32)
             after = engine.generate(faces, pairs) @ LUMA
             rows.append({"name": model, "regions": region_means(before, after, masks, where)})
@@ -160,29 +143,21 @@ def measure(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.regions_tone", description=__doc__.split("\n\n")[0]
+    report, out = variant_rows(
+        argv,
+        "python -m benchmarks.regions_tone",
+        __doc__.split("\n\n")[0],
+        measure,
+        (40, "young validation faces a gender"),
     )
-    p.add_argument("--config", required=True, help="mesh training config (its cache and teacher)")
-    p.add_argument("--model", action="append", default=[], help="a bundle whose G is measured too")
-    p.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE")
-    p.add_argument("--n", type=int, default=40, help="young validation faces a gender (default 40)")
-    p.add_argument("--target", type=float, default=60.0, help="target age (default 60)")
-    p.add_argument("--json", type=Path, help="write the rows here")
-    args = p.parse_args(argv)
-    try:
-        variants = [parse_variant(v) for v in args.variant]
-        report = measure(args.config, args.model, variants, args.n, args.target)
-    except (ValueError, OSError) as error:
-        p.error(str(error))
     for gender, part in report["genders"].items():
         names = list(part["rows"][0]["regions"])
         print(f"{gender} ({part['young']} young, {part['real']} real near {report['target']:g})")
         print(f"{'':40s} " + " ".join(f"{k:>10s}" for k in names))
         for row in part["rows"]:
             print(f"{row['name'][-40:]:40s} " + " ".join(f"{row['regions'][k]:+10.1f}" for k in names))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    if out:
+        out.write_text(json.dumps(report, indent=1))
     return 0
 
 

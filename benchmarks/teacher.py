@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.stills import DIRECTIONS, Crops, Direction, Face, FaceSets, Space, Transform, cut_face
+from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.face.align import apply_affine
-from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh
+from faceage_video.face.mesh import N_LANDMARKS, CanonicalMesh, MeshOptions
 
 
 def crop_key(crop: NDArray[np.uint8]) -> str:
@@ -44,6 +46,50 @@ def load_prototypes(config: str, template: CanonicalMesh) -> Any:
     return teaching.cached_prototypes(
         saved, lambda: teaching.Prototypes.build(canonical.load_canonical(cfg.cache), template)
     )
+
+
+@dataclass(frozen=True)
+class VariantSetup:
+    """What a measure over a config's teacher, its variants and bundles' `G` starts from.
+
+    Attributes:
+        data: the config's canonical cache (`training.canonical.CanonicalSet`).
+        mesh: the canonical mesh at the config's size.
+        teachers: ("config", its teacher), then (name, teacher) per variant.
+        engines: (model, `AgingEngine`) per bundle, each at the config's size.
+    """
+
+    data: Any
+    mesh: CanonicalMesh
+    teachers: list[tuple[str, Any]]
+    engines: list[tuple[str, AgingEngine]]
+
+
+def variant_setup(
+    config: str, variants: Sequence[tuple[str, dict[str, Any]]], models: Sequence[str]
+) -> VariantSetup:
+    """A mesh config's cache, mesh, teacher and variants (its `TeacherOptions` with some fields replaced), and
+    the bundles' engines.
+
+    Raises:
+        ValueError: a bundle that works at another texture size than the config.
+    """
+    cfg = importlib.import_module("training.config").load_config(config)
+    teaching = importlib.import_module("training.teacher")
+    data = importlib.import_module("training.canonical").load_canonical(cfg.cache)
+    mesh = CanonicalMesh(MeshOptions(size=cfg.size))
+    protos = load_prototypes(config, mesh)
+    teachers = [
+        (name, teaching.RegisteredTeacher(protos, mesh, replace(teaching.teacher_options(cfg), **overrides)))
+        for name, overrides in [("config", {}), *variants]
+    ]
+    engines = []
+    for model in models:
+        engine = AgingEngine(EngineOptions(model=model))
+        if engine.size != cfg.size:
+            raise ValueError(f"{model} works at {engine.size} px, config {config} at {cfg.size} px")
+        engines.append((model, engine))
+    return VariantSetup(data, mesh, teachers, engines)
 
 
 def labelled_ages(sets: FaceSets, template: Space) -> dict[str, tuple[float, float]]:

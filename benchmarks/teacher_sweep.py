@@ -66,6 +66,32 @@ def parse_variant(words: Sequence[str]) -> Variant:
     return name, out
 
 
+def variant_rows(
+    argv: Sequence[str] | None,
+    prog: str,
+    description: str,
+    measure: Callable[[str, Sequence[str], Sequence[Variant], int, float], dict[str, Any]],
+    n: tuple[int, str],
+) -> tuple[dict[str, Any], Path | None]:
+    """The command line of a measure over a config's teacher, its `--variant`s and bundles' `G`
+    (`benchmarks.oval_profile`, `benchmarks.regions_tone`): `measure(config, models, variants, n, target)`'s
+    report and the `--json` path. `n` is the default face count and its help text; a bad option or a
+    `measure` that raises ValueError or OSError exits 2 with the message."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--config", required=True, help="mesh training config (its cache and teacher)")
+    p.add_argument("--model", action="append", default=[], help="a bundle whose G is measured too")
+    p.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE")
+    p.add_argument("--n", type=int, default=n[0], help=f"{n[1]} (default {n[0]})")
+    p.add_argument("--target", type=float, default=60.0, help="target age (default 60)")
+    p.add_argument("--json", type=Path, help="write the report here")
+    args = p.parse_args(argv)
+    try:
+        variants = [parse_variant(v) for v in args.variant]
+        return measure(args.config, args.model, variants, args.n, args.target), args.json
+    except (ValueError, OSError) as error:
+        p.error(str(error))
+
+
 def sweep(
     config: str,
     variants: Sequence[Variant],
