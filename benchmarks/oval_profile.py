@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.measures.outline import LUMA
-from benchmarks.teacher import variant_setup
+from benchmarks.teacher import age_faces, variant_setup
 from benchmarks.teacher_sweep import variant_rows
 
 # Depths reported, canonical pixels (at any texture size): a few outside the oval, the band the line lies in.
@@ -58,14 +58,7 @@ def measure(
     depth = mesh.oval_depth()
     rows = []
     for name, teacher in setup.teachers:
-        aged = np.stack(
-            [
-                teacher(f.astype(np.float32) / 255.0, float(a), target, int(g), str(p), s) * 255.0
-                for f, a, g, p, s in zip(
-                    faces, data.age[idx], data.gender[idx], data.paths[idx], data.shape[idx], strict=True
-                )
-            ]
-        )
+        aged = age_faces(teacher, data, idx, target)
         rows.append({"name": name, "profile": depth_profile(aged @ LUMA - before, depth)})
     for model, engine in setup.engines:
         rows.append({"name": model, "profile": depth_profile(engine.generate(faces) @ LUMA - before, depth)})

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.measures.outline import LUMA
-from benchmarks.teacher import variant_setup
+from benchmarks.teacher import age_faces, variant_setup
 from benchmarks.teacher_sweep import variant_rows
 from faceage_video.face.mesh import CanonicalMesh
 
@@ -44,18 +44,12 @@ def region_masks(mesh: CanonicalMesh) -> dict[str, NDArray[np.float32]]:
     brows = teaching.landmark_region(mesh, teaching.BROWS[0]) | teaching.landmark_region(
         mesh, teaching.BROWS[1]
     )
-    lid = np.zeros_like(face)
     under = np.zeros_like(face)
-    for eye, brow, rim in zip(teaching.EYES, teaching.BROWS, teaching.RIMS, strict=True):
-        # Each eye contour runs from one corner along the lower lid to the other (its first nine points), then
-        # back along the upper lid.
-        upper = eye[:1] + eye[8:]
-        lower = eye[:9]
-        lid |= teaching.landmark_region(mesh, brow + upper)
-        under |= teaching.landmark_region(mesh, lower + rim)
-    # At 128 px the band is only about 4 texels high: the features' grown masks would cover it.
+    for eye, rim in zip(teaching.EYES, teaching.RIMS, strict=True):
+        under |= teaching.landmark_region(mesh, eye[:9] + rim)  # the lower lid: `lid_band` says the order
+    # At 128 px the lid band is only about 4 texels high: the features' grown masks would cover it.
     out = {
-        "lid band": lid & ~brows & ~eyes,
+        "lid band": teaching.lid_band(mesh),
         "brows": brows,
         "under eyes": under & ~eyes,
         "forehead": teaching.landmark_region(mesh, teaching.FOREHEAD),
@@ -66,17 +60,20 @@ def region_masks(mesh: CanonicalMesh) -> dict[str, NDArray[np.float32]]:
 
 
 def moved(
-    teacher: Any, mask: NDArray[np.float32], age: float, target: float, gender: int
-) -> NDArray[np.float32]:
-    """(S, S) a region's mask where `teacher`'s shape warp moves it for a face of `age` and `gender`."""
+    teacher: Any, masks: dict[str, NDArray[np.float32]], age: float, target: float, gender: int
+) -> dict[str, NDArray[np.float32]]:
+    """(S, S) each region's mask where `teacher`'s shape warp moves it for a face of `age` and `gender`."""
     teaching = importlib.import_module("training.teacher")
     o = teacher.options
     if not o.shape:
-        return mask
+        return masks
     _, _, s_a = teacher.protos.at(gender, age)
     _, _, s_b = teacher.protos.at(gender, target)
     move = o.shape * (s_b - s_a) * teacher.shape_weight[:, None]
-    return np.asarray(np.clip(teaching.warp_shape(mask, teacher.mesh, move), 0.0, 1.0), np.float32)
+    return {
+        k: np.asarray(np.clip(teaching.warp_shape(m, teacher.mesh, move), 0.0, 1.0), np.float32)
+        for k, m in masks.items()
+    }
 
 
 def region_means(
@@ -123,21 +120,16 @@ def measure(
         }
         rows: list[dict[str, Any]] = [{"name": "real", "regions": real_row}]
         ages = data.age[idx].astype(float)
+        wheres = []
         for name, teacher in setup.teachers:
-            aged = np.stack(
-                [
-                    teacher(f.astype(np.float32) / 255.0, a, target, g, str(p), s) * 255.0
-                    for f, a, p, s in zip(faces, ages, data.paths[idx], data.shape[idx], strict=True)
-                ]
-            )
-            where = [{k: moved(teacher, m, a, target, g) for k, m in masks.items()} for a in ages]
-            rows.append({"name": name, "regions": region_means(before, aged @ LUMA, masks, where)})
-        base = setup.teachers[0][1]
-        where = [{k: moved(base, m, a, target, g) for k, m in masks.items()} for a in ages]
+            aged = age_faces(teacher, data, idx, target)
+            wheres.append([moved(teacher, masks, a, target, g) for a in ages])
+            rows.append({"name": name, "regions": region_means(before, aged @ LUMA, masks, wheres[-1])})
         for model, engine in setup.engines:
+            # A bundle's G learned the config's teacher: its features moved as that teacher's did.
             pairs = np.stack([ages, np.full_like(ages, target)], axis=1).astype(np.float32)
             after = engine.generate(faces, pairs) @ LUMA
-            rows.append({"name": model, "regions": region_means(before, after, masks, where)})
+            rows.append({"name": model, "regions": region_means(before, after, masks, wheres[0])})
         report["genders"][gender] = {"young": len(idx), "real": len(old), "rows": rows}
     return report
 

@@ -92,6 +92,25 @@ def variant_setup(
     return VariantSetup(data, mesh, teachers, engines)
 
 
+def age_faces(teacher: Any, data: Any, idx: NDArray[np.int64], target: float) -> NDArray[np.float32]:
+    """(N, S, S, 3) in 0..255: the canonical faces `data.faces[idx]` aged by a registered `teacher` from their
+    labelled ages to `target`, each with its own gender, exemplar key (its path) and landmarks."""
+    return np.stack(
+        [
+            teacher(
+                data.faces[i].astype(np.float32) / 255.0,
+                float(data.age[i]),
+                target,
+                int(data.gender[i]),
+                str(data.paths[i]),
+                data.shape[i],
+            )
+            * 255.0
+            for i in idx
+        ]
+    )
+
+
 def labelled_ages(sets: FaceSets, template: Space) -> dict[str, tuple[float, float]]:
     """Each face of a direction (sources and b/w copies), keyed by its cut crop as `age_stills` cuts it in
     `template`: (its labelled age, the mean labelled age of the real target faces), the ages the teacher row

@@ -146,9 +146,9 @@ class TeacherOptions:
             fading only the change's low-pass left most of it.
         lids: the exemplar detail reaches the lids: its skin runs up to the brows' bare hulls and to within a
             texel of the eye contours, where the features' masks are otherwise grown by two texels and blurred
-            over two. At 128 px the band between brow and upper lid is about 4 texels
-            high, so no skin was left there and none at the lower lid's margin: the lids kept the young
-            face's smooth skin (the upper lid's fold under the brow and the crease under the lower lid are
+            over two. At 128 px the band between brow and upper lid (`lid_band`) is about 4 texels high, so
+            no skin was left there and none at the lower lid's margin: the lids kept the young face's smooth
+            skin (the upper lid's fold under the brow and the crease under the lower lid are
             the near-horizontal edges real old faces have most over the aged ones), and the warp only
             stretched a light lid into a light patch.
     """
@@ -253,6 +253,18 @@ def landmark_region(mesh: CanonicalMesh, points: tuple[int, ...]) -> NDArray[np.
     pts = np.round(mesh.vertices[list(points)] * 16).astype(np.int32)
     cv2.fillPoly(out, [cv2.convexHull(pts)], 1, lineType=cv2.LINE_8, shift=4)
     return out.astype(bool)
+
+
+def lid_band(mesh: CanonicalMesh) -> NDArray[np.bool_]:
+    """(S, S) the band between each brow and its upper eye contour, the brows' and eyes' bare hulls left out.
+    Each eye contour in `EYES` runs from one corner along the lower lid to the other (its first nine points),
+    then back along the upper lid."""
+    band = np.zeros((mesh.size, mesh.size), bool)
+    for eye, brow in zip(EYES, BROWS, strict=True):
+        band |= landmark_region(mesh, brow + eye[:1] + eye[8:])
+    for hull in (*EYES, *BROWS):
+        band &= ~landmark_region(mesh, hull)
+    return band
 
 
 def _features(mesh: CanonicalMesh, groups: tuple[tuple[int, ...], ...], grow: float = 1.0) -> Array:

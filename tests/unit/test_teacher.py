@@ -16,7 +16,6 @@ from training.teacher import (
     BAND_EDGES,
     BEARD,
     BRIDGE,
-    BROWS,
     EYES,
     LIPS,
     RIMS,
@@ -28,6 +27,7 @@ from training.teacher import (
     beard_scores,
     glasses_scores,
     landmark_region,
+    lid_band,
     luma,
     mouth_corners,
     oval_fade,
@@ -352,10 +352,7 @@ def test_skin_lids_moves_the_lids_from_the_features_l1_to_the_skins() -> None:
         space="mesh", landmarks="l.npz", size=128, conditioned=True, teacher_regions=4.0, teacher_lowpass=3.0
     )
     mesh = CanonicalMesh(MeshOptions(size=128))
-    band = np.zeros((128, 128), bool)
-    for eye, brow in zip(EYES, BROWS, strict=True):
-        band |= landmark_region(mesh, brow + eye[:1] + eye[8:]) & ~landmark_region(mesh, brow)
-        band &= ~landmark_region(mesh, eye)
+    band = lid_band(mesh)
     eye = landmark_region(mesh, EYES[0])
     plain, lids = teacher_weight_map(cfg), teacher_weight_map(replace(cfg, skin_lids=True))
     assert plain is not None and lids is not None
@@ -445,10 +442,7 @@ def test_lids_give_the_exemplar_detail_the_skin_between_brow_and_eye_and_nothing
     """`lids`: the grown eye and brow masks leave no skin in the band between them; with `lids` the exemplar
     detail reaches it, and the warp, shading and band gains are the same as without."""
     mesh, data, protos = aging_set
-    band = np.zeros((mesh.size, mesh.size), bool)
-    for eye, brow in zip(EYES, BROWS, strict=True):
-        band |= landmark_region(mesh, brow + eye[:1] + eye[8:])
-        band &= ~landmark_region(mesh, brow) & ~landmark_region(mesh, eye)
+    band = lid_band(mesh)
     assert band.sum() >= 6
     assert skin_mask(mesh)[band].max() < 0.3
     assert skin_mask(mesh, lids=True)[band].mean() > 2.0 * skin_mask(mesh)[band].mean()
