@@ -69,7 +69,14 @@ def photo_face_mask(face: Face) -> NDArray[np.bool_]:
 
 
 def run_clip(
-    face: Face, engine: Any, seed: int, options: stability.MotionOptions, workdir: Path, temporal: Any = None
+    face: Face,
+    engine: Any,
+    seed: int,
+    options: stability.MotionOptions,
+    workdir: Path,
+    temporal: Any = None,
+    hair: Any = None,
+    region: NDArray[np.bool_] | None = None,
 ) -> tuple[dict[str, Any], list[Frame], list[Frame]]:
     """Make one known-motion clip of a face, run the pipeline on it, and measure the change it adds.
 
@@ -80,6 +87,8 @@ def run_clip(
         options: the motion.
         workdir: where the clips are written.
         temporal: `TemporalOptions` for the pipeline; its defaults when None.
+        hair: `HairOptions` for the pipeline (the hair stage); off when None.
+        region: (H, W) bool in the photo's pixels where the change is measured; the inner face when None.
 
     Returns:
         The `temporal_change` numbers (plus `frames`, `faces_found`), the decoded input frames and the output
@@ -99,7 +108,11 @@ def run_clip(
         src,
         dst,
         AgeOptions(
-            stages=StageOptions(engine=engine.options, temporal=temporal or TemporalOptions()),
+            stages=StageOptions(
+                engine=engine.options,
+                temporal=temporal or TemporalOptions(),
+                **({"hair": hair} if hair else {}),
+            ),
             writer=WriterOptions(codec="ffv1", audio=False),
         ),
         engine=engine,
@@ -107,7 +120,7 @@ def run_clip(
     frames_in, frames_out = decode(src), decode(dst)
     if len(frames_in) != len(frames_out):
         raise RuntimeError(f"the pipeline wrote {len(frames_out)} frames for {len(frames_in)}")
-    mask = photo_face_mask(face) & stability.visible(path, size, options.size)
+    mask = (photo_face_mask(face) if region is None else region) & stability.visible(path, size, options.size)
     result = stability.temporal_change(
         stability.map_back(frames_in, path, size), stability.map_back(frames_out, path, size), mask
     )

@@ -27,9 +27,11 @@ from numpy.typing import NDArray
 
 from benchmarks.measures import colour, realism, regions
 from faceage_video.face.align import AlignTemplate, align_face, apply_affine
-from faceage_video.face.blend import BlendOptions, crop_mask, paste_back, paste_back_mesh
+from faceage_video.face.blend import BlendOptions, apply_change_roi, crop_mask, paste_back, paste_back_mesh
+from faceage_video.face.hair import HairOptions, grey_hair, hair_matte
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, detect_padded, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh
+from faceage_video.face.segment import PersonSegmenter
 from faceage_video.types import Crop, Frame, Landmarks
 
 Direction = Literal["older", "younger"]
@@ -242,6 +244,37 @@ def age_stills(
         mask = crop_mask(blend.mask, template.size, oval, blend.feather)
         out.append(paste_back(img, gen, crop, geometry, mask, blend)[0])
     return out
+
+
+def grey_stills(
+    images: Sequence[Frame],
+    landmarks: Sequence[Landmarks],
+    outputs: Sequence[Frame],
+    shares: Sequence[float],
+    options: HairOptions,
+    segmenter: PersonSegmenter,
+) -> list[Frame]:
+    """The runtime's hair stage on still faces: each input's hair matte (found on the input, as the
+    analyzer finds it), greyed by its share in the aged output (as `stages.composite` does).
+
+    Args:
+        images: (H, W, 3) uint8 inputs; landmarks: (478, 2) of their face; outputs: `age_stills` of them.
+        shares: share of grey strands per face (`face.hair.grey_amount`).
+        options: the hair stage's options.
+        segmenter: the person segmenter.
+
+    Returns:
+        The outputs with the hair greyed; a face whose matte is not found is returned as it was.
+    """
+    done: list[Frame] = []
+    for img, lm, out, share in zip(images, landmarks, outputs, shares, strict=True):
+        matte = hair_matte(img, lm, segmenter(img), options)
+        done.append(
+            out
+            if matte is None or share <= 0
+            else apply_change_roi(out, grey_hair(out, matte, share, options))
+        )
+    return done
 
 
 def unchanged(crops: Crops) -> NDArray[np.uint8]:

@@ -32,11 +32,13 @@ import numpy as np
 
 from benchmarks.judges import AgeJudge
 from benchmarks.quality import save_grid
-from benchmarks.stills import age_stills, cut_face, open_landmarker
+from benchmarks.stills import age_stills, cut_face, grey_stills, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.input_age import AgeEstimator, InputAgeOptions, OwnAges, TrackAges
+from faceage_video.face.hair import HairOptions, grey_amount
 from faceage_video.face.landmarks import detect_padded
 from faceage_video.face.mesh import CanonicalMesh
+from faceage_video.face.segment import PersonSegmenter
 from training.datasets import hash_split, load_utkface
 from training.landmarks import largest_face, read_rgb
 
@@ -81,8 +83,11 @@ def measure(
     grid_faces: int = 8,
     data: Path = DATA,
     input_age: str = "label",
+    grey_hair: bool = False,
 ) -> dict[str, Any]:
-    """Judged ages per target (see the module docstring); with `grid`, also the picture of the first faces."""
+    """Judged ages per target (see the module docstring); with `grid`, also the picture of the first faces;
+    with `grey_hair`, the hair stage greys each aged face's hair by the share its labelled age and the
+    target ask (`faceage_video.face.hair`), as `--grey-hair` does at run time."""
     images, lms, ages = faces(n, data, source_ages)
     if not images:
         raise SystemExit(f"no validation faces labelled {source_ages[0]}–{source_ages[1]} with a face found")
@@ -96,6 +101,8 @@ def measure(
     }
     out["unchanged_judged"] = round(float(np.nanmean(base)), 2)
     out["input_age"] = input_age
+    out["grey_hair"] = grey_hair
+    segmenter = PersonSegmenter() if grey_hair else None
     own: list[float | None] = [float(a) for a in ages]
     if input_age == "estimated":
         mesh = AgingEngine(EngineOptions(model=model, xla=False)).template
@@ -140,6 +147,9 @@ def measure(
                 return e.generate(crops, np.repeat(a, len(crops), axis=0))
 
             outs.extend(age_stills([img], [lm], transform, engine.template))
+        if segmenter is not None:
+            shares = [grey_amount(float(a), t) for a in ages]
+            outs = grey_stills(images, lms, outs, shares, HairOptions(enabled=True), segmenter)
         judged = judge(outs)
         real, _, _ = faces(n, data, (round(t) - REAL_SPAN, round(t) + REAL_SPAN))
         real_judged = judge(real) if real else np.array([np.nan])
@@ -184,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         default="label",
         help="the faces' own age the model is told: labelled, estimated per face, or the default guess",
     )
+    ap.add_argument("--grey-hair", action="store_true", help="also grey the hair, as the run's --grey-hair")
     args = ap.parse_args(argv)
     res = measure(
         args.model,
@@ -193,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         args.grid,
         args.grid_faces,
         input_age=args.input_age,
+        grey_hair=args.grey_hair,
     )
     print(
         f"{res['n']} faces labelled {res['input_age_label']:.1f} y on average, judged {res['unchanged_judged']} y unchanged"

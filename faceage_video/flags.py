@@ -62,6 +62,21 @@ ColorMatchFlag = Annotated[
         "--color-match/--no-color-match", help="cap the change's global colour shift (skin keeps its tone)"
     ),
 ]
+GreyHairFlag = Annotated[
+    bool,
+    typer.Option(
+        "--grey-hair/--no-grey-hair",
+        help="also grey the hair around each aged face, by the share of grey hair at the target age",
+    ),
+]
+GreyShareFlag = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="the share of the strands --grey-hair turns grey (implies --grey-hair) [default: from the ages]",
+    ),
+]
 MaxFacesFlag = Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")]
 FacesFlag = Annotated[str, typer.Option(help="all, largest, or track ids like 0,2 (see `info`)")]
 CodecFlag = Annotated[Codec, typer.Option(help="video codec: h264/hevc, or lossless ffv1, or prores")]
@@ -122,6 +137,8 @@ class AgeFlags:
     mask: MaskFlag = "face"
     feather: FeatherFlag = 0.08
     color_match: ColorMatchFlag = True
+    grey_hair: GreyHairFlag = False
+    grey_share: GreyShareFlag = None
     max_faces: MaxFacesFlag = 4
     faces: FacesFlag = "all"
     codec: CodecFlag = "h264"
@@ -146,6 +163,7 @@ class AgeFlags:
         from faceage_video.engine.generator import EngineOptions
         from faceage_video.engine.temporal import TemporalOptions
         from faceage_video.face.blend import BlendOptions
+        from faceage_video.face.hair import HairOptions
         from faceage_video.face.landmarks import LandmarkerOptions
         from faceage_video.face.tracker import TrackerOptions
         from faceage_video.media.reader import ReaderOptions
@@ -171,6 +189,7 @@ class AgeFlags:
             temporal=TemporalOptions(strength=self.temporal),
             blend=BlendOptions(mask=self.mask, feather=self.feather, color_match=self.color_match),
             faces=parse_faces(self.faces),
+            hair=HairOptions(enabled=self.grey_hair or self.grey_share is not None, amount=self.grey_share),
         )
         return AgeOptions(
             stages=stages,

@@ -381,7 +381,7 @@ def _run_stages(
         report.startup["age_estimator"] = round(time.perf_counter() - t_estimator, 3)
         if probe is not None:
             t = time.perf_counter()
-            with closing(FaceAnalyzer.for_run(opts, engine)) as prober, probe() as probe_frames:
+            with closing(FaceAnalyzer.for_run(opts, engine, hair=False)) as prober, probe() as probe_frames:
                 probe_input_ages(probe_frames, prober, input_ages, opts.input_age.window)
             report.input_ages.update(input_ages.held())
             timer.add("input_age_probe", time.perf_counter() - t)
@@ -462,7 +462,7 @@ def _run_stages(
                 or len(pending) >= pending_cap(pending[0].frame.image)
             ):
                 t = time.perf_counter()
-                render(pending, engine, smoother, opts.blend, need_mattes, input_ages)
+                render(pending, engine, smoother, opts.blend, need_mattes, input_ages, opts.hair)
                 if input_ages is not None:
                     report.input_ages.update(input_ages.held())
                 timer.add("generate_smooth_blend", time.perf_counter() - t)

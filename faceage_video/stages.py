@@ -23,14 +23,16 @@ from faceage_video.errors import OptionsError
 from faceage_video.face.align import align_face, apply_affine
 from faceage_video.face.blend import (
     BlendOptions,
-    apply_change,
+    WarpedChange,
+    apply_change_roi,
     crop_mask,
-    paste_back,
     paste_back_mesh,
     warp_change,
 )
+from faceage_video.face.hair import HairMatte, HairOptions, grey_amount, grey_hair, hair_matte
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh, MeshFit
+from faceage_video.face.segment import PersonSegmenter
 from faceage_video.face.stabilize import MeshStabilizer, StabilizerOptions
 from faceage_video.face.tracker import FaceTracker, TrackedFace, TrackerOptions
 from faceage_video.media.plates import IntegerTransfer, Plate, apply_plate_change
@@ -54,6 +56,7 @@ class StageOptions:
         blend: mask kind, feather, colour match.
         faces: "all", "largest", or a tuple of track ids (as `faceage-video info` lists them).
         input_age: the per-face input-age estimate, used when the engine has a target age and no input age.
+        hair: greying the hair around each aged face (`face.hair`).
         queue_size: frames each inter-stage queue holds (capped by the byte budget, `checks.queue_frames`).
 
     Raises:
@@ -67,6 +70,7 @@ class StageOptions:
     blend: BlendOptions = field(default_factory=BlendOptions)
     faces: FaceSelection | tuple[int, ...] = "all"
     input_age: InputAgeOptions = field(default_factory=InputAgeOptions)
+    hair: HairOptions = field(default_factory=HairOptions)
     queue_size: int = 8
 
     def __post_init__(self) -> None:
@@ -89,6 +93,7 @@ class FaceJob:
     crop: Crop  # (S, S, 3) uint8
     mask: Mask  # (S, S) in crop (canonical) coordinates
     mesh: CanonicalMesh | None = None  # set in canonical mesh space
+    hair: HairMatte | None = None  # where the face's hair is, with the hair stage on
 
 
 @dataclass
@@ -151,8 +156,12 @@ class FaceAnalyzer:
         template: Any,
         selection: FaceSelection | tuple[int, ...] = "all",
         stabilizer: StabilizerOptions | None = None,
+        hair: HairOptions | None = None,
     ) -> None:
         self.landmarker = FaceLandmarker(landmarks)
+        self.hair = hair or HairOptions()
+        # The hair matte is found on the input frame, before any face's change is pasted into it.
+        self.segmenter = PersonSegmenter() if self.hair.enabled else None
         # In canonical mesh space the change rides on every landmark, so the mesh follows the skin: the raw
         # detections carried along the optical flow (`face.stabilize`). On known motion this cut the jitter
         # from 1.8 % to 0.4 % of the inter-ocular distance per frame, where One Euro smoothing, which lags
@@ -205,14 +214,19 @@ class FaceAnalyzer:
             faces: `track(...).faces`.
         """
         jobs: list[FaceJob] = []
-        for face in select_faces(faces, self.selection):
+        chosen = select_faces(faces, self.selection)
+        person = self.segmenter(image) if self.segmenter is not None and chosen else None
+        for face in chosen:
             if isinstance(self.template, CanonicalMesh):
-                jobs.append(self._mesh_job(image, face))
-                continue
-            crop, m = align_face(image, face.landmarks, self.template)
-            oval = apply_affine(m, oval_polygon(face.landmarks)) if self.blend.mask == "face" else None
-            mask = crop_mask(self.blend.mask, self.size, oval, self.blend.feather)
-            jobs.append(FaceJob(face.track_id, m, crop, mask))
+                job = self._mesh_job(image, face)
+            else:
+                crop, m = align_face(image, face.landmarks, self.template)
+                oval = apply_affine(m, oval_polygon(face.landmarks)) if self.blend.mask == "face" else None
+                mask = crop_mask(self.blend.mask, self.size, oval, self.blend.feather)
+                job = FaceJob(face.track_id, m, crop, mask)
+            if person is not None:
+                job.hair = hair_matte(image, face.landmarks, person, self.hair)
+            jobs.append(job)
         return jobs
 
     def reset(self) -> None:
@@ -231,12 +245,26 @@ class FaceAnalyzer:
 
     def close(self) -> None:
         self.landmarker.close()
+        if self.segmenter is not None:
+            self.segmenter.close()
 
     @classmethod
-    def for_run(cls, options: StageOptions, engine: AgingEngine) -> FaceAnalyzer:
-        """The analyzer of an offline run: the stages' options, in the engine's face space."""
+    def for_run(cls, options: StageOptions, engine: AgingEngine, hair: bool = True) -> FaceAnalyzer:
+        """The analyzer of an offline run: the stages' options, in the engine's face space. `hair` False
+        leaves the hair stage off (an input-age probe has no use for hair mattes), as does a run that only
+        de-ages."""
         o = options
-        return cls(o.landmarks, o.tracker, o.temporal, o.blend, engine.size, engine.template, o.faces)
+        hair = hair and (engine.options.generator == "G" or engine.options.target_age is not None)
+        return cls(
+            o.landmarks,
+            o.tracker,
+            o.temporal,
+            o.blend,
+            engine.size,
+            engine.template,
+            o.faces,
+            hair=o.hair if hair else None,
+        )
 
 
 def probe_input_ages(
@@ -272,17 +300,23 @@ def render(
     blend: BlendOptions,
     mattes: bool = True,
     input_ages: OwnAges | None = None,
+    hair: HairOptions | None = None,
 ) -> None:
-    """Generate every face of consecutive frames in one batch, smooth per track, paste back (in place).
+    """Generate every face of a batch of consecutive frames in one batch, smooth per track, paste back (in
+    place).
 
     With `input_ages` (`input_age.track_ages_for`), each face goes to the engine's target age from its
-    track's own estimated age: aged if younger, de-aged if older.
+    track's own estimated age: aged if younger, de-aged if older. With `hair` enabled, each aged face's hair
+    (found by the analyzer) greys by `hair_amounts`.
     """
     crops = [f.crop for j in jobs for f in j.faces]
+    n = len(crops)
     if not crops:
         residuals = np.zeros((0,), np.float32)
+        own_ages = None
     elif input_ages is None:
         residuals = engine.residual(np.stack(crops))
+        own_ages = None
     else:
         own: list[NDArray[np.float32]] = []
         for job in jobs:
@@ -290,8 +324,27 @@ def render(
                 input_ages.reset(tid)
             if job.faces:
                 own.append(input_ages([f.track_id for f in job.faces], [f.crop for f in job.faces]))
-        residuals = input_ages.residual(np.stack(crops), np.concatenate(own))
-    composite(jobs, residuals, smoother, blend, mattes)
+        own_ages = np.concatenate(own)
+        residuals = input_ages.residual(np.stack(crops), own_ages)
+    amounts = hair_amounts(engine.options, hair, n, own_ages) if hair is not None and hair.enabled else None
+    composite(jobs, residuals, smoother, blend, mattes, hair, amounts)
+
+
+def hair_amounts(
+    engine: EngineOptions, hair: HairOptions, n: int, own_ages: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """(n,) share of grey strands for each face of a batch: `hair.amount` when set, else from each face's
+    own age (or the engine's input age) to the target age, times the strength; 0 for a face de-aged."""
+    if hair.amount is not None:
+        amount = hair.amount if engine.generator == "G" or engine.target_age is not None else 0.0
+        if own_ages is None:
+            return np.full(n, amount, np.float32)
+        return np.where(own_ages < float(engine.ages[1]), hair.amount, 0.0).astype(np.float32)
+    start, target = engine.ages
+    if engine.target_age is None and engine.generator == "F":
+        return np.zeros(n, np.float32)
+    ages = own_ages if own_ages is not None else np.full(n, start, np.float32)
+    return np.array([grey_amount(float(a), target, engine.strength) for a in ages], np.float32)
 
 
 def composite(
@@ -300,6 +353,8 @@ def composite(
     smoother: ResidualSmoother,
     blend: BlendOptions,
     mattes: bool = True,
+    hair: HairOptions | None = None,
+    hair_shares: NDArray[np.float32] | None = None,
 ) -> None:
     """Smooth each face's residual per track and paste it back, frame by frame in order (in place).
 
@@ -307,6 +362,8 @@ def composite(
         jobs: consecutive frames; `residuals` holds one (S, S, 3) change per face, in job then face order.
         mattes: also build each frame's full-frame matte (`job.matte`); off, canonical-space faces keep
             every per-face buffer to the face's region, so memory does not grow with the frame size.
+        hair: the hair stage's options; with `hair_shares` (one per face, as `residuals`), each face with a
+            hair matte has its hair greyed by its share after its change (`face.hair`).
     """
     k = 0
     for job in jobs:
@@ -321,28 +378,32 @@ def composite(
         transfer = job.frame.transfer if isinstance(job.frame, PlateFrame) else _DEEP_VIDEO
         for face in job.faces:
             res = smoother.smooth(face.track_id, residuals[k])
+            share = float(hair_shares[k]) if hair_shares is not None else 0.0
             k += 1
+            changes: list[WarpedChange] = []
             if face.mesh is not None and isinstance(face.m, MeshFit):
                 img, warped = paste_back_mesh(img, res, face.mask, face.m, face.mesh, blend)
-                if plate is not None:
-                    plate = apply_plate_change(plate, warped, transfer)
-                if not mattes:
-                    continue
-                if matte is None:
-                    matte = np.zeros(img.shape[:2], np.float32)
-                if not warped.empty:
-                    x0, y0, x1, y1 = warped.box
-                    np.maximum(matte[y0:y1, x0:x1], warped.alpha, out=matte[y0:y1, x0:x1])
-                continue
-            assert not isinstance(face.m, MeshFit)
-            generated = face.crop.astype(np.float32) + res
-            if plate is None:
-                img, alpha = paste_back(img, generated, face.crop, face.m, face.mask, blend)
+                changes.append(warped)
             else:
+                assert not isinstance(face.m, MeshFit)
+                generated = face.crop.astype(np.float32) + res
                 warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
-                img, alpha = apply_change(img, warped)
-                plate = apply_plate_change(plate, warped, transfer)
-            matte = alpha if matte is None else np.maximum(matte, alpha)
+                img = apply_change_roi(img, warped)
+                changes.append(warped)
+            if hair is not None and face.hair is not None and share > 0.0:
+                greyed = grey_hair(img, face.hair, share, hair)
+                img = apply_change_roi(img, greyed)
+                changes.append(greyed)
+            for change in changes:
+                if plate is not None:
+                    plate = apply_plate_change(plate, change, transfer)
+                if mattes and not change.empty:
+                    if matte is None:
+                        matte = np.zeros(img.shape[:2], np.float32)
+                    x0, y0, x1, y1 = change.box
+                    np.maximum(matte[y0:y1, x0:x1], change.alpha, out=matte[y0:y1, x0:x1])
+        if mattes and matte is None and job.faces:
+            matte = np.zeros(img.shape[:2], np.float32)
         job.image = img
         job.matte = matte
         job.plate = plate

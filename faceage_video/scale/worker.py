@@ -108,7 +108,10 @@ class SegmentWorker:
         ages = track_ages_for(eng, options.input_age)
         if ages is None:
             return {}, 0
-        with closing(FaceAnalyzer.for_run(options, eng)) as analyzer, VideoReader(input, reader) as r:
+        with (
+            closing(FaceAnalyzer.for_run(options, eng, hair=False)) as analyzer,
+            VideoReader(input, reader) as r,
+        ):
             probe_input_ages(r, analyzer, ages, options.input_age.window)
         most = 0
         with FaceLandmarker(replace(options.landmarks, mode="image")) as lm:

@@ -156,3 +156,34 @@ def test_estimated_input_age_is_probed_first_and_held_from_the_first_frame(
         frames = (f for f, _ in zip(r, range(n), strict=False))
         run_stages(frames, w, engine, opts.stages, Report(input=str(clip), output=str(out)))
     assert len(asked) == n and len(set(asked)) > 1  # a stream's running median moves
+
+
+def test_grey_hair_changes_the_hair_in_the_matte_and_nothing_outside_it(
+    mesh_bundle: Path, short_clip: Path, tmp_path: Path
+) -> None:
+    """With the hair stage on, the matte grows by the hair around the face, the hair turns lighter and less
+    colourful there, and every pixel outside the matte stays bit-identical (FFV1)."""
+    from faceage_video.face.hair import HairOptions
+
+    engine = AgingEngine(
+        EngineOptions(model=str(mesh_bundle), batch_size=4, xla=False, target_age=70, input_age=30)
+    )
+    src = decode_video(short_clip).frames
+    runs = {}
+    for name, hair in (("face", HairOptions()), ("hair", HairOptions(enabled=True))):
+        out, matte = tmp_path / f"{name}.mkv", tmp_path / f"{name}-matte.mkv"
+        opts = age_options(writer=WriterOptions(codec="ffv1"), matte=str(matte), hair=hair, end_s=0.6)
+        report = age_video(short_clip, out, opts, engine=engine)
+        mattes = [f[..., 0] if f.ndim == 3 else f for f in decode_video(matte, fmt="gray").frames]
+        runs[name] = (decode_video(out).frames, mattes)
+        assert len(runs[name][0]) == report.frames == len(mattes) > 5
+    (face_out, face_m), (hair_out, hair_m) = runs["face"], runs["hair"]
+    for a, f, b, mf, mh in zip(src, face_out, hair_out, face_m, hair_m, strict=False):
+        assert np.array_equal(a[mh == 0], b[mh == 0])
+        hair = (mh > 200) & (mf == 0)  # the matte's new part: the hair, not the face
+        assert hair.sum() > 3000
+        assert hair.sum() < 0.35 * hair.size  # not the background
+        lighter = b[hair].astype(float).mean() - a[hair].astype(float).mean()
+        assert lighter > 15.0
+        assert np.ptp(b[hair].astype(float), axis=1).mean() < np.ptp(a[hair].astype(float), axis=1).mean()
+        assert np.array_equal(f[hair], a[hair])  # without the stage the hair is left as it was

@@ -1,0 +1,226 @@
+"""Grey hair: the hair around a face, found in the frame and turned a share of grey.
+
+Hair greys with age, and the canonical texture the generators change stops at the hairline, so the hair is
+a stage of its own, in frame pixels, after the face's change is pasted back:
+
+1. where (`hair_matte`, on the input frame): the person (`face.segment`), inside a head region around the
+   face, outside the face below the brows, not skin-coloured (against the face's own cheeks), and coloured
+   like the hair found above the forehead; feathered. Long hair fades out between the mouth and the chin,
+   so collars and shoulders stay as they are;
+2. how much (`grey_amount`): the share of grey hair at the target age minus the share at the input age
+   (`GREY_SHARE`, a coarse curve), of the hair still pigmented;
+3. how (`grey_change`): a share p of the strands turns white. Each pixel mixes its own colour with a grey
+   strand's, whose lightness follows the hair's own shading (its highlights and shadows, blurred over a
+   quarter of the inter-ocular distance) and keeps the pixel's fine detail; lighter strands grey a little
+   more, so the grey follows the strands. Chroma is only ever taken away, never added: a black-and-white
+   frame stays black-and-white.
+
+De-aging leaves the hair alone: a grey strand's lost pigment cannot be read back from the picture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from faceage_video.errors import OptionsError
+from faceage_video.face.blend import ALPHA_FLOOR, WarpedChange
+from faceage_video.face.landmarks import oval_polygon
+from faceage_video.face.segment import resize_to
+from faceage_video.types import Frame, Landmarks, Mask
+
+# Share of grey hair by age (years, share of strands): a coarse curve after the worldwide survey of
+# Panhard, Lozano and Loussouarn (Br. J. Dermatol. 2012), where people of 45–65 had about a quarter of their
+# hair grey on average; it varies a great deal between people, and sets only the default amount.
+GREY_SHARE: tuple[tuple[float, float], ...] = (
+    (20.0, 0.0), (30.0, 0.03), (40.0, 0.10), (50.0, 0.25), (60.0, 0.45), (70.0, 0.65), (80.0, 0.80),
+    (100.0, 0.90),
+)  # fmt: skip
+# MediaPipe mesh landmarks used here: eye corners, chin, the lips' inner midpoints, the brows' middles.
+_EYES = ((33, 133), (362, 263))
+_CHIN, _MOUTH, _BROWS = 152, (13, 14), (105, 334)
+_RGB_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+@dataclass(frozen=True)
+class HairOptions:
+    """Options of the hair stage.
+
+    Attributes:
+        enabled: grey the hair when aging (off: the hair is left as it is).
+        amount: a fixed share of grey strands in [0, 1]; None derives it from the input and target ages
+            (`grey_amount`), times the run's strength.
+        white: luma, in levels, of a grey strand where the hair's shading is at its median.
+        reach: how far the head region reaches above the eyes, in inter-ocular distances.
+    """
+
+    enabled: bool = False
+    amount: float | None = None
+    white: float = 175.0
+    reach: float = 2.3
+
+    def __post_init__(self) -> None:
+        if self.amount is not None and not (math.isfinite(self.amount) and 0.0 <= self.amount <= 1.0):
+            raise OptionsError(f"hair grey amount must be in 0..1, got {self.amount}")
+        if not (math.isfinite(self.white) and 60.0 <= self.white <= 250.0):
+            raise OptionsError(f"grey strand luma must be in 60..250 levels, got {self.white}")
+        if not (math.isfinite(self.reach) and 1.0 <= self.reach <= 4.0):
+            raise OptionsError(f"hair reach must be in 1..4 inter-ocular distances, got {self.reach}")
+
+
+@dataclass(frozen=True)
+class HairMatte:
+    """Where one face's hair is, in the frame.
+
+    Attributes:
+        box: (x0, y0, x1, y1) in frame pixels.
+        alpha: (y1 - y0, x1 - x0) float32 in [0, 1].
+        scale: the face's inter-ocular distance in frame pixels.
+    """
+
+    box: tuple[int, int, int, int]
+    alpha: Mask
+    scale: float
+
+
+def grey_share(age: float) -> float:
+    """Share of grey strands at an age in years (`GREY_SHARE`, interpolated linearly, clamped)."""
+    ages, shares = zip(*GREY_SHARE, strict=True)
+    return float(np.interp(age, ages, shares))
+
+
+def grey_amount(input_age: float, target_age: float, strength: float = 1.0) -> float:
+    """The share of the still-pigmented strands to turn grey, going from one age to another (0 when the
+    target is not older), times `strength`."""
+    if target_age <= input_age:
+        return 0.0
+    before, after = grey_share(input_age), grey_share(target_age)
+    return float(np.clip(strength * (after - before) / max(1.0 - before, 1e-6), 0.0, 1.0))
+
+
+def _smoothstep(x: NDArray[np.floating]) -> NDArray[np.float32]:
+    t = np.clip(x, 0.0, 1.0)
+    return np.asarray(t * t * (3.0 - 2.0 * t), np.float32)
+
+
+def _mahalanobis(
+    lab: NDArray[np.float32], samples: NDArray[np.float32], floor: tuple[float, ...]
+) -> NDArray[np.float32]:
+    """Distance of every (…, 3) Lab pixel to the samples' (N, 3) mean, in their covariance plus `floor`."""
+    mu = samples.mean(axis=0)
+    cov = np.cov(samples.T.astype(np.float64)) + np.diag(floor)
+    d = lab - mu
+    return np.asarray(np.sqrt(np.einsum("...i,ij,...j->...", d, np.linalg.inv(cov), d)), np.float32)
+
+
+def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOptions) -> HairMatte | None:
+    """Where one face's hair is (module docstring, step 1), on the input frame.
+
+    Args:
+        frame: (H, W, 3) uint8 RGB, before any change.
+        landmarks: (478, 2) the face's landmarks in frame pixels.
+        person: the person's confidence over the whole frame at any size (`PersonSegmenter.__call__`).
+        options: `reach` sets the head region.
+
+    Returns:
+        The matte, or None where the face is too small, off the frame, or shows too little skin or hair to
+        tell them apart.
+    """
+    h, w = frame.shape[:2]
+    lm = np.asarray(landmarks, np.float64)
+    left, right = (lm[list(pair)].mean(axis=0) for pair in _EYES)
+    d = float(np.linalg.norm(right - left))
+    if d < 8.0:
+        return None
+    eye = (left + right) / 2.0
+    ux = (right - left) / d
+    uy = np.array([-ux[1], ux[0]])
+    if np.dot(lm[_CHIN] - eye, uy) < 0:
+        uy = -uy  # uy points from the eyes towards the chin
+    v_chin = float(np.dot(lm[_CHIN] - eye, uy))
+    v_mouth = float(np.dot(lm[list(_MOUTH)].mean(axis=0) - eye, uy))
+    v_brow = float(np.dot(lm[list(_BROWS)].mean(axis=0) - eye, uy))
+    # The head region: an ellipse centred above the eyes, cut below at the chin.
+    cy, ax, ay = -0.4 * d, 2.1 * d, options.reach * d
+    corners = [eye + sx * 1.15 * ax * ux + sy * uy for sx in (-1, 1) for sy in (cy - 1.15 * ay, v_chin)]
+    xs, ys = zip(*corners, strict=True)
+    x0, x1 = max(math.floor(min(xs)), 0), min(math.ceil(max(xs)) + 1, w)
+    y0, y1 = max(math.floor(min(ys)), 0), min(math.ceil(max(ys)) + 1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    u = (gx - eye[0]) * ux[0] + (gy - eye[1]) * ux[1]
+    v = (gx - eye[0]) * uy[0] + (gy - eye[1]) * uy[1]
+    r = np.sqrt((u / ax) ** 2 + ((v - cy) / ay) ** 2)
+    head = _smoothstep((1.1 - r) / 0.15) * _smoothstep((v_chin - v) / max(v_chin - v_mouth, 1.0))
+
+    oval = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    poly = np.round(oval_polygon(landmarks) - np.array([x0, y0], np.float32)).astype(np.int32)
+    cv2.fillPoly(oval, [poly], 1)
+    # The face below the brows is the generator's; above them the skin test tells forehead from a fringe.
+    face = cv2.GaussianBlur((oval > 0).astype(np.float32) * (v > v_brow - 0.15 * d), (0, 0), 0.06 * d)
+
+    roi = frame[y0:y1, x0:x1]
+    lab = cv2.cvtColor(roi, cv2.COLOR_RGB2LAB).astype(np.float32)
+    cheeks = (oval > 0) & (v > 0.3 * d) & (v < 0.9 * d) & (np.abs(u) > 0.2 * d)
+    if cheeks.sum() < 20:
+        return None
+    skin_distance = _mahalanobis(lab, lab[cheeks], (30.0, 4.0, 4.0))
+    # Pixels half skin, half hair at the hairline would grey into a light seam: keep a pixel clear of skin.
+    not_skin = np.asarray(
+        cv2.erode(_smoothstep((skin_distance - 2.5) / 2.0), np.ones((3, 3), np.uint8)), np.float32
+    )
+    body = resize_to(person, frame.shape, (x0, y0, x1, y1))
+    candidate = body * head * (1.0 - face) * not_skin
+    # The hair's own colour, preferably from the crown (above the face oval), else from every candidate:
+    # it keeps a background or a collar of another colour out where the person mask takes them in.
+    top = float(np.min(np.dot(oval_polygon(landmarks) - eye, uy)))
+    crown = (candidate > 0.5) & (v < top) & (v > top - 0.8 * d) & (np.abs(u) < 0.9 * d)
+    pool = crown if crown.sum() >= 30 else candidate > 0.5
+    if pool.sum() < 30:
+        return None
+    hair_like = _smoothstep((5.0 - _mahalanobis(lab, lab[pool], (100.0, 9.0, 9.0))) / 2.0)
+    alpha = cv2.GaussianBlur(candidate * hair_like, (0, 0), max(0.02 * d, 0.7))
+    alpha = np.clip(alpha, 0.0, 1.0)
+    alpha[alpha < ALPHA_FLOOR] = 0.0
+    return HairMatte((x0, y0, x1, y1), np.asarray(alpha, np.float32), d)
+
+
+def grey_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float, white: float) -> NDArray[np.float32]:
+    """The change that greys a share of the hair's strands (module docstring, step 3).
+
+    Args:
+        roi: (h, w, 3) uint8 RGB, the frame over `matte.box` (the face's own change already in it).
+        matte: where the hair is; its alpha weighs the hair's shading statistics.
+        amount: share of grey strands, 0..1.
+        white: luma of a grey strand at the hair's median shading, in levels.
+
+    Returns:
+        (h, w, 3) float32, the change in levels to add times the matte's alpha.
+    """
+    f = roi.astype(np.float32)
+    luma = f @ _RGB_LUMA
+    chroma = f - luma[..., None]
+    m = matte.alpha
+    sigma = 0.25 * matte.scale
+    shading = cv2.GaussianBlur(luma * m, (0, 0), sigma) / (cv2.GaussianBlur(m, (0, 0), sigma) + 1e-4)
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    spread = float(np.sqrt((fine**2 * m).sum() / max(float(m.sum()), 1e-4))) + 1e-3
+    median = float(np.median(shading[m > 0.5])) if (m > 0.5).any() else 100.0
+    strand = np.clip(white * np.sqrt(np.maximum(shading, 1.0) / max(median, 1.0)), 60.0, 235.0)
+    p = np.clip(amount * (1.0 + 0.3 * np.tanh(fine / spread)), 0.0, 1.0)
+    new_luma = (1.0 - p) * luma + p * (strand + 1.2 * fine)
+    out = new_luma[..., None] + chroma * (1.0 - p)[..., None]
+    return np.asarray(out - f, np.float32)
+
+
+def grey_hair(frame: Frame, matte: HairMatte, amount: float, options: HairOptions) -> WarpedChange:
+    """One face's hair turned `amount` grey, as a change over the matte's box (`blend.apply_change_roi`
+    applies it; pixels outside the matte stay as they are)."""
+    x0, y0, x1, y1 = matte.box
+    change = grey_change(frame[y0:y1, x0:x1], matte, amount, options.white)
+    return WarpedChange(matte.box, matte.alpha, change)

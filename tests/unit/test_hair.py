@@ -1,0 +1,153 @@
+"""The hair stage: how much grey an age asks for, grey strands with no colour added, and the hair matte on
+a real face (skipped with a reason where ../shared/data is absent)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faceage_video.engine.generator import EngineOptions
+from faceage_video.errors import ModelError, OptionsError
+from faceage_video.face.blend import apply_change_roi
+from faceage_video.face.hair import (
+    HairMatte,
+    HairOptions,
+    grey_amount,
+    grey_change,
+    grey_hair,
+    grey_share,
+    hair_matte,
+)
+from faceage_video.face.landmarks import oval_polygon
+from faceage_video.face.segment import (
+    MODEL_NAME,
+    PACKAGED_MODEL,
+    PersonSegmenter,
+    SegmenterOptions,
+    resolve_segmenter_model,
+)
+from faceage_video.stages import hair_amounts
+
+
+def test_grey_share_rises_with_age_and_the_amount_only_when_aging() -> None:
+    shares = [grey_share(a) for a in range(15, 101, 5)]
+    assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] < 1.0
+    assert grey_amount(25, 70) > grey_amount(25, 50) > grey_amount(40, 50) > 0.0
+    assert grey_amount(60, 30) == 0.0 and grey_amount(40, 40) == 0.0
+    assert grey_amount(25, 70, strength=0.5) == pytest.approx(grey_amount(25, 70) / 2)
+
+
+def test_hair_options_refuse_out_of_range_values() -> None:
+    for bad in ({"amount": 1.5}, {"amount": -0.1}, {"white": 20.0}, {"reach": 9.0}, {"amount": float("nan")}):
+        with pytest.raises(OptionsError):
+            HairOptions(enabled=True, **bad)  # type: ignore[arg-type]
+
+
+def test_hair_amounts_follow_the_ages_and_leave_de_aging_alone() -> None:
+    on = HairOptions(enabled=True)
+    older = hair_amounts(EngineOptions(direction="older"), on, 2)
+    start, target = EngineOptions(direction="older").ages
+    np.testing.assert_allclose(older, grey_amount(start, target))
+    assert not hair_amounts(EngineOptions(direction="younger"), on, 3).any()
+    own = np.array([30.0, 80.0], np.float32)  # one face younger than the target, one older
+    both = hair_amounts(EngineOptions(target_age=60), on, 2, own)
+    assert both[0] == pytest.approx(grey_amount(30, 60)) and both[1] == 0.0
+    fixed = hair_amounts(EngineOptions(target_age=60), HairOptions(enabled=True, amount=0.3), 2, own)
+    np.testing.assert_allclose(fixed, [0.3, 0.0])
+
+
+def _matte(shape: tuple[int, int]) -> HairMatte:
+    alpha = np.zeros(shape, np.float32)
+    alpha[4:-4, 4:-4] = 1.0
+    return HairMatte((0, 0, shape[1], shape[0]), alpha, 40.0)
+
+
+def test_grey_strands_add_no_colour_to_a_grey_picture() -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 90, (60, 80), dtype=np.uint8)
+    roi = np.repeat(grey[..., None], 3, axis=2)
+    change = grey_change(roi, _matte((60, 80)), 0.7, 175.0)
+    assert np.abs(change).max() > 20.0  # it does grey the hair
+    assert np.abs(change[..., 0] - change[..., 1]).max() < 1e-3
+    assert np.abs(change[..., 1] - change[..., 2]).max() < 1e-3
+
+
+def test_grey_strands_lighten_dark_hair_and_take_its_colour_away() -> None:
+    rng = np.random.default_rng(1)
+    base = np.array([70.0, 40.0, 20.0])  # dark brown
+    roi = np.clip(base + rng.normal(0, 6, (60, 80, 1)), 0, 255).astype(np.uint8)
+    m = _matte((60, 80))
+    out = roi.astype(np.float32) + grey_change(roi, m, 0.6, 175.0)
+    inner = m.alpha > 0
+    luma = lambda x: x @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    assert luma(out[inner]).mean() > luma(roi[inner].astype(np.float32)).mean() + 40
+    chroma_in = np.ptp(roi[inner].astype(np.float32), axis=1).mean()
+    assert np.ptp(out[inner], axis=1).mean() < 0.6 * chroma_in
+    assert not grey_change(roi, m, 0.0, 175.0).any()  # no share, no change
+
+
+def test_packaged_segmenter_matches_its_sha256_and_resolves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = (PACKAGED_MODEL.parent / f"{MODEL_NAME}.sha256").read_text().split()[0]
+    assert hashlib.sha256(PACKAGED_MODEL.read_bytes()).hexdigest() == expected
+    monkeypatch.delenv("FACEAGE_SEGMENTER", raising=False)
+    monkeypatch.setattr("faceage_video.face.segment.Path.home", staticmethod(lambda: tmp_path))
+    assert resolve_segmenter_model() == PACKAGED_MODEL
+    with pytest.raises(ModelError, match=r"missing\.tflite"):
+        resolve_segmenter_model(tmp_path / "missing.tflite")
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match=r"corrupt\.tflite.*Fix"):
+        PersonSegmenter(SegmenterOptions(model_path=str(corrupt)))
+
+
+@pytest.fixture(scope="module")
+def d0_frame(videos_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first frame of liveportrait_d0 (a man with dark hair on a green screen) and its landmarks."""
+    import av
+
+    from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions
+
+    with av.open(str(videos_dir / "liveportrait_d0.mp4")) as c:
+        frame = np.asarray(next(c.decode(video=0)).to_ndarray(format="rgb24"), np.uint8)
+    with FaceLandmarker(LandmarkerOptions(mode="image", max_faces=1)) as lm:
+        faces = lm.detect(frame)
+    assert len(faces) == 1
+    return frame, faces[0]
+
+
+def test_the_matte_holds_the_hair_and_not_the_face_background_or_clothes(
+    d0_frame: tuple[np.ndarray, np.ndarray],
+) -> None:
+    frame, lm = d0_frame
+    seg = PersonSegmenter()
+    person = seg(frame)
+    seg.close()
+    assert (
+        person.shape[1] <= 512 and person[-1, frame.shape[1] // 2 * person.shape[1] // frame.shape[1]] > 0.5
+    )
+    matte = hair_matte(frame, lm, person, HairOptions(enabled=True))
+    assert matte is not None
+    full = np.zeros(frame.shape[:2], np.float32)
+    x0, y0, x1, y1 = matte.box
+    full[y0:y1, x0:x1] = matte.alpha
+    top = int(lm[10, 1])  # the top of the face oval, on the upper forehead
+    cx = int(lm[1, 0])
+    crown = full[max(top - 90, 0) : top - 50, cx - 30 : cx + 30]
+    assert crown.mean() > 0.9  # the hair above the forehead (the oval stops about 40 px below the hairline)
+    oval = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(oval, [np.round(oval_polygon(lm)).astype(np.int32)], 1)
+    face = cv2.erode(oval, np.ones((9, 9), np.uint8)) > 0
+    face[: int(lm[159, 1])] = False  # the face oval below the eyes
+    assert face.sum() > 5000 and full[face].mean() < 0.005 and full[face].max() < 0.2  # not the face
+    assert full[int(lm[152, 1]) :].max() == 0.0  # nothing below the chin: collar, shoulders
+    assert full[:, :20].max() == 0.0 and full[:, -20:].max() == 0.0  # not the green screen at the sides
+    greyed = apply_change_roi(frame, grey_hair(frame, matte, 0.6, HairOptions(enabled=True)))
+    assert np.array_equal(greyed[full == 0], frame[full == 0])  # pixels off the matte untouched
+    hair = full > 0.9
+    assert greyed[hair].astype(float).mean() > frame[hair].astype(float).mean() + 20  # lighter
