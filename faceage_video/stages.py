@@ -29,7 +29,7 @@ from faceage_video.face.blend import (
     paste_back_mesh,
     warp_change,
 )
-from faceage_video.face.hair import HairMatte, HairOptions, grey_amount, grey_hair, hair_matte
+from faceage_video.face.hair import HairMatte, HairOptions, HairSmoother, grey_amount, grey_hair, hair_matte
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh, MeshFit
 from faceage_video.face.segment import PersonSegmenter
@@ -162,6 +162,7 @@ class FaceAnalyzer:
         self.hair = hair or HairOptions()
         # The hair matte is found on the input frame, before any face's change is pasted into it.
         self.segmenter = PersonSegmenter() if self.hair.enabled else None
+        self.hair_smoother = HairSmoother(self.hair.smoothing)
         # In canonical mesh space the change rides on every landmark, so the mesh follows the skin: the raw
         # detections carried along the optical flow (`face.stabilize`). On known motion this cut the jitter
         # from 1.8 % to 0.4 % of the inter-ocular distance per frame, where One Euro smoothing, which lags
@@ -196,11 +197,13 @@ class FaceAnalyzer:
             ended = [t.track_id for t in self.tracker.tracks]
             self.tracker.reset()
             self.stabilizer.reset()
+            self.hair_smoother.reset()
         detections = self.landmarker.detect(frame.image, round(frame.time_s * 1000))
         tracked = self.tracker.update(detections, frame.time_s)
         ended += self.tracker.ended
         for tid in self.tracker.ended:
             self.stabilizer.reset(tid)
+            self.hair_smoother.reset(tid)
         if self.mesh_mode:
             tracked = [replace(f, landmarks=self.stabilizer(frame.image, f.track_id, f.raw)) for f in tracked]
         return TrackedFrame(tracked, ended, cut)
@@ -225,7 +228,8 @@ class FaceAnalyzer:
                 mask = crop_mask(self.blend.mask, self.size, oval, self.blend.feather)
                 job = FaceJob(face.track_id, m, crop, mask)
             if person is not None:
-                job.hair = hair_matte(image, face.landmarks, person, self.hair)
+                matte = hair_matte(image, face.landmarks, person, self.hair)
+                job.hair = None if matte is None else self.hair_smoother(face.track_id, matte)
             jobs.append(job)
         return jobs
 
@@ -234,6 +238,7 @@ class FaceAnalyzer:
         stays warm; its timestamps keep increasing)."""
         self.tracker.reset()
         self.stabilizer.reset()
+        self.hair_smoother.reset()
         self.cuts = SceneCutDetector(self._cut_threshold)
 
     def _mesh_job(self, image: Frame, face: TrackedFace) -> FaceJob:

@@ -16,6 +16,7 @@ from faceage_video.face.blend import apply_change_roi
 from faceage_video.face.hair import (
     HairMatte,
     HairOptions,
+    HairSmoother,
     grey_amount,
     grey_change,
     grey_hair,
@@ -63,7 +64,7 @@ def test_hair_amounts_follow_the_ages_and_leave_de_aging_alone() -> None:
 def _matte(shape: tuple[int, int]) -> HairMatte:
     alpha = np.zeros(shape, np.float32)
     alpha[4:-4, 4:-4] = 1.0
-    return HairMatte((0, 0, shape[1], shape[0]), alpha, 40.0)
+    return HairMatte((0, 0, shape[1], shape[0]), alpha, 40.0, np.eye(2, 3))
 
 
 def test_grey_strands_add_no_colour_to_a_grey_picture() -> None:
@@ -151,3 +152,24 @@ def test_the_matte_holds_the_hair_and_not_the_face_background_or_clothes(
     assert np.array_equal(greyed[full == 0], frame[full == 0])  # pixels off the matte untouched
     hair = full > 0.9
     assert greyed[hair].astype(float).mean() > frame[hair].astype(float).mean() + 20  # lighter
+
+
+def _box_matte(x0: int, y0: int, size: int, value: float, to_face: np.ndarray) -> HairMatte:
+    return HairMatte((x0, y0, x0 + size, y0 + size), np.full((size, size), value, np.float32), 40.0, to_face)
+
+
+def test_the_smoother_carries_the_previous_matte_with_the_head() -> None:
+    smoother = HairSmoother(0.8)
+    # The head moves 10 px right: the face axes of the second frame are the first's, shifted.
+    first = _box_matte(0, 0, 40, 1.0, np.array([[1.0, 0.0, -20.0], [0.0, 1.0, -20.0]]))
+    second = _box_matte(10, 0, 40, 0.0, np.array([[1.0, 0.0, -30.0], [0.0, 1.0, -20.0]]))
+    smoother(3, first)
+    out = smoother(3, second)
+    assert out.box == second.box
+    # Where the first frame's matte reaches, 0.8 of it is carried; its part off the first box is not.
+    np.testing.assert_allclose(out.alpha[5:35, 2:35], 0.8, atol=1e-5)
+    # Another track, and a reset track, start afresh.
+    assert smoother(4, second).alpha.max() == 0.0
+    smoother.reset(3)
+    assert smoother(3, second).alpha.max() == 0.0
+    assert HairSmoother(0.0)(3, second).alpha.max() == 0.0
