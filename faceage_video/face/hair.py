@@ -11,9 +11,10 @@ a stage of its own, in frame pixels, after the face's change is pasted back:
    (`GREY_SHARE`, a coarse curve), of the hair still pigmented;
 3. how (`grey_change`): a share p of the strands turns white. Each pixel mixes its own colour with a grey
    strand's, whose lightness follows the hair's own shading (its highlights and shadows, blurred over a
-   quarter of the inter-ocular distance) and keeps the pixel's fine detail, a little stronger (white strands
-   show more contrast than dark ones). Chroma is only ever taken away, never added: a black-and-white frame
-   stays black-and-white.
+   quarter of the inter-ocular distance) and keeps the pixel's fine detail, stronger (white strands show
+   more contrast than dark ones). Which strands grey is a fixed pattern tied to the head and drawn out along
+   the hair's own direction (`strand_shares`), so the grey comes in streaks, the same ones every frame.
+   Chroma is only ever taken away, never added: a black-and-white frame stays black-and-white.
 
 De-aging leaves the hair alone: a grey strand's lost pigment cannot be read back from the picture.
 """
@@ -43,6 +44,7 @@ GREY_SHARE: tuple[tuple[float, float], ...] = (
 # MediaPipe mesh landmarks used here: eye corners, chin, the lips' inner midpoints, the brows' middles.
 _EYES = ((33, 133), (362, 263))
 _CHIN, _MOUTH, _BROWS = 152, (13, 14), (105, 334)
+STREAK = 0.6
 _RGB_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -87,12 +89,15 @@ class HairMatte:
         scale: the face's inter-ocular distance in frame pixels.
         to_face: (2, 3) frame pixels → the face's own axes (origin between the eyes, x along the eyes,
             y towards the chin, in pixels), which carry a matte from one frame to the next.
+        streaks: (y1 - y0, x1 - x0) float32, which strands grey first (`strand_field`, about zero-mean and
+            unit-variance over the hair); None greys every pixel alike.
     """
 
     box: tuple[int, int, int, int]
     alpha: Mask
     scale: float
     to_face: Affine
+    streaks: NDArray[np.float32] | None = None
 
 
 def grey_share(age: float) -> float:
@@ -205,7 +210,9 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     alpha = np.clip(alpha, 0.0, 1.0)
     alpha[alpha < ALPHA_FLOOR] = 0.0
     to_face = np.array([[ux[0], ux[1], -float(ux @ eye)], [uy[0], uy[1], -float(uy @ eye)]], np.float64)
-    return HairMatte((x0, y0, x1, y1), np.asarray(alpha, np.float32), d, to_face)
+    matte = HairMatte((x0, y0, x1, y1), np.asarray(alpha, np.float32), d, to_face)
+    luma = roi.astype(np.float32) @ _RGB_LUMA
+    return HairMatte(matte.box, matte.alpha, d, to_face, strand_field(luma, matte))
 
 
 class HairSmoother:
@@ -225,27 +232,44 @@ class HairSmoother:
         """The matte of one track in this frame, smoothed (the current one as it is on a track's first)."""
         prev = self._last.get(track_id)
         if self.weight > 0.0 and prev is not None:
-            x0, y0, x1, y1 = matte.box
+            x0, y0 = matte.box[0], matte.box[1]
             px0, py0 = prev.box[0], prev.box[1]
             # Current box pixel → frame → face axes → previous frame → previous box pixel.
             to_prev = _invert(prev.to_face) @ np.vstack([matte.to_face, [0.0, 0.0, 1.0]])
             shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
             m = (to_prev @ shift)[:2] - np.array([[0.0, 0.0, px0], [0.0, 0.0, py0]])
-            carried = cv2.warpAffine(
-                prev.alpha,
-                m,
-                (x1 - x0, y1 - y0),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_CONSTANT,
-                borderValue=-1.0,
-            )
-            alpha = np.where(
-                carried >= 0.0, self.weight * carried + (1.0 - self.weight) * matte.alpha, matte.alpha
-            ).astype(np.float32)
+            alpha = self._carry(prev.alpha, m, matte.alpha)
             alpha[alpha < ALPHA_FLOOR] = 0.0
-            matte = HairMatte(matte.box, alpha, matte.scale, matte.to_face)
+            streaks = matte.streaks
+            if streaks is not None and prev.streaks is not None:
+                streaks = self._carry(prev.streaks, m, streaks)
+            matte = HairMatte(matte.box, alpha, matte.scale, matte.to_face, streaks)
         self._last[track_id] = matte
         return matte
+
+    def _carry(
+        self, previous: NDArray[np.float32], m: NDArray[np.float64], current: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """`w · previous` carried through `m` (current box pixel → previous box pixel) `+ (1 − w) · current`;
+        the current values alone where the previous box does not reach."""
+        h, w = current.shape
+        valid = cv2.warpAffine(
+            np.ones(previous.shape, np.float32),
+            m,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
+        carried = cv2.warpAffine(
+            previous,
+            m,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        mix = self.weight * np.clip(valid, 0.0, 1.0)
+        return np.asarray(mix * carried + (1.0 - mix) * current, np.float32)
 
     def reset(self, track_id: int | None = None) -> None:
         """Forget one track's matte, or every track's (a scene cut)."""
@@ -265,7 +289,8 @@ def grey_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float, white: 
 
     Args:
         roi: (h, w, 3) uint8 RGB, the frame over `matte.box` (the face's own change already in it).
-        matte: where the hair is; its alpha weighs the hair's shading statistics.
+        matte: where the hair is; its alpha weighs the hair's shading statistics, and its face axes anchor
+            the strands' pattern to the head.
         amount: share of grey strands, 0..1.
         white: luma of a grey strand at the hair's median shading, in levels.
 
@@ -273,6 +298,8 @@ def grey_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float, white: 
         (h, w, 3) float32, the change in levels to add times the matte's alpha.
     """
     f = roi.astype(np.float32)
+    if amount <= 0.0:
+        return np.zeros(f.shape, np.float32)
     luma = f @ _RGB_LUMA
     chroma = f - luma[..., None]
     m = matte.alpha
@@ -283,12 +310,67 @@ def grey_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float, white: 
     strand = np.clip(white * (np.maximum(shading, 1.0) / max(median, 1.0)) ** 0.75, 60.0, 235.0)
     # A white strand shows its neighbours' shadows more than a dark one: the detail grows with the lift.
     gain = np.clip(strand / np.maximum(shading, 1.0), 1.2, 2.5)
-    # One share for every pixel: a share that followed each pixel's own fine detail (lighter strands greyer)
-    # turned a level of sensor noise into ten of shimmer on known motion.
-    p = amount
+    p = strand_shares(matte, amount)
     new_luma = (1.0 - p) * luma + p * (strand + gain * fine)
-    out = new_luma[..., None] + chroma * (1.0 - p)
+    out = new_luma[..., None] + chroma * (1.0 - p)[..., None]
     return np.asarray(out - f, np.float32)
+
+
+def strand_field(luma: NDArray[np.float32], matte: HairMatte) -> NDArray[np.float32]:
+    """(h, w) which strands grey first: grey and pigmented streaks along the hair's flow, about zero-mean and
+    unit-variance over the hair (less where the hair is soft or has no direction).
+
+    The streaks are a fixed noise pattern tied to the face's axes (so it moves with the head) smeared along
+    the hair's own direction (the structure tensor of its luma; a line integral over ± 8 % of the
+    inter-ocular distance). Their strength follows the hair's own fine detail and the direction's
+    coherence: soft, out-of-focus or directionless hair greys evenly instead of in drawn-on strokes.
+
+    Args:
+        luma: (h, w) float32 luma of the input frame over `matte.box`.
+        matte: the hair's matte (its alpha and face axes).
+    """
+    h, w = luma.shape
+    d = matte.scale
+    x0, y0 = matte.box[0], matte.box[1]
+    # The pattern: a texel about 1.5 frame pixels, over ± 3 inter-ocular distances of the face's axes.
+    per_d = float(np.clip(d / 1.5, 30.0, 150.0))
+    size = int(6 * per_d)
+    noise = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    gy, gx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
+    axes = matte.to_face
+    tu = ((axes[0, 0] * gx + axes[0, 1] * gy + axes[0, 2]) / d + 3.0) * per_d
+    tv = ((axes[1, 0] * gx + axes[1, 1] * gy + axes[1, 2]) / d + 3.0) * per_d
+    field = cv2.remap(
+        noise, tu.astype(np.float32), tv.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    # The hair's direction: across its strongest gradient, averaged over 10 % of the inter-ocular distance.
+    ix = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
+    iy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
+    s = max(0.1 * d, 1.0)
+    jxx, jxy, jyy = (cv2.GaussianBlur(a, (0, 0), s) for a in (ix * ix, ix * iy, iy * iy))
+    theta = 0.5 * np.arctan2(2.0 * jxy, jxx - jyy)  # the gradient's direction
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy**2) / (jxx + jyy + 1e-3)
+    tx, ty = -np.sin(theta).astype(np.float32), np.cos(theta).astype(np.float32)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    reach = int(np.clip(round(0.08 * d), 2, 12))
+    streak = np.zeros((h, w), np.float32)
+    for k in range(-reach, reach + 1):
+        streak += cv2.remap(field, xs + k * tx, ys + k * ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    hair = matte.alpha > 0.5
+    ref = streak[hair] if hair.sum() > 16 else streak.ravel()
+    z = (streak - float(ref.mean())) / (float(ref.std()) + 1e-6)
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    sharpness = float(np.sqrt(np.mean(fine[hair] ** 2))) if hair.any() else 0.0
+    return np.asarray(z * min(sharpness / 5.0, 1.0) * np.sqrt(np.clip(coherence, 0.0, 1.0)), np.float32)
+
+
+def strand_shares(matte: HairMatte, amount: float) -> NDArray[np.float32]:
+    """(h, w) share of grey per pixel: `amount` where the streak field is zero, more on its light streaks
+    and less on its dark ones (logistic in the field); `amount` everywhere without a field."""
+    a = float(np.clip(amount, 0.01, 0.99))
+    if matte.streaks is None:
+        return np.full(matte.alpha.shape, a, np.float32)
+    return np.asarray(1.0 / (1.0 + np.exp(-(math.log(a / (1.0 - a)) + matte.streaks / STREAK))), np.float32)
 
 
 def grey_hair(frame: Frame, matte: HairMatte, amount: float, options: HairOptions) -> WarpedChange:
