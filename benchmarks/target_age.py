@@ -169,6 +169,8 @@ def measure(
                 ),
             }
         )
+    if segmenter is not None:
+        segmenter.close()
     out["targets"] = rows
     out["abs_error_mean"] = round(float(np.mean([r["abs_error_mean"] for r in rows])), 2)
     out["real_abs_error_mean"] = round(float(np.nanmean([r["real_abs_error_mean"] for r in rows])), 2)
