@@ -1,13 +1,17 @@
-"""Grey hair (`faceage_video.face.hair`): what the hair stage adds to aging, judged like the face.
+"""The hair stage (`faceage_video.face.hair`, `--age-hair`): what it adds to aging and de-aging, judged like
+the face.
 
-    python -m benchmarks.hair [--model NAME_OR_PATH] [--n 60] [--targets 60 70] [--motion-faces 4]
+    python -m benchmarks.hair [--model NAME_OR_PATH] [--n 60] [--targets 60 70] [--young-targets 35 25]
+                              [--motion-faces 4]
                               [--clips] [--out benchmarks/results/hair.json]
 
 1. stills: the quality benchmark's young validation faces (`benchmarks.stills.load_faces`), aged by the
-   model through the runtime's path (`age_stills`), then with the hair stage (`grey_stills`) at the share
-   of grey strands each target asks of the face's labelled age (`grey_amount`); the age and identity judges
-   read both. Black-and-white copies must stay black-and-white: the most chroma the hair stage adds to
-   them is reported (`bw_chroma_added`, levels of max − min channel);
+   model through the runtime's path (`age_stills`), then with the hair stage (`hair_stills`) at the share
+   each target asks of the face's labelled age (`hair_share`); and its old faces de-aged to
+   `--young-targets`, where the stage colours grey strands (picture `hair_younger_<target>.jpg`: input,
+   de-aged, de-aged with the hair). The age and identity judges read both. Black-and-white copies must stay
+   black-and-white: the most chroma the hair stage adds to them is reported (`bw_chroma_added`, levels of
+   max − min channel);
 2. known motion: some of those photos moved along known paths through the real pipeline with the hair stage
    on (`benchmarks.motion.run_clip`), measured inside each photo's own hair matte instead of the inner face:
    the frame-to-frame change the stage adds there, against the input's own;
@@ -34,9 +38,9 @@ from benchmarks.judges import AgeJudge, IdentityJudge
 from benchmarks.measures.stability import MotionOptions
 from benchmarks.motion import decode, run_clip, write_jpeg
 from benchmarks.quality import DEFAULT_CLIPS, DEFAULT_VIDEOS, _trim, compare, judge_images
-from benchmarks.stills import DEFAULT_DATA, age_stills, grey_stills, load_faces, open_landmarker
+from benchmarks.stills import DEFAULT_DATA, Direction, age_stills, hair_stills, load_faces, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.face.hair import HairOptions, grey_amount, hair_matte
+from faceage_video.face.hair import HairOptions, hair_matte, hair_share
 from faceage_video.face.segment import PersonSegmenter
 from faceage_video.types import Frame
 
@@ -48,11 +52,23 @@ def _chroma(images: Sequence[Frame]) -> float:
     return float(max((np.ptp(im.astype(np.int16), axis=2).max() for im in images), default=0))
 
 
-def stills(model: str | None, n: int, targets: Sequence[float], hair: HairOptions) -> dict[str, Any]:
-    """Section 1 of the module docstring: one row per target, the model alone and with grey hair."""
+def stills(
+    model: str | None,
+    n: int,
+    targets: Sequence[float],
+    hair: HairOptions,
+    direction: Direction = "older",
+    pictures: Path | None = None,
+) -> dict[str, Any]:
+    """Section 1 of the module docstring: one row per target, the model alone and with the hair stage.
+
+    `direction` "older" ages the young validation faces, "younger" de-ages the old ones (whose grey
+    strands the stage colours).
+    """
     with open_landmarker() as landmarker:
-        sets = load_faces(DEFAULT_DATA, "older", landmarker, limit=n, bw=12)
+        sets = load_faces(DEFAULT_DATA, direction, landmarker, limit=n, bw=12)
     faces = list(sets.sources)[:n]
+    bw = list(sets.bw)
     images, marks = [f.image for f in faces], [f.landmarks for f in faces]
     age_j, id_j = AgeJudge(), IdentityJudge()
     judged_in = judge_images(images, age_j, id_j)
@@ -62,40 +78,48 @@ def stills(model: str | None, n: int, targets: Sequence[float], hair: HairOption
     )
     rows: list[dict[str, Any]] = []
     for target in targets:
+        conditioned = _conditioned(model)
         engine = AgingEngine(
             EngineOptions(model=model, target_age=target)
-            if _conditioned(model)
-            else EngineOptions(model=model)
+            if conditioned
+            else EngineOptions(model=model, direction=direction)
         )
-        aged = age_stills(images, marks, _generate(engine, faces, target), engine.template)
-        shares = [grey_amount(f.age, target) for f in faces]
-        greyed = grey_stills(images, marks, aged, shares, hair, segmenter)
-        bw = list(sets.bw)
-        bw_aged = age_stills(
-            [f.image for f in bw], [f.landmarks for f in bw], _generate(engine, bw, target), engine.template
-        )
-        bw_grey = grey_stills(
-            [f.image for f in bw],
-            [f.landmarks for f in bw],
-            bw_aged,
-            [grey_amount(f.age, target) for f in bw],
-            hair,
-            segmenter,
-        )
+        outputs: dict[str, list[Frame]] = {}
+        for name, group in (("faces", faces), ("bw", bw)):
+            ims, lms = [f.image for f in group], [f.landmarks for f in group]
+            aged = age_stills(ims, lms, _generate(engine, group, target), engine.template)
+            shares = [hair_share(f.age, target) for f in group]
+            outputs[name] = aged
+            outputs[name + "_hair"] = hair_stills(ims, lms, aged, shares, hair, segmenter)
         row: dict[str, Any] = {
+            "direction": direction,
             "target": target,
-            "share_mean": round(float(np.mean(shares)), 3),
-            "model": compare(judged_in, judge_images(aged, age_j, id_j)),
-            "model_hair": compare(judged_in, judge_images(greyed, age_j, id_j)),
+            "share_mean": round(float(np.mean([hair_share(f.age, target) for f in faces])), 3),
+            "model": compare(judged_in, judge_images(outputs["faces"], age_j, id_j)),
+            "model_hair": compare(judged_in, judge_images(outputs["faces_hair"], age_j, id_j)),
             "bw_chroma_in": _chroma([f.image for f in bw]),
-            "bw_chroma_added": _chroma(bw_grey) - _chroma(bw_aged),
+            "bw_chroma_added": _chroma(outputs["bw_hair"]) - _chroma(outputs["bw"]),
         }
         rows.append(row)
         print(
-            f"target {target:.0f}: share {row['share_mean']:.2f}; shift {row['model']['shift_mean']:+.1f} y "
-            f"→ {row['model_hair']['shift_mean']:+.1f} y with grey hair; identity {row['model']['id_mean']:.3f} "
-            f"→ {row['model_hair']['id_mean']:.3f}; b/w chroma added {row['bw_chroma_added']:.0f}"
+            f"{direction}, target {target:.0f}: share {row['share_mean']:+.2f}; shift "
+            f"{row['model']['shift_mean']:+.1f} y → {row['model_hair']['shift_mean']:+.1f} y with the hair aged; "
+            f"identity {row['model']['id_mean']:.3f} → {row['model_hair']['id_mean']:.3f}; b/w chroma added "
+            f"{row['bw_chroma_added']:.0f}"
         )
+        if pictures is not None and direction == "younger" and target == targets[0]:
+            picks = list(range(min(8, len(faces))))
+            write_jpeg(
+                pictures / f"hair_younger_{target:.0f}.jpg",
+                np.concatenate(
+                    [
+                        np.concatenate(
+                            [faces[i].image, outputs["faces"][i], outputs["faces_hair"][i]], axis=1
+                        )
+                        for i in picks
+                    ]
+                ),
+            )
     segmenter.close()
     return {"faces": len(faces), "mattes_found": int(found), "rows": rows}
 
@@ -196,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--n", type=int, default=60)
     p.add_argument("--targets", type=float, nargs="+", default=[60.0, 70.0])
+    p.add_argument(
+        "--young-targets", type=float, nargs="*", default=[35.0, 25.0], help="de-aging the old faces"
+    )
     p.add_argument("--motion-faces", type=int, default=4)
     p.add_argument("--clips", action="store_true")
     p.add_argument("--clip-seconds", type=float, default=2.0)
@@ -209,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hair": vars(hair) | {},
         "stills": stills(a.model, a.n, a.targets, hair),
     }
+    if a.young_targets:
+        report["stills_younger"] = stills(a.model, a.n, a.young_targets, hair, "younger", a.out.parent)
     if a.motion_faces:
         report["motion"] = motion(a.model, a.motion_faces, hair, max(a.targets))
     if a.clips:

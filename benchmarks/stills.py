@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from benchmarks.measures import colour, realism, regions
 from faceage_video.face.align import AlignTemplate, align_face, apply_affine
 from faceage_video.face.blend import BlendOptions, apply_change_roi, crop_mask, paste_back, paste_back_mesh
-from faceage_video.face.hair import HairOptions, grey_hair, hair_matte
+from faceage_video.face.hair import HairOptions, age_hair, hair_matte
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, detect_padded, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh
 from faceage_video.face.segment import PersonSegmenter
@@ -246,7 +246,7 @@ def age_stills(
     return out
 
 
-def grey_stills(
+def hair_stills(
     images: Sequence[Frame],
     landmarks: Sequence[Landmarks],
     outputs: Sequence[Frame],
@@ -255,24 +255,24 @@ def grey_stills(
     segmenter: PersonSegmenter,
 ) -> list[Frame]:
     """The runtime's hair stage on still faces: each input's hair matte (found on the input, as the
-    analyzer finds it), greyed by its share in the aged output (as `stages.composite` does).
+    analyzer finds it), aged by its signed share in the aged output (as `stages.composite` does).
 
     Args:
         images: (H, W, 3) uint8 inputs; landmarks: (478, 2) of their face; outputs: `age_stills` of them.
-        shares: share of grey strands per face (`face.hair.grey_amount`).
+        shares: signed share per face (`face.hair.hair_share`: > 0 greys, < 0 colours grey strands).
         options: the hair stage's options.
         segmenter: the person segmenter.
 
     Returns:
-        The outputs with the hair greyed; a face whose matte is not found is returned as it was.
+        The outputs with the hair aged; a face whose matte is not found is returned as it was.
     """
     done: list[Frame] = []
     for img, lm, out, share in zip(images, landmarks, outputs, shares, strict=True):
         matte = hair_matte(img, lm, segmenter(img), options)
         done.append(
             out
-            if matte is None or share <= 0
-            else apply_change_roi(out, grey_hair(out, matte, share, options))
+            if matte is None or share == 0
+            else apply_change_roi(out, age_hair(out, matte, share, options))
         )
     return done
 

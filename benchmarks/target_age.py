@@ -32,10 +32,10 @@ import numpy as np
 
 from benchmarks.judges import AgeJudge
 from benchmarks.quality import save_grid
-from benchmarks.stills import age_stills, cut_face, grey_stills, open_landmarker
+from benchmarks.stills import age_stills, cut_face, hair_stills, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.engine.input_age import AgeEstimator, InputAgeOptions, OwnAges, TrackAges
-from faceage_video.face.hair import HairOptions, grey_amount
+from faceage_video.face.hair import HairOptions, hair_share
 from faceage_video.face.landmarks import detect_padded
 from faceage_video.face.mesh import CanonicalMesh
 from faceage_video.face.segment import PersonSegmenter
@@ -83,11 +83,11 @@ def measure(
     grid_faces: int = 8,
     data: Path = DATA,
     input_age: str = "label",
-    grey_hair: bool = False,
+    age_hair: bool = False,
 ) -> dict[str, Any]:
     """Judged ages per target (see the module docstring); with `grid`, also the picture of the first faces;
-    with `grey_hair`, the hair stage greys each aged face's hair by the share its labelled age and the
-    target ask (`faceage_video.face.hair`), as `--grey-hair` does at run time."""
+    with `age_hair`, the hair stage ages each face's hair by the share its labelled age and the target ask
+    (`faceage_video.face.hair`), as `--age-hair` does at run time."""
     images, lms, ages = faces(n, data, source_ages)
     if not images:
         raise SystemExit(f"no validation faces labelled {source_ages[0]}–{source_ages[1]} with a face found")
@@ -101,8 +101,8 @@ def measure(
     }
     out["unchanged_judged"] = round(float(np.nanmean(base)), 2)
     out["input_age"] = input_age
-    out["grey_hair"] = grey_hair
-    segmenter = PersonSegmenter() if grey_hair else None
+    out["age_hair"] = age_hair
+    segmenter = PersonSegmenter() if age_hair else None
     own: list[float | None] = [float(a) for a in ages]
     if input_age == "estimated":
         mesh = AgingEngine(EngineOptions(model=model, xla=False)).template
@@ -148,8 +148,8 @@ def measure(
 
             outs.extend(age_stills([img], [lm], transform, engine.template))
         if segmenter is not None:
-            shares = [grey_amount(float(a), t) for a in ages]
-            outs = grey_stills(images, lms, outs, shares, HairOptions(enabled=True), segmenter)
+            shares = [hair_share(float(a), t) for a in ages]
+            outs = hair_stills(images, lms, outs, shares, HairOptions(enabled=True), segmenter)
         judged = judge(outs)
         real, _, _ = faces(n, data, (round(t) - REAL_SPAN, round(t) + REAL_SPAN))
         real_judged = judge(real) if real else np.array([np.nan])
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         default="label",
         help="the faces' own age the model is told: labelled, estimated per face, or the default guess",
     )
-    ap.add_argument("--grey-hair", action="store_true", help="also grey the hair, as the run's --grey-hair")
+    ap.add_argument("--age-hair", action="store_true", help="also age the hair, as the run's --age-hair")
     args = ap.parse_args(argv)
     res = measure(
         args.model,
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         args.grid,
         args.grid_faces,
         input_age=args.input_age,
-        grey_hair=args.grey_hair,
+        age_hair=args.age_hair,
     )
     print(
         f"{res['n']} faces labelled {res['input_age_label']:.1f} y on average, judged {res['unchanged_judged']} y unchanged"

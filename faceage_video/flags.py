@@ -62,11 +62,12 @@ ColorMatchFlag = Annotated[
         "--color-match/--no-color-match", help="cap the change's global colour shift (skin keeps its tone)"
     ),
 ]
-GreyHairFlag = Annotated[
+AgeHairFlag = Annotated[
     bool,
     typer.Option(
-        "--grey-hair/--no-grey-hair",
-        help="also grey the hair around each aged face, by the share of grey hair at the target age",
+        "--age-hair/--no-age-hair",
+        help="age the hair around each face too: grey a share of its strands when aging (the share of grey "
+        "hair at the target age), give grey strands their colour back when de-aging",
     ),
 ]
 GreyShareFlag = Annotated[
@@ -74,7 +75,7 @@ GreyShareFlag = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
-        help="the share of the strands --grey-hair turns grey (implies --grey-hair) [default: from the ages]",
+        help="when aging, the share of the strands --age-hair turns grey (implies --age-hair) [default: from the ages]",
     ),
 ]
 MaxFacesFlag = Annotated[int, typer.Option(min=1, max=16, help="most faces tracked")]
@@ -137,7 +138,7 @@ class AgeFlags:
     mask: MaskFlag = "face"
     feather: FeatherFlag = 0.08
     color_match: ColorMatchFlag = True
-    grey_hair: GreyHairFlag = False
+    age_hair: AgeHairFlag = False
     grey_share: GreyShareFlag = None
     max_faces: MaxFacesFlag = 4
     faces: FacesFlag = "all"
@@ -189,7 +190,7 @@ class AgeFlags:
             temporal=TemporalOptions(strength=self.temporal),
             blend=BlendOptions(mask=self.mask, feather=self.feather, color_match=self.color_match),
             faces=parse_faces(self.faces),
-            hair=HairOptions(enabled=self.grey_hair or self.grey_share is not None, amount=self.grey_share),
+            hair=HairOptions(enabled=self.age_hair or self.grey_share is not None, amount=self.grey_share),
         )
         return AgeOptions(
             stages=stages,

@@ -29,7 +29,7 @@ from faceage_video.face.blend import (
     paste_back_mesh,
     warp_change,
 )
-from faceage_video.face.hair import HairMatte, HairOptions, HairSmoother, grey_amount, grey_hair, hair_matte
+from faceage_video.face.hair import HairMatte, HairOptions, HairSmoother, age_hair, hair_matte, hair_share
 from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions, face_box, oval_polygon
 from faceage_video.face.mesh import CanonicalMesh, MeshFit
 from faceage_video.face.segment import PersonSegmenter
@@ -56,7 +56,7 @@ class StageOptions:
         blend: mask kind, feather, colour match.
         faces: "all", "largest", or a tuple of track ids (as `faceage-video info` lists them).
         input_age: the per-face input-age estimate, used when the engine has a target age and no input age.
-        hair: greying the hair around each aged face (`face.hair`).
+        hair: the hair stage, which ages the hair around each face with it (`face.hair`).
         queue_size: frames each inter-stage queue holds (capped by the byte budget, `checks.queue_frames`).
 
     Raises:
@@ -256,10 +256,8 @@ class FaceAnalyzer:
     @classmethod
     def for_run(cls, options: StageOptions, engine: AgingEngine, hair: bool = True) -> FaceAnalyzer:
         """The analyzer of an offline run: the stages' options, in the engine's face space. `hair` False
-        leaves the hair stage off (an input-age probe has no use for hair mattes), as does a run that only
-        de-ages."""
+        leaves the hair stage off (an input-age probe has no use for hair mattes)."""
         o = options
-        hair = hair and (engine.options.generator == "G" or engine.options.target_age is not None)
         return cls(
             o.landmarks,
             o.tracker,
@@ -311,8 +309,8 @@ def render(
     place).
 
     With `input_ages` (`input_age.track_ages_for`), each face goes to the engine's target age from its
-    track's own estimated age: aged if younger, de-aged if older. With `hair` enabled, each aged face's hair
-    (found by the analyzer) greys by `hair_amounts`.
+    track's own estimated age: aged if younger, de-aged if older. With `hair` enabled, each face's hair (found
+    by the analyzer) ages with it by `hair_amounts`.
     """
     crops = [f.crop for j in jobs for f in j.faces]
     n = len(crops)
@@ -338,18 +336,20 @@ def render(
 def hair_amounts(
     engine: EngineOptions, hair: HairOptions, n: int, own_ages: NDArray[np.float32] | None = None
 ) -> NDArray[np.float32]:
-    """(n,) share of grey strands for each face of a batch: `hair.amount` when set, else from each face's
-    own age (or the engine's input age) to the target age, times the strength; 0 for a face de-aged."""
-    if hair.amount is not None:
-        amount = hair.amount if engine.generator == "G" or engine.target_age is not None else 0.0
-        if own_ages is None:
-            return np.full(n, amount, np.float32)
-        return np.where(own_ages < float(engine.ages[1]), hair.amount, 0.0).astype(np.float32)
+    """(n,) what the hair stage does to each face of a batch, signed (`face.hair.hair_share`): > 0 greys that
+    share of the pigmented strands, < 0 colours that share of the grey ones. From each face's own age (or
+    the engine's input age) to the target age, times the strength; a fixed `hair.amount` greys the faces
+    that are aged and leaves the others."""
     start, target = engine.ages
-    if engine.target_age is None and engine.generator == "F":
-        return np.zeros(n, np.float32)
     ages = own_ages if own_ages is not None else np.full(n, start, np.float32)
-    return np.array([grey_amount(float(a), target, engine.strength) for a in ages], np.float32)
+    if engine.target_age is None and own_ages is None:
+        # Without a target age the direction decides, whatever the assumed ages say.
+        older = np.full(n, engine.generator == "G")
+    else:
+        older = ages < target
+    if hair.amount is not None:
+        return np.where(older, hair.amount, 0.0).astype(np.float32)
+    return np.array([hair_share(float(a), target, engine.strength) for a in ages], np.float32)
 
 
 def composite(
@@ -367,8 +367,8 @@ def composite(
         jobs: consecutive frames; `residuals` holds one (S, S, 3) change per face, in job then face order.
         mattes: also build each frame's full-frame matte (`job.matte`); off, canonical-space faces keep
             every per-face buffer to the face's region, so memory does not grow with the frame size.
-        hair: the hair stage's options; with `hair_shares` (one per face, as `residuals`), each face with a
-            hair matte has its hair greyed by its share after its change (`face.hair`).
+        hair: the hair stage's options; with `hair_shares` (one per face, as `residuals`, signed as
+            `hair_amounts`), each face with a hair matte has its hair aged by its share after its change.
     """
     k = 0
     for job in jobs:
@@ -395,10 +395,10 @@ def composite(
                 warped = warp_change(img.shape, generated, face.crop, face.m, face.mask, blend)
                 img = apply_change_roi(img, warped)
                 changes.append(warped)
-            if hair is not None and face.hair is not None and share > 0.0:
-                greyed = grey_hair(img, face.hair, share, hair)
-                img = apply_change_roi(img, greyed)
-                changes.append(greyed)
+            if hair is not None and face.hair is not None and share != 0.0:
+                aged_hair = age_hair(img, face.hair, share, hair)
+                img = apply_change_roi(img, aged_hair)
+                changes.append(aged_hair)
             for change in changes:
                 if plate is not None:
                     plate = apply_plate_change(plate, change, transfer)

@@ -313,7 +313,17 @@ def _mesh_template(size: int) -> dict[str, Any]:
     return CanonicalMesh(MeshOptions(size=size)).to_dict()
 
 
-_STAGE_FIELDS = ("engine", "landmarks", "tracker", "temporal", "blend", "faces", "input_age", "hair", "queue_size")
+_STAGE_FIELDS = (
+    "engine",
+    "landmarks",
+    "tracker",
+    "temporal",
+    "blend",
+    "faces",
+    "input_age",
+    "hair",
+    "queue_size",
+)
 _READER_FIELDS = ("start_s", "end_s", "allow_protocols")
 _EXTRA_FIELDS = ("matte", "side_by_side", "report", "matte_alpha")
 

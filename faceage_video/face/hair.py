@@ -1,4 +1,4 @@
-"""Grey hair: the hair around a face, found in the frame and turned a share of grey.
+"""Hair that ages with the face: the hair around a face, found in the frame, greyed or given its colour back.
 
 Hair greys with age, and the canonical texture the generators change stops at the hairline, so the hair is
 a stage of its own, in frame pixels, after the face's change is pasted back:
@@ -7,8 +7,9 @@ a stage of its own, in frame pixels, after the face's change is pasted back:
    face, outside the face below the brows, not skin-coloured (against the face's own cheeks), and coloured
    like the hair found above the forehead; feathered. Long hair fades out between the mouth and the chin,
    so collars and shoulders stay as they are;
-2. how much (`grey_amount`): the share of grey hair at the target age minus the share at the input age
-   (`GREY_SHARE`, a coarse curve), of the hair still pigmented;
+2. how much (`hair_share`): aging greys the share of grey hair at the target age minus the share at the
+   input age (`GREY_SHARE`, a coarse curve), of the hair still pigmented (`grey_amount`); de-aging gives
+   colour back to that difference, of the hair that is grey (`colour_amount`);
 3. how (`grey_change`): a share p of the strands turns white. Each pixel mixes its own colour with a grey
    strand's, whose lightness follows the hair's own shading (its highlights and shadows, blurred over a
    quarter of the inter-ocular distance) and keeps the pixel's fine detail, stronger (white strands show
@@ -16,7 +17,8 @@ a stage of its own, in frame pixels, after the face's change is pasted back:
    the hair's own direction (`strand_shares`), so the grey comes in streaks, the same ones every frame.
    Chroma is only ever taken away, never added: a black-and-white frame stays black-and-white.
 
-De-aging leaves the hair alone: a grey strand's lost pigment cannot be read back from the picture.
+4. de-aging (`colour_change`): the grey strands take the colour of the hair's darkest strands, those still
+   pigmented, or a dark brown where none are left: the picture cannot say what colour white hair once was.
 """
 
 from __future__ import annotations
@@ -44,7 +46,14 @@ GREY_SHARE: tuple[tuple[float, float], ...] = (
 # MediaPipe mesh landmarks used here: eye corners, chin, the lips' inner midpoints, the brows' middles.
 _EYES = ((33, 133), (362, 263))
 _CHIN, _MOUTH, _BROWS = 152, (13, 14), (105, 334)
-STREAK = 0.6
+# How far the streak field moves a pixel's grey share, in logits per unit of the field.
+STREAK = 1.0 / 0.6
+# The least share of grey strands `colour_amount` counts on (the share at about 50).
+MIN_GREY_SHARE = 0.25
+# Hair with no pigmented strand left takes a dark brown when de-aged (sRGB levels: luma, and chroma as the
+# offset of R, G and B from it).
+DARK_BROWN_LUMA = 45.0
+DARK_BROWN_CHROMA = (14.0, -3.0, -12.0)
 _RGB_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -53,9 +62,10 @@ class HairOptions:
     """Options of the hair stage.
 
     Attributes:
-        enabled: grey the hair when aging (off: the hair is left as it is).
-        amount: a fixed share of grey strands in [0, 1]; None derives it from the input and target ages
-            (`grey_amount`), times the run's strength.
+        enabled: age the hair with the face: grey it when aging, colour grey strands when de-aging (off:
+            the hair is left as it is).
+        amount: a fixed share of strands to turn grey when aging, in [0, 1]; None derives what to do from
+            the input and target ages (`hair_share`), times the run's strength.
         white: luma, in levels, of a grey strand where the hair's shading is at its median.
         reach: how far the head region reaches above the eyes, in inter-ocular distances.
         smoothing: weight of a track's previous matte, carried with the head, in each frame's (`HairSmoother`);
@@ -113,6 +123,27 @@ def grey_amount(input_age: float, target_age: float, strength: float = 1.0) -> f
         return 0.0
     before, after = grey_share(input_age), grey_share(target_age)
     return float(np.clip(strength * (after - before) / max(1.0 - before, 1e-6), 0.0, 1.0))
+
+
+def colour_amount(input_age: float, target_age: float, strength: float = 1.0) -> float:
+    """The share of the grey strands to give their colour back, going from one age to a younger one (0 when
+    the target is not younger), times `strength`.
+
+    Of the grey strands, counted as at least a quarter of the hair: at an age with little grey, what looks
+    grey is mostly the highlights of pigmented hair, which must keep their light.
+    """
+    before, after = grey_share(input_age), grey_share(target_age)
+    if target_age >= input_age:
+        return 0.0
+    return float(np.clip(strength * (before - after) / max(before, MIN_GREY_SHARE), 0.0, 1.0))
+
+
+def hair_share(input_age: float, target_age: float, strength: float = 1.0) -> float:
+    """What the hair stage does to one face, signed: `grey_amount` when aging (> 0), minus `colour_amount`
+    when de-aging (< 0)."""
+    if target_age > input_age:
+        return grey_amount(input_age, target_age, strength)
+    return -colour_amount(input_age, target_age, strength)
 
 
 def _smoothstep(x: NDArray[np.floating]) -> NDArray[np.float32]:
@@ -206,7 +237,16 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     darker = _smoothstep((skin_l - lab[..., 0] - 5.0) / 15.0)
     inside = (oval > 0).astype(np.float32)
     hair_like = hair_like * (1.0 - inside + inside * darker)
-    alpha = cv2.GaussianBlur(candidate * hair_like, (0, 0), max(0.02 * d, 0.7))
+    raw = candidate * hair_like
+    # Hair grows from the scalp: keep only what connects to the crown or the temples, so a collar, a scarf
+    # or a white shirt beside the jaw, of the hair's colour, stays out.
+    anchor = (v < top) & (v > top - 0.8 * d) & (np.abs(u) < 0.9 * d)
+    anchor |= (v > top) & (v < 0.3 * d) & (np.abs(u) > 0.8 * d) & (np.abs(u) < 1.6 * d)
+    _, labels = cv2.connectedComponents((raw > 0.25).astype(np.uint8), connectivity=8)
+    rooted = np.unique(labels[anchor & (raw > 0.25)])
+    rooted = rooted[rooted > 0]
+    raw = raw * np.isin(labels, rooted)
+    alpha = cv2.GaussianBlur(raw, (0, 0), max(0.02 * d, 0.7))
     alpha = np.clip(alpha, 0.0, 1.0)
     alpha[alpha < ALPHA_FLOOR] = 0.0
     to_face = np.array([[ux[0], ux[1], -float(ux @ eye)], [uy[0], uy[1], -float(uy @ eye)]], np.float64)
@@ -370,12 +410,69 @@ def strand_shares(matte: HairMatte, amount: float) -> NDArray[np.float32]:
     a = float(np.clip(amount, 0.01, 0.99))
     if matte.streaks is None:
         return np.full(matte.alpha.shape, a, np.float32)
-    return np.asarray(1.0 / (1.0 + np.exp(-(math.log(a / (1.0 - a)) + matte.streaks / STREAK))), np.float32)
+    return np.asarray(1.0 / (1.0 + np.exp(-(math.log(a / (1.0 - a)) + STREAK * matte.streaks))), np.float32)
 
 
-def grey_hair(frame: Frame, matte: HairMatte, amount: float, options: HairOptions) -> WarpedChange:
-    """One face's hair turned `amount` grey, as a change over the matte's box (`blend.apply_change_roi`
-    applies it; pixels outside the matte stay as they are)."""
+def colour_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float) -> NDArray[np.float32]:
+    """The change that gives a share of the grey strands their colour back (de-aging).
+
+    The colour is the hair's own: the mean of its darkest tenth, the strands still pigmented. Where the
+    hair has none left (its darkest tenth is not clearly darker than the rest, or lighter than mid-grey),
+    a dark brown. Each pixel takes it in proportion to how grey it is (how far it lies from that colour
+    towards the hair's median lightness), following the hair's own shading and keeping its fine detail,
+    weaker, as darker strands show less. Where the pigment has colour, only strands much less colourful than
+    it count as grey, so a brown head's highlights stay. A black-and-white frame gets a neutral colour.
+
+    Args:
+        roi: (h, w, 3) uint8 RGB over `matte.box`.
+        matte: where the hair is.
+        amount: share of the grey strands to colour, 0..1.
+
+    Returns:
+        (h, w, 3) float32, the change in levels to add times the matte's alpha.
+    """
+    f = roi.astype(np.float32)
+    hair = matte.alpha > 0.5
+    if amount <= 0.0 or hair.sum() < 16:
+        return np.zeros(f.shape, np.float32)
+    luma = f @ _RGB_LUMA
+    chroma = f - luma[..., None]
+    values = luma[hair]
+    median = float(np.median(values))
+    darkest = hair & (luma <= float(np.quantile(values, 0.1)))
+    pigment_l = float(luma[darkest].mean())
+    pigment_c = chroma[darkest].mean(axis=0)
+    if pigment_l > min(0.7 * median, 110.0):
+        pigment_l, pigment_c = DARK_BROWN_LUMA, np.asarray(DARK_BROWN_CHROMA, np.float32)
+    # A picture without colour (its hair and everything around it grey) gets a neutral colour.
+    if float(np.abs(chroma).max(axis=2).mean()) < 2.0:
+        pigment_c = np.zeros(3, np.float32)
+    sigma = 0.25 * matte.scale
+    m = matte.alpha
+    shading = cv2.GaussianBlur(luma * m, (0, 0), sigma) / (cv2.GaussianBlur(m, (0, 0), sigma) + 1e-4)
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    target_l = np.clip(pigment_l * (np.maximum(shading, 1.0) / max(median, 1.0)) ** 0.75, 5.0, 200.0)
+    gain = np.clip(target_l / np.maximum(shading, 1.0), 0.4, 1.0)
+    greyness = _smoothstep((luma - pigment_l) / max(median - pigment_l, 10.0))
+    # A pigment with colour keeps it in its highlights, which a grey strand has lost: only the pixels much
+    # less colourful than the pigment at their lightness (under half as colourful) are grey.
+    saturation = float(np.linalg.norm(pigment_c)) / max(pigment_l, 1.0)
+    if saturation > 0.08:
+        own = np.linalg.norm(chroma, axis=2) / np.maximum(luma, 1.0)
+        greyness = greyness * _smoothstep((0.5 * saturation - own) / (0.3 * saturation))
+    q = (amount * greyness)[..., None]
+    target = (target_l + gain * fine)[..., None] + pigment_c
+    return np.asarray(q * (target - f), np.float32)
+
+
+def age_hair(frame: Frame, matte: HairMatte, share: float, options: HairOptions) -> WarpedChange:
+    """One face's hair aged by a signed share (`hair_share`): `share` > 0 turns that share of its pigmented
+    strands grey, `share` < 0 gives that share of its grey strands their colour back. The change covers the
+    matte's box (`blend.apply_change_roi` applies it; pixels outside the matte stay as they are)."""
     x0, y0, x1, y1 = matte.box
-    change = grey_change(frame[y0:y1, x0:x1], matte, amount, options.white)
+    roi = frame[y0:y1, x0:x1]
+    if share >= 0.0:
+        change = grey_change(roi, matte, share, options.white)
+    else:
+        change = colour_change(roi, matte, -share)
     return WarpedChange(matte.box, matte.alpha, change)

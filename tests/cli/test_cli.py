@@ -172,5 +172,5 @@ def test_shared_options_are_declared_once() -> None:
     assert st.landmarks.max_faces == 3 and opts.sequence.fps == 24
     assert not st.hair.enabled  # grey hair is asked for, never assumed
     hair = AgeFlags(grey_share=0.3).to_options().stages.hair
-    assert hair.enabled and hair.amount == 0.3  # a share implies --grey-hair
-    assert AgeFlags(grey_hair=True).to_options().stages.hair.amount is None  # from the ages
+    assert hair.enabled and hair.amount == 0.3  # a share implies --age-hair
+    assert AgeFlags(age_hair=True).to_options().stages.hair.amount is None  # from the ages

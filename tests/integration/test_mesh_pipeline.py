@@ -158,11 +158,12 @@ def test_estimated_input_age_is_probed_first_and_held_from_the_first_frame(
     assert len(asked) == n and len(set(asked)) > 1  # a stream's running median moves
 
 
-def test_grey_hair_changes_the_hair_in_the_matte_and_nothing_outside_it(
+def test_aged_hair_changes_the_hair_in_the_matte_and_nothing_outside_it(
     mesh_bundle: Path, short_clip: Path, tmp_path: Path
 ) -> None:
-    """With the hair stage on, the matte grows by the hair around the face, the hair turns lighter and less
-    colourful there, and every pixel outside the matte stays bit-identical (FFV1)."""
+    """With the hair stage on and aging, the matte grows by the hair around the face, the hair turns lighter
+    and less colourful there, and every pixel outside the matte stays bit-identical (FFV1). De-aging the same
+    young man, whose brown hair has no grey, leaves his hair's highlights as they were."""
     from faceage_video.face.hair import HairOptions
 
     engine = AgingEngine(
@@ -187,3 +188,12 @@ def test_grey_hair_changes_the_hair_in_the_matte_and_nothing_outside_it(
         assert lighter > 15.0
         assert np.ptp(b[hair].astype(float), axis=1).mean() < np.ptp(a[hair].astype(float), axis=1).mean()
         assert np.array_equal(f[hair], a[hair])  # without the stage the hair is left as it was
+    younger = AgingEngine(
+        EngineOptions(model=str(mesh_bundle), batch_size=4, xla=False, target_age=25, input_age=60)
+    )
+    out = tmp_path / "younger.mkv"
+    opts = age_options(writer=WriterOptions(codec="ffv1"), hair=HairOptions(enabled=True), end_s=0.6)
+    age_video(short_clip, out, opts, engine=younger)
+    for a, b, mf, mh in zip(src, decode_video(out).frames, face_m, hair_m, strict=False):
+        hair = (mh > 200) & (mf == 0)
+        assert np.abs(b[hair].astype(float) - a[hair]).mean() < 3.0

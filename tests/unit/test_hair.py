@@ -17,11 +17,14 @@ from faceage_video.face.hair import (
     HairMatte,
     HairOptions,
     HairSmoother,
+    age_hair,
+    colour_amount,
+    colour_change,
     grey_amount,
     grey_change,
-    grey_hair,
     grey_share,
     hair_matte,
+    hair_share,
 )
 from faceage_video.face.landmarks import oval_polygon
 from faceage_video.face.segment import (
@@ -48,17 +51,29 @@ def test_hair_options_refuse_out_of_range_values() -> None:
             HairOptions(enabled=True, **bad)  # type: ignore[arg-type]
 
 
-def test_hair_amounts_follow_the_ages_and_leave_de_aging_alone() -> None:
+def test_de_aging_colours_the_share_of_grey_strands_the_younger_age_lacks() -> None:
+    assert colour_amount(70, 30) > colour_amount(70, 50) > colour_amount(60, 50) > 0.0
+    assert colour_amount(30, 60) == 0.0 and colour_amount(19, 15) == 0.0  # no grey to colour at 19
+    assert colour_amount(30, 20) < 0.2  # at 30 what looks grey is mostly highlights
+    assert colour_amount(80, 20) == pytest.approx(1.0)
+    assert hair_share(25, 60) == grey_amount(25, 60) > 0.0
+    assert hair_share(70, 30) == -colour_amount(70, 30) < 0.0
+
+
+def test_hair_amounts_follow_the_ages_both_ways() -> None:
     on = HairOptions(enabled=True)
     older = hair_amounts(EngineOptions(direction="older"), on, 2)
     start, target = EngineOptions(direction="older").ages
     np.testing.assert_allclose(older, grey_amount(start, target))
-    assert not hair_amounts(EngineOptions(direction="younger"), on, 3).any()
+    start, target = EngineOptions(direction="younger").ages
+    np.testing.assert_allclose(
+        hair_amounts(EngineOptions(direction="younger"), on, 3), -colour_amount(start, target)
+    )
     own = np.array([30.0, 80.0], np.float32)  # one face younger than the target, one older
     both = hair_amounts(EngineOptions(target_age=60), on, 2, own)
-    assert both[0] == pytest.approx(grey_amount(30, 60)) and both[1] == 0.0
+    assert both[0] == pytest.approx(grey_amount(30, 60)) and both[1] == pytest.approx(-colour_amount(80, 60))
     fixed = hair_amounts(EngineOptions(target_age=60), HairOptions(enabled=True, amount=0.3), 2, own)
-    np.testing.assert_allclose(fixed, [0.3, 0.0])
+    np.testing.assert_allclose(fixed, [0.3, 0.0])  # a fixed share greys the aged faces only
 
 
 def _matte(shape: tuple[int, int]) -> HairMatte:
@@ -89,6 +104,32 @@ def test_grey_strands_lighten_dark_hair_and_take_its_colour_away() -> None:
     chroma_in = np.ptp(roi[inner].astype(np.float32), axis=1).mean()
     assert np.ptp(out[inner], axis=1).mean() < 0.6 * chroma_in
     assert not grey_change(roi, m, 0.0, 175.0).any()  # no share, no change
+
+
+def test_colouring_darkens_grey_strands_towards_the_hairs_own_pigment() -> None:
+    rng = np.random.default_rng(2)
+    grey = np.array([170.0, 170.0, 168.0])
+    brown = np.array([70.0, 45.0, 30.0])
+    dark = rng.random((60, 80)) < 0.2  # a fifth of the strands still pigmented
+    hair = np.where(dark[..., None], brown, grey) + rng.normal(0, 3, (60, 80, 3))
+    roi = np.clip(hair, 0, 255).astype(np.uint8)
+    m = _matte((60, 80))
+    out = roi.astype(np.float32) + colour_change(roi, m, 0.9)
+    inner = m.alpha > 0
+    light = inner & ~dark
+    assert out[light].mean() < roi[light].astype(float).mean() - 50  # the grey strands darken
+    warm = out[light][:, 0] - out[light][:, 2]  # and take the brown's warmth (R above B)
+    assert warm.mean() > 20.0
+    np.testing.assert_allclose(out[inner & dark], roi[inner & dark], atol=12)  # pigmented ones stay
+    # A brown head's highlights are not grey strands: they keep their light and colour.
+    shine = np.where(dark[..., None], brown, 2.2 * brown) + rng.normal(0, 3, (60, 80, 3))
+    shiny = np.clip(shine, 0, 255).astype(np.uint8)
+    assert np.abs(colour_change(shiny, m, 0.9)).mean() < 3.0
+    # A black-and-white picture is coloured neutral: no chroma appears.
+    bw = np.repeat(roi.astype(np.float32).mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    change = colour_change(bw, m, 0.9)
+    assert np.abs(change).max() > 20.0
+    assert np.abs(change[..., 0] - change[..., 2]).max() < 1e-3
 
 
 def test_packaged_segmenter_matches_its_sha256_and_resolves(
@@ -148,7 +189,7 @@ def test_the_matte_holds_the_hair_and_not_the_face_background_or_clothes(
     assert face.sum() > 5000 and full[face].mean() < 0.005 and full[face].max() < 0.2  # not the face
     assert full[int(lm[152, 1]) :].max() == 0.0  # nothing below the chin: collar, shoulders
     assert full[:, :20].max() == 0.0 and full[:, -20:].max() == 0.0  # not the green screen at the sides
-    greyed = apply_change_roi(frame, grey_hair(frame, matte, 0.6, HairOptions(enabled=True)))
+    greyed = apply_change_roi(frame, age_hair(frame, matte, 0.6, HairOptions(enabled=True)))
     assert np.array_equal(greyed[full == 0], frame[full == 0])  # pixels off the matte untouched
     hair = full > 0.9
     assert greyed[hair].astype(float).mean() > frame[hair].astype(float).mean() + 20  # lighter
