@@ -2,8 +2,8 @@
 the face.
 
     python -m benchmarks.hair [--model NAME_OR_PATH] [--n 60] [--targets 60 70] [--young-targets 35 25]
-                              [--motion-faces 4]
-                              [--clips] [--out benchmarks/results/hair.json]
+                              [--motion-faces 4] [--clips] [--cost] [--no-stills]
+                              [--out benchmarks/results/hair.json]
 
 1. stills: the quality benchmark's young validation faces (`benchmarks.stills.load_faces`), aged by the
    model through the runtime's path (`age_stills`), then with the hair stage (`hair_stills`) at the share
@@ -17,7 +17,9 @@ the face.
    the frame-to-frame change the stage adds there, against the input's own;
 3. `--clips`: the real clips of the quality benchmark, their first seconds through the pipeline with and
    without the hair stage, judged on evenly spaced frames, and a picture of each clip's first frame (input,
-   aged, aged with grey hair) at native resolution.
+   aged, aged with grey hair) at native resolution;
+4. `--cost`: the stage's time per frame on a clip against the face's own stages, measured in the same run
+   (`--no-stills --motion-faces 0 --cost` runs it alone).
 
 The judges measure; nothing here is tuned on them.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +43,7 @@ from benchmarks.motion import decode, run_clip, write_jpeg
 from benchmarks.quality import DEFAULT_CLIPS, DEFAULT_VIDEOS, _trim, compare, judge_images
 from benchmarks.stills import DEFAULT_DATA, Direction, age_stills, hair_stills, load_faces, open_landmarker
 from faceage_video.engine.generator import AgingEngine, EngineOptions
-from faceage_video.face.hair import HairOptions, hair_matte, hair_share
+from faceage_video.face.hair import HairOptions, grey_amount, hair_matte, hair_share
 from faceage_video.face.segment import PersonSegmenter
 from faceage_video.types import Frame
 
@@ -215,6 +218,84 @@ def clips(
     return rows
 
 
+def cost(model: str | None, clip: Path, seconds: float) -> dict[str, Any]:
+    """Section 4: the hair stage's time per frame against the face's own stages, in the same run.
+
+    On the clip's first `seconds`: the analyzer's tracking (landmarks), its registration without and with
+    the hair stage (the difference is the segmentation, the matte and its streaks), the generator, and the
+    paste-back without and with the hair greyed at 25 → 60 (the difference is the greying), each timed
+    after a warm-up as `benchmarks.throughput` times the stages.
+    """
+    from benchmarks.throughput import rate, ratio, time_align, time_decode, time_landmarks
+    from faceage_video.engine.temporal import ResidualSmoother, TemporalOptions
+    from faceage_video.face.blend import BlendOptions
+    from faceage_video.face.landmarks import LandmarkerOptions
+    from faceage_video.face.tracker import TrackerOptions
+    from faceage_video.stages import FaceAnalyzer, composite
+
+    engine = AgingEngine(EngineOptions(model=model))
+    blend = BlendOptions()
+    frames, _ = time_decode(clip, 0.0, seconds)
+
+    def analyzer(hair: HairOptions | None) -> FaceAnalyzer:
+        return FaceAnalyzer(
+            LandmarkerOptions(),
+            TrackerOptions(),
+            TemporalOptions(),
+            blend,
+            engine.size,
+            engine.template,
+            hair=hair,
+        )
+
+    plain, haired = analyzer(None), analyzer(HairOptions(enabled=True))
+    tracked, track = time_landmarks(frames, plain)
+    jobs, register = time_align(frames, tracked, plain)
+    hair_jobs, register_hair = time_align(frames, tracked, haired)
+    crops = np.stack([f.crop for j in jobs for f in j.faces])
+    engine.residual(crops[: engine.options.batch_size])
+    t = time.perf_counter()
+    residuals = engine.residual(crops)
+    generator = rate(len(frames), time.perf_counter() - t)
+    shares = np.full(len(crops), grey_amount(25.0, 60.0), np.float32)
+    composite(jobs[:3], residuals, ResidualSmoother(TemporalOptions()), blend)
+    t = time.perf_counter()
+    composite(jobs, residuals, ResidualSmoother(TemporalOptions()), blend)
+    paste = rate(len(frames), time.perf_counter() - t)
+    composite(
+        hair_jobs[:3], residuals, ResidualSmoother(TemporalOptions()), blend, True, HairOptions(), shares
+    )
+    t = time.perf_counter()
+    composite(hair_jobs, residuals, ResidualSmoother(TemporalOptions()), blend, True, HairOptions(), shares)
+    paste_hair = rate(len(frames), time.perf_counter() - t)
+    plain.close()
+    haired.close()
+    matte_ms = register_hair["ms_per_frame"] - register["ms_per_frame"]
+    grey_ms = paste_hair["ms_per_frame"] - paste["ms_per_frame"]
+    face_ms = sum(r["ms_per_frame"] for r in (track, register, generator, paste))
+    out = {
+        "clip": clip.name,
+        "frames": len(frames),
+        "size": list(frames[0].image.shape[1::-1]),
+        "landmarks_track": track,
+        "register": register,
+        "register_with_hair": register_hair,
+        "generator": generator,
+        "paste": paste,
+        "paste_with_hair": paste_hair,
+        "hair_matte_ms": round(matte_ms, 2),
+        "hair_grey_ms": round(grey_ms, 2),
+        "face_path_ms": round(face_ms, 2),
+        "hair_over_face_path": ratio(matte_ms + grey_ms, face_ms),
+    }
+    print(
+        f"cost on {clip.name} ({out['size'][0]}×{out['size'][1]}): hair matte {matte_ms:.1f} ms + greying "
+        f"{grey_ms:.1f} ms a frame, against {face_ms:.1f} ms for the face's own stages "
+        f"(ratio {out['hair_over_face_path']})"
+    )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.hair", description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None)
@@ -226,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--motion-faces", type=int, default=4)
     p.add_argument("--clips", action="store_true")
     p.add_argument("--clip-seconds", type=float, default=2.0)
+    p.add_argument("--no-stills", action="store_true", help="skip the stills (both directions)")
+    p.add_argument("--cost", action="store_true", help="also time the stage against the face's own stages")
+    p.add_argument("--cost-clip", type=Path, default=DEFAULT_VIDEOS / "liveportrait_d0.mp4")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     a = p.parse_args(argv)
     hair = HairOptions(enabled=True)
@@ -234,14 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "model": a.model or "default",
         "hair": vars(hair) | {},
-        "stills": stills(a.model, a.n, a.targets, hair),
     }
-    if a.young_targets:
+    if not a.no_stills:
+        report["stills"] = stills(a.model, a.n, a.targets, hair)
+    if a.young_targets and not a.no_stills:
         report["stills_younger"] = stills(a.model, a.n, a.young_targets, hair, "younger", a.out.parent)
     if a.motion_faces:
         report["motion"] = motion(a.model, a.motion_faces, hair, max(a.targets))
     if a.clips:
         report["clips"] = clips(a.model, DEFAULT_CLIPS, hair, a.clip_seconds, 12, a.out.parent)
+    if a.cost:
+        report["cost"] = cost(a.model, a.cost_clip, a.clip_seconds)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -24,7 +24,7 @@ a stage of its own, in frame pixels, after the face's change is pasted back:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -151,14 +151,28 @@ def _smoothstep(x: NDArray[np.floating]) -> NDArray[np.float32]:
     return np.asarray(t * t * (3.0 - 2.0 * t), np.float32)
 
 
+def _blur(image: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
+    """A Gaussian blur of an (h, w) float32 image; a wide one runs on a reduced copy (the result is smooth
+    at that scale anyway), which keeps it a few milliseconds on a 4K face."""
+    factor = int(sigma // 3.0)
+    h, w = image.shape[:2]
+    if factor < 2 or min(h, w) < 8 * factor:
+        return np.asarray(cv2.GaussianBlur(image, (0, 0), sigma), np.float32)
+    small = cv2.resize(image, (max(w // factor, 1), max(h // factor, 1)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+    return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
 def _mahalanobis(
     lab: NDArray[np.float32], samples: NDArray[np.float32], floor: tuple[float, ...]
 ) -> NDArray[np.float32]:
     """Distance of every (…, 3) Lab pixel to the samples' (N, 3) mean, in their covariance plus `floor`."""
     mu = samples.mean(axis=0)
     cov = np.cov(samples.T.astype(np.float64)) + np.diag(floor)
-    d = lab - mu
-    return np.asarray(np.sqrt(np.einsum("...i,ij,...j->...", d, np.linalg.inv(cov), d)), np.float32)
+    d = lab - mu.astype(np.float32)
+    q = (d @ np.linalg.inv(cov).astype(np.float32)) * d
+    # Three adds: numpy's reduction over a last axis of 3 is several times slower.
+    return np.asarray(np.sqrt(np.maximum(q[..., 0] + q[..., 1] + q[..., 2], 0.0)), np.float32)
 
 
 def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOptions) -> HairMatte | None:
@@ -171,8 +185,8 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
         options: `reach` sets the head region.
 
     Returns:
-        The matte, or None where the face is too small, off the frame, or shows too little skin or hair to
-        tell them apart.
+        The matte over the box its hair covers, or None where the face is too small, off the frame, or
+        shows too little skin or hair to tell them apart, or no hair.
     """
     h, w = frame.shape[:2]
     lm = np.asarray(landmarks, np.float64)
@@ -206,7 +220,7 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     poly = np.round(oval_polygon(landmarks) - np.array([x0, y0], np.float32)).astype(np.int32)
     cv2.fillPoly(oval, [poly], 1)
     # The face below the brows is the generator's; above them the skin test tells forehead from a fringe.
-    face = cv2.GaussianBlur((oval > 0).astype(np.float32) * (v > v_brow - 0.15 * d), (0, 0), 0.06 * d)
+    face = _blur((oval > 0).astype(np.float32) * (v > v_brow - 0.15 * d), 0.06 * d)
 
     roi = frame[y0:y1, x0:x1]
     lab = cv2.cvtColor(roi, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -223,8 +237,10 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     # The hair's own colour, preferably from the crown (above the face oval), else from every candidate:
     # it keeps a background or a collar of another colour out where the person mask takes them in.
     top = float(np.min(np.dot(oval_polygon(landmarks) - eye, uy)))
-    crown = (candidate > 0.5) & (v < top) & (v > top - 0.8 * d) & (np.abs(u) < 0.9 * d)
-    pool = crown if crown.sum() >= 30 else candidate > 0.5
+    crown = (v < top) & (v > top - 0.8 * d) & (np.abs(u) < 0.9 * d)
+    pool = crown & (candidate > 0.5)
+    if pool.sum() < 30:
+        pool = candidate > 0.5
     if pool.sum() < 30:
         return None
     samples = lab[pool]
@@ -240,8 +256,7 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     raw = candidate * hair_like
     # Hair grows from the scalp: keep only what connects to the crown or the temples, so a collar, a scarf
     # or a white shirt beside the jaw, of the hair's colour, stays out.
-    anchor = (v < top) & (v > top - 0.8 * d) & (np.abs(u) < 0.9 * d)
-    anchor |= (v > top) & (v < 0.3 * d) & (np.abs(u) > 0.8 * d) & (np.abs(u) < 1.6 * d)
+    anchor = crown | ((v > top) & (v < 0.3 * d) & (np.abs(u) > 0.8 * d) & (np.abs(u) < 1.6 * d))
     _, labels = cv2.connectedComponents((raw > 0.25).astype(np.uint8), connectivity=8)
     rooted = np.unique(labels[anchor & (raw > 0.25)])
     rooted = rooted[rooted > 0]
@@ -250,9 +265,15 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     alpha = np.clip(alpha, 0.0, 1.0)
     alpha[alpha < ALPHA_FLOOR] = 0.0
     to_face = np.array([[ux[0], ux[1], -float(ux @ eye)], [uy[0], uy[1], -float(uy @ eye)]], np.float64)
-    matte = HairMatte((x0, y0, x1, y1), np.asarray(alpha, np.float32), d, to_face)
-    luma = roi.astype(np.float32) @ _RGB_LUMA
-    return HairMatte(matte.box, matte.alpha, d, to_face, strand_field(luma, matte))
+    # The box shrinks to the hair, so what follows (streaks, greying, carrying) works on the hair only.
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = (x0 + int(c0), y0 + int(r0), x0 + int(c1), y0 + int(r1))
+    matte = HairMatte(box, np.ascontiguousarray(alpha[r0:r1, c0:c1], np.float32), d, to_face)
+    luma = roi[r0:r1, c0:c1].astype(np.float32) @ _RGB_LUMA
+    return replace(matte, streaks=strand_field(luma, matte))
 
 
 class HairSmoother:
@@ -283,7 +304,7 @@ class HairSmoother:
             streaks = matte.streaks
             if streaks is not None and prev.streaks is not None:
                 streaks = self._carry(prev.streaks, m, streaks)
-            matte = HairMatte(matte.box, alpha, matte.scale, matte.to_face, streaks)
+            matte = replace(matte, alpha=alpha, streaks=streaks)
         self._last[track_id] = matte
         return matte
 
@@ -344,7 +365,7 @@ def grey_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float, white: 
     chroma = f - luma[..., None]
     m = matte.alpha
     sigma = 0.25 * matte.scale
-    shading = cv2.GaussianBlur(luma * m, (0, 0), sigma) / (cv2.GaussianBlur(m, (0, 0), sigma) + 1e-4)
+    shading = _blur(luma * m, sigma) / (_blur(m, sigma) + 1e-4)
     fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
     median = float(np.median(shading[m > 0.5])) if (m > 0.5).any() else 100.0
     strand = np.clip(white * (np.maximum(shading, 1.0) / max(median, 1.0)) ** 0.75, 60.0, 235.0)
@@ -375,8 +396,8 @@ def strand_field(luma: NDArray[np.float32], matte: HairMatte) -> NDArray[np.floa
     # The pattern: a texel about 1.5 frame pixels, over ± 3 inter-ocular distances of the face's axes.
     per_d = float(np.clip(d / 1.5, 30.0, 150.0))
     size = int(6 * per_d)
-    noise = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
-    gy, gx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
+    noise = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    gy, gx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
     axes = matte.to_face
     tu = ((axes[0, 0] * gx + axes[0, 1] * gy + axes[0, 2]) / d + 3.0) * per_d
     tv = ((axes[1, 0] * gx + axes[1, 1] * gy + axes[1, 2]) / d + 3.0) * per_d
@@ -387,14 +408,15 @@ def strand_field(luma: NDArray[np.float32], matte: HairMatte) -> NDArray[np.floa
     ix = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
     iy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
     s = max(0.1 * d, 1.0)
-    jxx, jxy, jyy = (cv2.GaussianBlur(a, (0, 0), s) for a in (ix * ix, ix * iy, iy * iy))
+    jxx, jxy, jyy = (_blur(a, s) for a in (ix * ix, ix * iy, iy * iy))
     theta = 0.5 * np.arctan2(2.0 * jxy, jxx - jyy)  # the gradient's direction
     coherence = np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy**2) / (jxx + jyy + 1e-3)
     tx, ty = -np.sin(theta).astype(np.float32), np.cos(theta).astype(np.float32)
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     reach = int(np.clip(round(0.08 * d), 2, 12))
     streak = np.zeros((h, w), np.float32)
-    for k in range(-reach, reach + 1):
+    # Every other pixel along the line: the field is smooth along the hair once sampled linearly.
+    for k in range(-reach, reach + 1, 2):
         streak += cv2.remap(field, xs + k * tx, ys + k * ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     hair = matte.alpha > 0.5
     ref = streak[hair] if hair.sum() > 16 else streak.ravel()
@@ -449,7 +471,7 @@ def colour_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float) -> ND
         pigment_c = np.zeros(3, np.float32)
     sigma = 0.25 * matte.scale
     m = matte.alpha
-    shading = cv2.GaussianBlur(luma * m, (0, 0), sigma) / (cv2.GaussianBlur(m, (0, 0), sigma) + 1e-4)
+    shading = _blur(luma * m, sigma) / (_blur(m, sigma) + 1e-4)
     fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
     target_l = np.clip(pigment_l * (np.maximum(shading, 1.0) / max(median, 1.0)) ** 0.75, 5.0, 200.0)
     gain = np.clip(target_l / np.maximum(shading, 1.0), 0.4, 1.0)
