@@ -5,8 +5,9 @@ a stage of its own, in frame pixels, after the face's change is pasted back:
 
 1. where (`hair_matte`, on the input frame): the person (`face.segment`), inside a head region around the
    face, outside the face below the brows, not skin-coloured (against the face's own cheeks), and coloured
-   like the hair found above the forehead; feathered. Long hair fades out between the mouth and the chin,
-   so collars and shoulders stay as they are;
+   like the hair found above the forehead, and connected to the crown or the temples (hair grows from the
+   scalp; a collar or a shirt of the hair's colour does not connect); feathered. Long hair fades out
+   between the mouth and an inter-ocular distance below the chin;
 2. how much (`hair_share`): aging greys the share of grey hair at the target age minus the share at the
    input age (`GREY_SHARE`, a coarse curve), of the hair still pigmented (`grey_amount`); de-aging gives
    colour back to that difference, of the hair that is grey (`colour_amount`);
@@ -46,6 +47,8 @@ GREY_SHARE: tuple[tuple[float, float], ...] = (
 # MediaPipe mesh landmarks used here: eye corners, chin, the lips' inner midpoints, the brows' middles.
 _EYES = ((33, 133), (362, 263))
 _CHIN, _MOUTH, _BROWS = 152, (13, 14), (105, 334)
+# How far below the chin long hair is still aged, in inter-ocular distances (it fades out from the mouth).
+LONG_HAIR = 1.0
 # How far the streak field moves a pixel's grey share, in logits per unit of the field.
 STREAK = 1.0 / 0.6
 # The least share of grey strands `colour_amount` counts on (the share at about 50).
@@ -204,7 +207,8 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     v_brow = float(np.dot(lm[list(_BROWS)].mean(axis=0) - eye, uy))
     # The head region: an ellipse centred above the eyes, cut below at the chin.
     cy, ax, ay = -0.4 * d, 2.1 * d, options.reach * d
-    corners = [eye + sx * 1.15 * ax * ux + sy * uy for sx in (-1, 1) for sy in (cy - 1.15 * ay, v_chin)]
+    low = v_chin + LONG_HAIR * d
+    corners = [eye + sx * 1.15 * ax * ux + sy * uy for sx in (-1, 1) for sy in (cy - 1.15 * ay, low)]
     xs, ys = zip(*corners, strict=True)
     x0, x1 = max(math.floor(min(xs)), 0), min(math.ceil(max(xs)) + 1, w)
     y0, y1 = max(math.floor(min(ys)), 0), min(math.ceil(max(ys)) + 1, h)
@@ -214,7 +218,7 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     u = (gx - eye[0]) * ux[0] + (gy - eye[1]) * ux[1]
     v = (gx - eye[0]) * uy[0] + (gy - eye[1]) * uy[1]
     r = np.sqrt((u / ax) ** 2 + ((v - cy) / ay) ** 2)
-    head = _smoothstep((1.1 - r) / 0.15) * _smoothstep((v_chin - v) / max(v_chin - v_mouth, 1.0))
+    head = _smoothstep((1.1 - r) / 0.15) * _smoothstep((low - v) / max(low - v_mouth, 1.0))
 
     oval = np.zeros((y1 - y0, x1 - x0), np.uint8)
     poly = np.round(oval_polygon(landmarks) - np.array([x0, y0], np.float32)).astype(np.int32)
