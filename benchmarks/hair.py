@@ -80,13 +80,9 @@ def stills(
         hair_matte(im, lm, segmenter(im), hair) is not None for im, lm in zip(images, marks, strict=True)
     )
     rows: list[dict[str, Any]] = []
+    # One engine for every target: `_generate` hands a conditioned bundle each face's ages itself.
+    engine = AgingEngine(EngineOptions(model=model, direction=direction))
     for target in targets:
-        conditioned = _conditioned(model)
-        engine = AgingEngine(
-            EngineOptions(model=model, target_age=target)
-            if conditioned
-            else EngineOptions(model=model, direction=direction)
-        )
         outputs: dict[str, list[Frame]] = {}
         for name, group in (("faces", faces), ("bw", bw)):
             ims, lms = [f.image for f in group], [f.landmarks for f in group]
@@ -127,10 +123,6 @@ def stills(
     return {"faces": len(faces), "mattes_found": int(found), "rows": rows}
 
 
-def _conditioned(model: str | None) -> bool:
-    return bool(AgingEngine(EngineOptions(model=model)).conditioned)
-
-
 def _generate(engine: AgingEngine, faces: Sequence[Any], target: float) -> Any:
     """The crops → outputs transform of `age_stills`: each face from its labelled age to the target (an
     age-conditioned bundle), else the engine's defaults."""
@@ -145,9 +137,8 @@ def motion(model: str | None, faces: int, hair: HairOptions, target: float) -> d
     with open_landmarker() as landmarker:
         sets = load_faces(DEFAULT_DATA, "older", landmarker, limit=60, bw=0)
     segmenter = PersonSegmenter()
-    engine = AgingEngine(
-        EngineOptions(model=model, target_age=target) if _conditioned(model) else EngineOptions(model=model)
-    )
+    # The target reaches a conditioned bundle; an unconditioned one ages by its direction whatever it says.
+    engine = AgingEngine(EngineOptions(model=model, target_age=target))
     on = replace(hair, enabled=True)
     rows: list[dict[str, Any]] = []
     options = MotionOptions()

@@ -220,8 +220,9 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     r = np.sqrt((u / ax) ** 2 + ((v - cy) / ay) ** 2)
     head = _smoothstep((1.1 - r) / 0.15) * _smoothstep((low - v) / max(low - v_mouth, 1.0))
 
+    outline = oval_polygon(landmarks)
     oval = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    poly = np.round(oval_polygon(landmarks) - np.array([x0, y0], np.float32)).astype(np.int32)
+    poly = np.round(outline - np.array([x0, y0], np.float32)).astype(np.int32)
     cv2.fillPoly(oval, [poly], 1)
     # The face below the brows is the generator's; above them the skin test tells forehead from a fringe.
     face = _blur((oval > 0).astype(np.float32) * (v > v_brow - 0.15 * d), 0.06 * d)
@@ -240,7 +241,7 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     candidate = body * head * (1.0 - face) * not_skin
     # The hair's own colour, preferably from the crown (above the face oval), else from every candidate:
     # it keeps a background or a collar of another colour out where the person mask takes them in.
-    top = float(np.min(np.dot(oval_polygon(landmarks) - eye, uy)))
+    top = float(np.min(np.dot(outline - eye, uy)))
     crown = (v < top) & (v > top - 0.8 * d) & (np.abs(u) < 0.9 * d)
     pool = crown & (candidate > 0.5)
     if pool.sum() < 30:
@@ -349,6 +350,21 @@ def _invert(m: Affine) -> NDArray[np.float64]:
     return np.asarray(np.linalg.inv(np.vstack([np.asarray(m, np.float64), [0.0, 0.0, 1.0]])), np.float64)
 
 
+def _hair_light(
+    roi: NDArray[np.uint8], matte: HairMatte
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    """What greying and colouring both read of the hair over `matte.box`: (h, w) luma, (h, w, 3) chroma
+    (RGB minus luma), (h, w) shading (the luma averaged over the hair, a quarter of the inter-ocular
+    distance wide) and (h, w) fine detail (the luma above a 1 px blur)."""
+    f = roi.astype(np.float32)
+    luma = f @ _RGB_LUMA
+    m = matte.alpha
+    sigma = 0.25 * matte.scale
+    shading = _blur(luma * m, sigma) / (_blur(m, sigma) + 1e-4)
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    return luma, f - luma[..., None], shading, fine
+
+
 def grey_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float, white: float) -> NDArray[np.float32]:
     """The change that greys a share of the hair's strands (module docstring, step 3).
 
@@ -362,23 +378,18 @@ def grey_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float, white: 
     Returns:
         (h, w, 3) float32, the change in levels to add times the matte's alpha.
     """
-    f = roi.astype(np.float32)
     if amount <= 0.0:
-        return np.zeros(f.shape, np.float32)
-    luma = f @ _RGB_LUMA
-    chroma = f - luma[..., None]
-    m = matte.alpha
-    sigma = 0.25 * matte.scale
-    shading = _blur(luma * m, sigma) / (_blur(m, sigma) + 1e-4)
-    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
-    median = float(np.median(shading[m > 0.5])) if (m > 0.5).any() else 100.0
+        return np.zeros(roi.shape, np.float32)
+    luma, chroma, shading, fine = _hair_light(roi, matte)
+    hair = matte.alpha > 0.5
+    median = float(np.median(shading[hair])) if hair.any() else 100.0
     strand = np.clip(white * (np.maximum(shading, 1.0) / max(median, 1.0)) ** 0.75, 60.0, 235.0)
     # A white strand shows its neighbours' shadows more than a dark one: the detail grows with the lift.
     gain = np.clip(strand / np.maximum(shading, 1.0), 1.2, 2.5)
     p = strand_shares(matte, amount)
     new_luma = (1.0 - p) * luma + p * (strand + gain * fine)
     out = new_luma[..., None] + chroma * (1.0 - p)[..., None]
-    return np.asarray(out - f, np.float32)
+    return np.asarray(out - roi.astype(np.float32), np.float32)
 
 
 def strand_field(luma: NDArray[np.float32], matte: HairMatte) -> NDArray[np.float32]:
@@ -457,12 +468,10 @@ def colour_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float) -> ND
     Returns:
         (h, w, 3) float32, the change in levels to add times the matte's alpha.
     """
-    f = roi.astype(np.float32)
     hair = matte.alpha > 0.5
     if amount <= 0.0 or hair.sum() < 16:
-        return np.zeros(f.shape, np.float32)
-    luma = f @ _RGB_LUMA
-    chroma = f - luma[..., None]
+        return np.zeros(roi.shape, np.float32)
+    luma, chroma, shading, fine = _hair_light(roi, matte)
     values = luma[hair]
     median = float(np.median(values))
     darkest = hair & (luma <= float(np.quantile(values, 0.1)))
@@ -473,10 +482,6 @@ def colour_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float) -> ND
     # A picture without colour (its hair and everything around it grey) gets a neutral colour.
     if float(np.abs(chroma).max(axis=2).mean()) < 2.0:
         pigment_c = np.zeros(3, np.float32)
-    sigma = 0.25 * matte.scale
-    m = matte.alpha
-    shading = _blur(luma * m, sigma) / (_blur(m, sigma) + 1e-4)
-    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
     target_l = np.clip(pigment_l * (np.maximum(shading, 1.0) / max(median, 1.0)) ** 0.75, 5.0, 200.0)
     gain = np.clip(target_l / np.maximum(shading, 1.0), 0.4, 1.0)
     greyness = _smoothstep((luma - pigment_l) / max(median - pigment_l, 10.0))
@@ -488,7 +493,7 @@ def colour_change(roi: NDArray[np.uint8], matte: HairMatte, amount: float) -> ND
         greyness = greyness * _smoothstep((0.5 * saturation - own) / (0.3 * saturation))
     q = (amount * greyness)[..., None]
     target = (target_l + gain * fine)[..., None] + pigment_c
-    return np.asarray(q * (target - f), np.float32)
+    return np.asarray(q * (target - roi.astype(np.float32)), np.float32)
 
 
 def age_hair(frame: Frame, matte: HairMatte, share: float, options: HairOptions) -> WarpedChange:

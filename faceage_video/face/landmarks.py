@@ -45,23 +45,35 @@ def resolve_landmarker_model(path: str | os.PathLike[str] | None = None) -> Path
     Raises:
         ModelError: naming each place looked at and how to fix it.
     """
-    tried: list[str] = []
-    candidates: list[Path] = []
+    return resolve_offline(
+        path,
+        ENV_VAR,
+        PACKAGED_MODEL,
+        f"MediaPipe landmarker model {MODEL_NAME}",
+        f"reinstall faceage-video (it ships the model), or pass --landmarker PATH, or set {ENV_VAR}.",
+    )
+
+
+def resolve_offline(
+    path: str | os.PathLike[str] | None, env_var: str, packaged: Path, what: str, fix: str
+) -> Path:
+    """A model file shipped in the package, found without touching the network: an explicit `path`, else
+    `$env_var`, else the user cache (`~/.cache/faceage-video/<name>`) then the packaged copy; the first
+    non-empty file wins.
+
+    Raises:
+        ModelError: "`what` not found (looked at: …). Fix: `fix`".
+    """
     if path is not None:
-        candidates.append(Path(path))
-    elif os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]))
+        candidates = [Path(path)]
+    elif os.environ.get(env_var):
+        candidates = [Path(os.environ[env_var])]
     else:
-        candidates.append(Path.home() / ".cache" / "faceage-video" / MODEL_NAME)
-        candidates.append(PACKAGED_MODEL)
+        candidates = [Path.home() / ".cache" / "faceage-video" / packaged.name, packaged]
     for cand in candidates:
-        tried.append(str(cand))
         if cand.is_file() and cand.stat().st_size > 0:
             return cand
-    raise ModelError(
-        f"MediaPipe landmarker model {MODEL_NAME} not found (looked at: {', '.join(tried)}). "
-        f"Fix: reinstall faceage-video (it ships the model), or pass --landmarker PATH, or set {ENV_VAR}."
-    )
+    raise ModelError(f"{what} not found (looked at: {', '.join(map(str, candidates))}). Fix: {fix}")
 
 
 @dataclass(frozen=True)

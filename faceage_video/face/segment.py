@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from faceage_video.errors import ModelError, OptionsError
+from faceage_video.face.landmarks import resolve_offline
 from faceage_video.types import Frame, Mask
 
 ENV_VAR = "FACEAGE_SEGMENTER"
@@ -49,18 +50,12 @@ def resolve_segmenter_model(path: str | os.PathLike[str] | None = None) -> Path:
     Raises:
         ModelError: naming each place looked at and how to fix it.
     """
-    if path is not None:
-        candidates = [Path(path)]
-    elif os.environ.get(ENV_VAR):
-        candidates = [Path(os.environ[ENV_VAR])]
-    else:
-        candidates = [Path.home() / ".cache" / "faceage-video" / MODEL_NAME, PACKAGED_MODEL]
-    for cand in candidates:
-        if cand.is_file() and cand.stat().st_size > 0:
-            return cand
-    raise ModelError(
-        f"person segmentation model not found (looked at: {', '.join(map(str, candidates))}). Fix: reinstall "
-        f"faceage-video, which ships {MODEL_NAME}, or point {ENV_VAR} at a copy."
+    return resolve_offline(
+        path,
+        ENV_VAR,
+        PACKAGED_MODEL,
+        "person segmentation model",
+        f"reinstall faceage-video, which ships {MODEL_NAME}, or point {ENV_VAR} at a copy.",
     )
 
 
