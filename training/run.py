@@ -20,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from faceage_video.engine.generator import F_TARGETS, G_TARGETS, TRAINED_GAP
 from faceage_video.face.align import AlignTemplate
 from training.config import TrainConfig
 from training.datasets import AgeRanges, FaceRecord, load_folders, load_utkface, split_domains
@@ -74,10 +75,11 @@ def ensure_mesh_cache(cfg: TrainConfig, landmarker: str | None = None) -> dict[s
 
 
 def _teacher_targets(age: float, older: bool, rng: np.random.Generator) -> float:
-    """A target age for one teacher pair: at least 15 years away, within 20..80."""
+    """A target age for one teacher pair: at least `TRAINED_GAP` years away, within `G_TARGETS` (older) or
+    `F_TARGETS` (younger). The runtime runs a bundle within these (`trained_condition`)."""
     if older:
-        return float(rng.uniform(max(age + 15.0, 40.0), 80.0))
-    return float(rng.uniform(20.0, max(min(age - 15.0, 45.0), 21.0)))
+        return float(rng.uniform(max(age + TRAINED_GAP, G_TARGETS[0]), G_TARGETS[1]))
+    return float(rng.uniform(F_TARGETS[0], max(min(age - TRAINED_GAP, F_TARGETS[1]), F_TARGETS[0] + 1.0)))
 
 
 def teacher_pairs_name(targets_per_face: int, opts: Any) -> str:

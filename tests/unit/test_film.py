@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceage_video.engine.generator import AgingEngine, EngineOptions
+from faceage_video.engine.generator import AgingEngine, EngineOptions, trained_condition
 from models.networks import GeneratorConfig, build_generator
 
 
@@ -70,9 +70,8 @@ def test_earlier_bundles_weights_still_load() -> None:
     assert np.abs(g.get_layer("out_conv").get_weights()[0]).max() > 0
 
 
-def test_a_maps_mode_film_bundle_passes_each_target_age_to_the_network(tmp_path: Path) -> None:
-    """A FiLM bundle (`target_age` "maps") gets the ages themselves: no gap scaling by the engine, and a
-    different target gives a different change."""
+def _film_bundle(tmp_path: Path) -> Path:
+    """An untrained "maps" FiLM bundle at 128 px with non-zero FiLM weights."""
     from faceage_video.face.mesh import CanonicalMesh, MeshOptions
     from models.bundle import Manifest, save_bundle
 
@@ -89,7 +88,13 @@ def test_a_maps_mode_film_bundle_passes_each_target_age_to_the_network(tmp_path:
         data={},
         training={"target_age": "maps"},
     )
-    folder = save_bundle(tmp_path / "film", manifest, gens, "# film\n\nUntrained test bundle; not a model.\n")
+    return save_bundle(tmp_path / "film", manifest, gens, "# film\n\nUntrained test bundle; not a model.\n")
+
+
+def test_a_maps_mode_film_bundle_passes_each_target_age_to_the_network(tmp_path: Path) -> None:
+    """A FiLM bundle (`target_age` "maps") gets the ages themselves: no gap scaling by the engine, and a
+    different target gives a different change."""
+    folder = _film_bundle(tmp_path)
     crops = np.random.default_rng(5).integers(60, 200, (2, 128, 128, 3), dtype=np.uint8)
 
     def change(target: float) -> np.ndarray:
@@ -103,3 +108,41 @@ def test_a_maps_mode_film_bundle_passes_each_target_age_to_the_network(tmp_path:
     eng = AgingEngine(EngineOptions(model=str(folder), target_age=50.0, input_age=25.0, xla=False))
     direct = eng.generate(crops, ages=np.array([[25.0, 50.0]] * 2, np.float32)) - crops.astype(np.float32)
     assert np.allclose(direct, at_50, atol=0.05)
+
+
+def test_targets_nearer_than_any_learned_run_at_the_nearest_learned_one_scaled_down() -> None:
+    ages = np.array(
+        [
+            [25.0, 60.0],  # learned: as asked
+            [25.0, 25.0],  # no gap: nothing kept
+            [25.0, 30.0],  # G learned targets from 40: run there, a third of its change
+            [25.0, 95.0],  # beyond the learned 80: run at 80, nothing scaled up
+            [60.0, 50.0],  # G asked to de-age: nothing kept
+        ],
+        np.float32,
+    )
+    runs, keep = trained_condition(ages, "G")
+    assert runs.tolist() == [[25, 60], [25, 40], [25, 40], [25, 80], [60, 75]]
+    assert np.allclose(keep, [1.0, 0.0, 5.0 / 15.0, 1.0, 0.0])
+    ages = np.array([[62.0, 55.0], [62.0, 10.0], [30.0, 25.0], [18.0, 10.0], [30.0, 40.0]], np.float32)
+    runs, keep = trained_condition(ages, "F")
+    # F learned targets up to 15 years before the face, at most 45, from 20.
+    assert runs[:, 1].tolist() == [45, 20, 21, 20, 21]
+    assert np.allclose(keep, [7.0 / 17.0, 1.0, 5.0 / 9.0, 0.0, 0.0])
+
+
+def test_a_maps_bundle_changes_nothing_at_no_gap_and_scales_a_small_gap(tmp_path: Path) -> None:
+    """An untrained small gap is not run as asked: no gap changes nothing, and 25 → 30 is a third of the
+    change 25 → 40 (the nearest learned target)."""
+    folder = _film_bundle(tmp_path)
+    crops = np.random.default_rng(6).integers(60, 200, (3, 128, 128, 3), dtype=np.uint8)
+    eng = AgingEngine(EngineOptions(model=str(folder), xla=False))
+
+    def change(target: float) -> np.ndarray:
+        ages = np.array([[25.0, target]] * len(crops), np.float32)
+        return eng.generate(crops, ages) - crops.astype(np.float32)
+
+    assert np.array_equal(change(25.0), np.zeros(crops.shape, np.float32))
+    at_40 = change(40.0)
+    assert np.abs(at_40).mean() > 0.05
+    assert np.allclose(change(30.0), at_40 / 3.0, atol=1e-3)
