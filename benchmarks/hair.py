@@ -8,8 +8,8 @@ the face.
 1. stills: the quality benchmark's young validation faces (`benchmarks.stills.load_faces`), aged by the
    model through the runtime's path (`age_stills`), then with the hair stage (`hair_stills`) at the share
    each target asks of the face's labelled age (`hair_share`); and its old faces de-aged to
-   `--young-targets`, where the stage colours grey strands (picture `hair_younger_<target>.jpg`: input,
-   de-aged, de-aged with the hair). The age and identity judges read both. Black-and-white copies must stay
+   `--young-targets`, where the stage colours grey strands (pictures `hair_older_<last target>.jpg` and
+   `hair_younger_<first young target>.jpg`: input, the model alone, with the hair). The age and identity judges read both. Black-and-white copies must stay
    black-and-white: the most chroma the hair stage adds to them is reported (`bw_chroma_added`, levels of
    max − min channel);
 2. known motion: some of those photos moved along known paths through the real pipeline with the hair stage
@@ -106,10 +106,11 @@ def stills(
             f"identity {row['model']['id_mean']:.3f} → {row['model_hair']['id_mean']:.3f}; b/w chroma added "
             f"{row['bw_chroma_added']:.0f}"
         )
-        if pictures is not None and direction == "younger" and target == targets[0]:
+        # Pictures: the strongest target of each direction (aging's last, de-aging's first).
+        if pictures is not None and target == (targets[0] if direction == "younger" else targets[-1]):
             picks = list(range(min(8, len(faces))))
             write_jpeg(
-                pictures / f"hair_younger_{target:.0f}.jpg",
+                pictures / f"hair_{direction}_{target:.0f}.jpg",
                 np.concatenate(
                     [
                         np.concatenate(
@@ -311,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hair": vars(hair) | {},
     }
     if not a.no_stills:
-        report["stills"] = stills(a.model, a.n, a.targets, hair)
+        report["stills"] = stills(a.model, a.n, a.targets, hair, "older", a.out.parent)
     if a.young_targets and not a.no_stills:
         report["stills_younger"] = stills(a.model, a.n, a.young_targets, hair, "younger", a.out.parent)
     if a.motion_faces:
