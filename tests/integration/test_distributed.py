@@ -298,13 +298,14 @@ def test_a_segment_whose_result_never_comes_is_run_again(
             return refs
 
     out = work / "lost.mp4"
-    # 40 s: the retried segment (model load included) overran 15 s on 2 cores shared with a training job.
-    ropts = RayOptions(segment_seconds=1.0, actors=1, max_retries=1, segment_timeout_s=40.0)
+    # 60 s: the retried segment (model load included) overran 15 s on 2 cores shared with a training job, and
+    # overran 40 s once with a training job running beside the whole suite.
+    ropts = RayOptions(segment_seconds=1.0, actors=1, max_retries=1, segment_timeout_s=60.0)
     t = time.perf_counter()
     with LosingPool(ropts) as pool:
         rep = age_video_ray(clip, out, _options(bundle, end_s=2.0), pool=pool)
     assert rep.options["ray"]["retries"] == 1 and rep.frames > 0
-    assert time.perf_counter() - t < 120  # the timeout, not a hang
+    assert time.perf_counter() - t < 180  # the timeout, not a hang
 
 
 def test_a_one_face_shot_gets_one_probed_input_age_in_every_segment(
