@@ -11,8 +11,8 @@ textures of a mesh config's cache:
   registered teacher and by each `--model`'s `G`, from their labelled ages.
 
 The brow contrast of a texture is (skin − brow) / skin: the brow its 30th luma percentile inside both brows'
-outlines (the mesh's brow contours), the skin the 70th percentile of a ring 1–4 px around them at 128 px (so
-the lids' crease and the lashes stay below it). Brow chroma is the mean |RGB − luma| inside the brows over
+landmark hulls (`training.teacher.BROWS`, the teacher's brows), the skin the 70th percentile of a ring 1–4 px
+around them at 128 px (so the lids' crease and the lashes stay below it). Brow chroma is the mean |RGB − luma| inside the brows over
 their mean luma. It measures and asserts nothing.
 """
 
@@ -31,12 +31,8 @@ from numpy.typing import NDArray
 from benchmarks.measures.outline import LUMA
 from benchmarks.teacher import age_faces, variant_setup
 from faceage_video.face.mesh import CanonicalMesh
+from training.teacher import BROWS, landmark_region
 
-# MediaPipe's brow contours: each brow's upper edge, then its lower edge back.
-BROW_OUTLINES = (
-    (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
-    (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),
-)
 # Age bands of the real rows (years, inclusive).
 BANDS = ((18, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 120))
 # Most real faces measured per gender and band.
@@ -45,11 +41,10 @@ REAL_PER_BAND = 300
 
 def brow_regions(mesh: CanonicalMesh) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     """(S, S) the brows, and (S, S) the skin ring around them, in the canonical texture."""
-    s = mesh.size
-    inside = np.zeros((s, s), np.uint8)
-    for outline in BROW_OUTLINES:
-        cv2.fillPoly(inside, [np.round(mesh.vertices[list(outline)]).astype(np.int32)], 1)
-    k = max(round(s / 128), 1)
+    inside = np.zeros((mesh.size, mesh.size), np.uint8)
+    for brow in BROWS:
+        inside |= landmark_region(mesh, brow).astype(np.uint8)
+    k = max(round(mesh.size / 128), 1)
     near = cv2.dilate(inside, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
     far = cv2.dilate(inside, np.ones((8 * k + 1, 8 * k + 1), np.uint8))
     return inside > 0, (far > 0) & (near == 0)

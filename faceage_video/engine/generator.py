@@ -259,10 +259,9 @@ def trained_condition(
         near = np.maximum(np.minimum(a - TRAINED_GAP, F_TARGETS[1]), F_TARGETS[0] + 1.0)
         run = np.clip(t, np.minimum(F_TARGETS[0], near), near)
         gap, run_gap = a - t, a - run
-    keep = np.where(gap <= 0.0, 0.0, np.where(run_gap > gap, gap / np.maximum(run_gap, 1e-6), 1.0))
-    keep = np.where(run_gap <= 0.0, 0.0, keep)
-    runs = np.stack([a, run], axis=1).astype(np.float32)
-    return runs, np.clip(keep, 0.0, 1.0).astype(np.float32)
+    # gap / run_gap is 1 or more where the target was learned, below 0 where it lies the wrong way.
+    keep = np.where(run_gap > 0.0, np.clip(gap / np.maximum(run_gap, 1e-6), 0.0, 1.0), 0.0)
+    return np.stack([a, run], axis=1).astype(np.float32), keep.astype(np.float32)
 
 
 def model_input(crops: Any, ages: Any, conditioned: bool) -> Any:
