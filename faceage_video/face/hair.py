@@ -6,8 +6,9 @@ a stage of its own, in frame pixels, after the face's change is pasted back:
 1. where (`hair_matte`, on the input frame): the person (`face.segment`), inside a head region around the
    face, outside the face below the brows, not skin-coloured (against the face's own cheeks), and coloured
    like the hair found above the forehead, and connected to the crown or the temples (hair grows from the
-   scalp; a collar or a shirt of the hair's colour does not connect); feathered. Long hair fades out
-   between the mouth and an inter-ocular distance below the chin;
+   scalp; a collar or a shirt of the hair's colour does not connect); feathered. Below the mouth, long hair
+   counts where it hangs in an unbroken run down its column from the mouth's level, to four inter-ocular
+   distances below the chin;
 2. how much (`hair_share`): aging greys the share of grey hair at the target age minus the share at the
    input age (`GREY_SHARE`, a coarse curve), of the hair still pigmented (`grey_amount`); de-aging gives
    colour back to that difference, of the hair that is grey (`colour_amount`);
@@ -47,8 +48,16 @@ GREY_SHARE: tuple[tuple[float, float], ...] = (
 # MediaPipe mesh landmarks used here: eye corners, chin, the lips' inner midpoints, the brows' middles.
 _EYES = ((33, 133), (362, 263))
 _CHIN, _MOUTH, _BROWS = 152, (13, 14), (105, 334)
-# How far below the chin long hair is still aged, in inter-ocular distances (it fades out from the mouth).
-LONG_HAIR = 1.0
+# How far below the chin long hair is still aged, in inter-ocular distances: it fades out over the last
+# `LONG_HAIR_FADE` of that, and beside the head it hangs within `HANG_WIDTH` of the face's midline.
+LONG_HAIR = 4.0
+LONG_HAIR_FADE = 1.5
+HANG_WIDTH = 2.3
+# The longest gap, in inter-ocular distances, that a run of hanging hair bridges down its column (a
+# highlight across a lock, a strand over an earring).
+HANG_GAP = 0.3
+# Fine detail, as a multiple of the cheeks', from which a pixel of the skin's colour is taken for hair.
+TEXTURED = 3.0
 # How far the streak field moves a pixel's grey share, in logits per unit of the field.
 STREAK = 1.0 / 0.6
 # The least share of grey strands `colour_amount` counts on (the share at about 50).
@@ -178,6 +187,15 @@ def _mahalanobis(
     return np.asarray(np.sqrt(np.maximum(q[..., 0] + q[..., 1] + q[..., 2], 0.0)), np.float32)
 
 
+def _fine_detail(luma: NDArray[np.float32], window: float) -> NDArray[np.float32]:
+    """(h, w) local RMS of the luma's finest band (the image less its 1-pixel Gaussian blur), averaged over
+    a Gaussian `window` in pixels."""
+    fine = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+    return np.sqrt(np.maximum(cv2.GaussianBlur(fine * fine, (0, 0), max(window, 0.5)), 0.0)).astype(
+        np.float32
+    )
+
+
 def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOptions) -> HairMatte | None:
     """Where one face's hair is (module docstring, step 1), on the input frame.
 
@@ -205,7 +223,8 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     v_chin = float(np.dot(lm[_CHIN] - eye, uy))
     v_mouth = float(np.dot(lm[list(_MOUTH)].mean(axis=0) - eye, uy))
     v_brow = float(np.dot(lm[list(_BROWS)].mean(axis=0) - eye, uy))
-    # The head region: an ellipse centred above the eyes, cut below at the chin.
+    # The head region: an ellipse centred above the eyes down to the mouth; below it, a band beside and
+    # under the head where long hair hangs, down to `LONG_HAIR` below the chin.
     cy, ax, ay = -0.4 * d, 2.1 * d, options.reach * d
     low = v_chin + LONG_HAIR * d
     corners = [eye + sx * 1.15 * ax * ux + sy * uy for sx in (-1, 1) for sy in (cy - 1.15 * ay, low)]
@@ -218,7 +237,12 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     u = (gx - eye[0]) * ux[0] + (gy - eye[1]) * ux[1]
     v = (gx - eye[0]) * uy[0] + (gy - eye[1]) * uy[1]
     r = np.sqrt((u / ax) ** 2 + ((v - cy) / ay) ** 2)
-    head = _smoothstep((1.1 - r) / 0.15) * _smoothstep((low - v) / max(low - v_mouth, 1.0))
+    hang = v > v_mouth
+    ellipse = _smoothstep((1.1 - r) / 0.15)
+    band = _smoothstep((HANG_WIDTH * d - np.abs(u)) / (0.15 * d)) * _smoothstep(
+        (low - v) / (LONG_HAIR_FADE * d)
+    )
+    head = np.where(hang, np.maximum(ellipse, band), ellipse)
 
     outline = oval_polygon(landmarks)
     oval = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -233,9 +257,14 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     if cheeks.sum() < 20:
         return None
     skin_distance = _mahalanobis(lab, lab[cheeks], (30.0, 4.0, 4.0))
+    # Lit blonde, copper or red hair can have the skin's colour; its strands still give it far more fine
+    # detail than skin has, so fine detail well above the cheeks' also marks a pixel as not skin.
+    texture = _fine_detail(lab[..., 0], 0.05 * d)
+    textured = _smoothstep((texture / max(float(np.median(texture[cheeks])), 0.5) - TEXTURED) / 2.0)
     # Pixels half skin, half hair at the hairline would grey into a light seam: keep a pixel clear of skin.
     not_skin = np.asarray(
-        cv2.erode(_smoothstep((skin_distance - 2.5) / 2.0), np.ones((3, 3), np.uint8)), np.float32
+        cv2.erode(np.maximum(_smoothstep((skin_distance - 2.5) / 2.0), textured), np.ones((3, 3), np.uint8)),
+        np.float32,
     )
     body = resize_to(person, frame.shape, (x0, y0, x1, y1))
     candidate = body * head * (1.0 - face) * not_skin
@@ -266,6 +295,15 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     rooted = np.unique(labels[anchor & (raw > 0.25)])
     rooted = rooted[rooted > 0]
     raw = raw * np.isin(labels, rooted)
+    # Long hair hangs: below the mouth a pixel counts only under an unbroken run of hair from the mouth's
+    # level down its column, so a shoulder, a collar or a jacket of the hair's colour that the hair touches
+    # from the side stays out, and so does the neck's shadow under the chin.
+    gap = max(round(HANG_GAP * d), 1)
+    held = cv2.morphologyEx(
+        (raw > 0.25).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((2 * gap + 1, 1), np.uint8)
+    )
+    run = np.logical_and.accumulate((held > 0) | ~hang, axis=0)
+    raw = raw * (run | ~hang)
     alpha = cv2.GaussianBlur(raw, (0, 0), max(0.02 * d, 0.7))
     alpha = np.clip(alpha, 0.0, 1.0)
     alpha[alpha < ALPHA_FLOOR] = 0.0

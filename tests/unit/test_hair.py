@@ -1,5 +1,5 @@
 """The hair stage: how much grey an age asks for, grey strands with no colour added, and the hair matte on
-a real face (skipped with a reason where ../shared/data is absent)."""
+real faces (skipped with a reason where ../shared/data is absent)."""
 
 from __future__ import annotations
 
@@ -148,19 +148,72 @@ def test_packaged_segmenter_matches_its_sha256_and_resolves(
         PersonSegmenter(SegmenterOptions(model_path=str(corrupt)))
 
 
-@pytest.fixture(scope="module")
-def d0_frame(videos_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The first frame of liveportrait_d0 (a man with dark hair on a green screen) and its landmarks."""
+def _first_frame(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's first frame and its one face's landmarks."""
     import av
 
     from faceage_video.face.landmarks import FaceLandmarker, LandmarkerOptions
 
-    with av.open(str(videos_dir / "liveportrait_d0.mp4")) as c:
+    with av.open(str(path)) as c:
         frame = np.asarray(next(c.decode(video=0)).to_ndarray(format="rgb24"), np.uint8)
     with FaceLandmarker(LandmarkerOptions(mode="image", max_faces=1)) as lm:
         faces = lm.detect(frame)
     assert len(faces) == 1
     return frame, faces[0]
+
+
+def _full_matte(frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """The hair matte of a frame's face over the whole frame, (H, W) float32."""
+    seg = PersonSegmenter()
+    matte = hair_matte(frame, lm, seg(frame), HairOptions(enabled=True))
+    seg.close()
+    assert matte is not None
+    full = np.zeros(frame.shape[:2], np.float32)
+    x0, y0, x1, y1 = matte.box
+    full[y0:y1, x0:x1] = matte.alpha
+    return full
+
+
+@pytest.fixture(scope="module")
+def d0_frame(videos_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first frame of liveportrait_d0 (a man with dark hair on a green screen) and its landmarks."""
+    return _first_frame(videos_dir / "liveportrait_d0.mp4")
+
+
+def _eye_distance(lm: np.ndarray) -> float:
+    return float(np.linalg.norm(lm[[33, 133]].mean(axis=0) - lm[[362, 263]].mean(axis=0)))
+
+
+def test_long_hair_is_matted_where_it_hangs_below_the_chin_and_the_neck_is_not(videos_dir: Path) -> None:
+    # liveportrait_d10: a woman whose straight black hair hangs past her shoulders on both sides.
+    frame, lm = _first_frame(videos_dir / "liveportrait_d10.mp4")
+    full = _full_matte(frame, lm)
+    d, chin, cx = _eye_distance(lm), int(lm[152, 1]), float(lm[1, 0])
+    below = full[chin + int(0.3 * d) :]
+    off = np.abs(np.arange(frame.shape[1]) - cx)
+    assert below.shape[0] > 40
+    # Hair beside the neck down to the frame's bottom edge (the stage once stopped an inter-ocular
+    # distance below the chin, leaving a grey cap over dark ends)...
+    assert (below[:, off > 0.8 * d] > 0.5).sum() > 2000
+    assert (below[-10:, off > 0.8 * d] > 0.5).sum() > 100
+    # ...and not the neck and chest under the chin.
+    assert below[:, off < 0.4 * d].max() == 0.0
+
+
+def test_lit_copper_hair_of_the_skins_colour_is_matted_on_both_sides(videos_dir: Path) -> None:
+    # liveportrait_s18: copper hair whose lit side has the colour of her cheeks, which the colour test
+    # alone took for skin: only the shaded side was matted.
+    frame, lm = _first_frame(videos_dir / "liveportrait_s18.mp4")
+    full = _full_matte(frame, lm)
+    d, eyes = _eye_distance(lm), int(lm[[33, 263], 1].mean())
+    row = full[eyes - int(0.2 * d) : eyes + int(0.2 * d)]
+    left, right = int(lm[234, 0]), int(lm[454, 0])  # the face oval's sides at the eyes
+    assert (row[:, :left] > 0.5).sum() > 600 and (row[:, right:] > 0.5).sum() > 600
+    oval = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(oval, [np.round(oval_polygon(lm)).astype(np.int32)], 1)
+    face = cv2.erode(oval, np.ones((9, 9), np.uint8)) > 0
+    face[: int(lm[159, 1])] = False
+    assert full[face].mean() < 0.005  # the face itself stays out
 
 
 def test_the_matte_holds_the_hair_and_not_the_face_background_or_clothes(
