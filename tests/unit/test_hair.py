@@ -267,3 +267,49 @@ def test_the_smoother_carries_the_previous_matte_with_the_head() -> None:
     smoother.reset(3)
     assert smoother(3, second).alpha.max() == 0.0
     assert HairSmoother(0.0)(3, second).alpha.max() == 0.0
+
+
+def _synthetic_head() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(480, 480, 3) frame, (478, 2) landmarks and (480, 480) person mask: a face (the canonical layout at
+    twice its size, eyes 73 px apart, chin at y 296), dark hair over the crown that hangs to the frame's
+    bottom on the left and stops at the ear on the right, a neck, and a jacket of the hair's own colour from
+    y 400 down, which the hanging hair touches."""
+    from faceage_video.face.mesh import CanonicalMesh, MeshOptions
+
+    rng = np.random.default_rng(3)
+    pts = CanonicalMesh(MeshOptions(size=128)).landmark_vertices * 2.0 + np.array([100.0, 60.0])
+    eyes = (pts[[33, 133]].mean(0), pts[[362, 263]].mean(0))
+    lm = np.concatenate([pts, np.repeat(eyes[0][None], 5, 0), np.repeat(eyes[1][None], 5, 0)])
+    yy, xx = np.mgrid[0:480, 0:480]
+    oval = np.zeros((480, 480), np.uint8)
+    cv2.fillPoly(oval, [np.round(oval_polygon(lm)).astype(np.int32)], 1)
+    crown = (((xx - 228) / 125.0) ** 2 + ((yy - 150) / 120.0) ** 2 < 1.0) & (oval == 0)
+    crown &= (yy < 200) | (xx < 228)
+    hanging = (xx >= 95) & (xx < 150) & (yy >= 130)
+    hair = crown | hanging
+    neck = (xx >= 195) & (xx < 262) & (yy >= 280) & (yy < 400)
+    jacket = yy >= 400
+    frame = np.full((480, 480, 3), 200.0)
+    frame[(oval > 0) | neck] = (205.0, 150.0, 120.0)
+    stripes = 10.0 * np.sin(xx * 1.7)[..., None]  # strands running down
+    frame[hair | jacket] = (50.0, 35.0, 25.0)
+    frame[hair] += stripes[hair]
+    frame += rng.normal(0.0, 3.0, frame.shape)
+    person = ((oval > 0) | hair | neck | jacket).astype(np.float32)
+    return np.clip(frame, 0, 255).astype(np.uint8), lm.astype(np.float32), person
+
+
+def test_a_jacket_of_the_hairs_colour_that_hanging_hair_touches_stays_out() -> None:
+    frame, lm, person = _synthetic_head()
+    matte = hair_matte(frame, lm, person, HairOptions(enabled=True))
+    assert matte is not None
+    full = np.zeros(frame.shape[:2], np.float32)
+    x0, y0, x1, y1 = matte.box
+    full[y0:y1, x0:x1] = matte.alpha
+    assert full[45:95, 180:280].mean() > 0.9  # the crown
+    assert full[320:390, 105:140].mean() > 0.9  # the hair hanging on the left, below the chin
+    assert full[440:480, 105:140].mean() > 0.5  # ...down to the frame's edge, over the jacket it lies on
+    # The jacket it touches, under the neck and on the right (inside the region where hair may hang), and
+    # the neck: no run of hair comes down to them from the mouth's level.
+    assert full[410:480, 190:400].max() == 0.0
+    assert full[300:400, 200:258].max() == 0.0
