@@ -47,9 +47,10 @@ class RayOptions:
         transport: how encoded segments reach the driver: "path" (files on storage every node sees), "bytes"
             (object refs of the encoded file's bytes), "auto" (path on a one-node cluster, else bytes).
         work_dir: folder for the segment files; None: a hidden folder beside each output, removed at the end.
-        segment_timeout_s: seconds one attempt at a segment may take before its worker is taken for lost:
-            killed, replaced, and the segment run again (counted against `max_retries`). A killed actor's
-            task reference has been seen never to resolve; None waits for ever.
+        segment_timeout_s: seconds the first attempt at a segment may take before its worker is taken for
+            lost: killed, replaced, and the segment run again (counted against `max_retries`); each retry
+            may take twice as long as the attempt before it (`attempt_timeout_s`). A killed actor's task
+            reference has been seen never to resolve; None waits for ever.
     """
 
     address: str | None = None
@@ -82,6 +83,14 @@ class RayOptions:
             raise OptionsError(f"segment_timeout_s must be > 0 or None, got {self.segment_timeout_s}")
         if self.transport not in TRANSPORTS:
             raise OptionsError(f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
+
+    def attempt_timeout_s(self, attempt: int) -> float | None:
+        """Seconds attempt `attempt` (0 first) at a segment may take: `segment_timeout_s` doubled for each
+        retry, None for ever. A retry starts a fresh worker that loads the model before its first frame, and
+        an overrun may be a busy machine rather than a lost worker, so each retry is given more time."""
+        if self.segment_timeout_s is None:
+            return None
+        return self.segment_timeout_s * 2.0 ** max(attempt, 0)
 
 
 @dataclass(frozen=True)

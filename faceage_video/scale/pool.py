@@ -42,7 +42,7 @@ _POLL_S = 0.25
 
 
 class _Overdue(Exception):
-    """An attempt at a segment outlived `RayOptions.segment_timeout_s`: its worker is taken for lost."""
+    """An attempt at a segment outlived its `RayOptions.attempt_timeout_s`: its worker is taken for lost."""
 
 
 @dataclass
@@ -411,10 +411,13 @@ class RayPool:
                     i, k, attempt = queue.popleft()
                     submit(idle.pop(), i, k, attempt)
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=_POLL_S)
-                limit = self.options.segment_timeout_s
                 now = time.perf_counter()
                 overdue = [
-                    r for r in inflight if limit is not None and now - started[r] > limit and r not in ready
+                    r
+                    for r in inflight
+                    if (limit := self.options.attempt_timeout_s(inflight[r][4])) is not None
+                    and now - started[r] > limit
+                    and r not in ready
                 ]
                 for ref in [*ready, *overdue]:
                     actor, data_ref, i, k, attempt = inflight.pop(ref)
@@ -422,7 +425,8 @@ class RayPool:
                     shot = shots[i]
                     try:
                         if ref in overdue:
-                            raise _Overdue(f"segment {k} ran past segment_timeout_s ({limit} s)")
+                            limit = self.options.attempt_timeout_s(attempt)
+                            raise _Overdue(f"segment {k} attempt {attempt + 1} ran past its {limit} s")
                         res: SegmentResult = ray.get(ref)
                     except (
                         _Overdue,
