@@ -28,7 +28,7 @@ _REEXPORT = (
     "Fix: re-export the bundle with `python -m training export`, "
     "or reinstall faceage-video to restore the bundled models."
 )
-DEFAULT_MODEL = "utkface-jawline-128"
+DEFAULT_MODEL = "utkface-jawline-xlong-128"
 # The generator fields one of G and F may change on its own (`Manifest.overrides`).
 OVERRIDABLE = ("detail_head",)
 BUNDLED_DIR = Path(__file__).resolve().parent
