@@ -126,8 +126,9 @@ class TrainConfig:
             cycle term, so a candidate for one direction trains in half the time.
         init_from: a bundle folder whose G and F start a fresh run (the discriminators and optimisers
             start new): fine-tuning a bundled model on another teacher costs a short warm start, not a
-            whole run. Its generator architecture must be this config's, at any texture size (a 128 px
-            bundle can start a 192 px run). Ignored when resuming.
+            whole run. The architecture of the generators that learn must be this config's, at any texture
+            size (a 128 px bundle can start a 192 px run); the one that does not learn ships from the bundle
+            as it is. Ignored when resuming.
     """
 
     name: str = "utkface-128"

@@ -426,7 +426,8 @@ def export_bundle(
         g_from: a bundle whose `G` the new bundle takes instead of the checkpoint's (G and F train apart,
             with no cycle term, so an `F` that improved can ship beside a `G` that did not); the manifest
             and card name it. A run that trained only F (`train_generators = "F"`) takes its `init_from`.
-        f_from: the same for `F`: a run that trained only G ships beside an `F` judged in another bundle.
+        f_from: the same for `F`: a run that trained only G ships beside an `F` judged in another bundle,
+            or else its `init_from`'s.
 
     Returns:
         The bundle folder.
@@ -456,6 +457,8 @@ def export_bundle(
     if g_from is None and cfg.train_generators == "F" and cfg.init_from:
         # Only F learned: G is the start bundle's, unchanged, and the manifest says where it was trained.
         g_from = Path(cfg.init_from)
+    if f_from is None and cfg.train_generators == "G" and cfg.init_from:
+        f_from = Path(cfg.init_from)  # the same for a run that trained only G
     headed: list[str] = []
     for which, bundle in (("G", g_from), ("F", f_from)):
         if bundle is not None:

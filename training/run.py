@@ -314,7 +314,9 @@ def train(cfg: TrainConfig, resume: bool = True, max_steps: int | None = None) -
     if ckpt is not None:
         model.restore(ckpt)
     elif cfg.init_from:
-        model.init_from_bundle(cfg.init_from)
+        skipped = model.start_from_bundle(cfg.init_from)
+        if skipped:
+            print(f"note: {skipped}", flush=True)
     start = int(model.step.numpy())
     stop = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
     val_x, val_y, age_x, age_y = validation_faces(cfg)

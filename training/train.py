@@ -456,6 +456,29 @@ class CycleGAN:
             raise TrainingError(f"{option}: no generator named in {which_nets} (G or F)")
         return manifest
 
+    def start_from_bundle(self, folder: str | Path) -> str:
+        """Start a fresh run from a bundle (`init_from`): the generators that learn must fit its own.
+
+        A generator that does not learn (`train_generators`) only draws the samples, and export takes it
+        from the same bundle, so it may differ (an `F` with a detail head beside a head-less `G` run).
+
+        Returns:
+            "" when both came from the bundle, else why the one that does not learn kept its seed's weights.
+
+        Raises:
+            TrainingError: the bundle is unreadable or a generator that learns does not fit it.
+        """
+        trained = tuple(w for w, learns in (("G", self.trains_g), ("F", self.trains_f)) if learns)
+        self.init_from_bundle(folder, trained)
+        fixed = tuple(w for w in ("G", "F") if w not in trained)
+        if not fixed:
+            return ""
+        try:
+            self.init_from_bundle(folder, fixed)
+        except TrainingError as exc:
+            return f"{fixed[0]} does not learn and keeps its seed's weights, not the bundle's: {exc}"
+        return ""
+
     def restore(self, path: Path) -> None:
         """Load a checkpoint written by `save`.
 

@@ -532,6 +532,7 @@ def test_export_ships_a_generator_whose_head_is_zero_without_it(
     import tensorflow as tf
 
     from models.bundle import BundleError, load_generator, load_manifest
+    from training.errors import TrainingError
     from training.export import export_bundle
     from training.train import CycleGAN
 
@@ -571,6 +572,21 @@ def test_export_ships_a_generator_whose_head_is_zero_without_it(
     assert all(np.array_equal(a, b) for a, b in zip(mixed_f.get_weights(), f.get_weights(), strict=True))
     mixed_g, _ = load_generator(mixed, "G")
     np.testing.assert_allclose(mixed_g(x).numpy(), run.model.G(x, training=False).numpy(), atol=1e-6)
+    # A head-less run that learns only G may start from it: its F, which has a head, does not learn and keeps
+    # the seed's weights; export ships the bundle's F, head included, beside the run's G.
+    g_cfg = run.cfg.replace(run_dir=str(tmp_path / "grun"), init_from=str(out), train_generators="G")
+    g_only = CycleGAN(g_cfg)
+    assert "F does not learn" in g_only.start_from_bundle(out)
+    np.testing.assert_allclose(g_only.G(x, training=False).numpy(), g(x).numpy(), atol=1e-6)
+    (tmp_path / "grun" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "grun" / "config.json").write_text(json.dumps(g_cfg.to_dict()))
+    g_only.save(tmp_path / "grun" / "checkpoints" / "ckpt-8.npz")
+    shipped = export_bundle(tmp_path / "grun", name="g-only", out_dir=tmp_path / "bundles")
+    assert load_manifest(shipped)[1].training["F_from"]["bundle"] == "headed"
+    np.testing.assert_allclose(load_generator(shipped, "F")[0](x).numpy(), f(x).numpy(), atol=1e-6)
+    # A run that learns F must fit the bundle's F.
+    with pytest.raises(TrainingError, match="init_from"):
+        CycleGAN(g_cfg.replace(train_generators="F")).start_from_bundle(out)
     raw = json.loads((out / "manifest.json").read_text())
     raw["generator_overrides"] = {"G": {"size": 64}}
     (out / "manifest.json").write_text(json.dumps(raw))
