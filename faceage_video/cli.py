@@ -22,10 +22,12 @@ from faceage_video.entry import run_app
 from faceage_video.errors import EXIT_TERMINATED, FaceAgeError, OptionsError
 from faceage_video.flags import (
     AgeFlags,
+    AgeHairFlag,
     AllowProtocolsFlag,
     DetectWidthFlag,
     DirectionFlag,
     FacesFlag,
+    GreyShareFlag,
     InputAgeFlag,
     LandmarkerFlag,
     MaskFlag,
@@ -290,6 +292,8 @@ def webcam(
     generator_threads: Annotated[int, typer.Option(min=0, help="TensorFlow threads (0: its default)")] = 0,
     temporal: TemporalFlag = 0.3,
     mask: MaskFlag = "face",
+    age_hair: AgeHairFlag = False,
+    grey_share: GreyShareFlag = None,
     max_faces: MaxFacesFlag = 2,
     faces: FacesFlag = "all",
     landmarker: LandmarkerFlag = None,
@@ -310,6 +314,7 @@ def webcam(
     from faceage_video.engine.generator import EngineOptions
     from faceage_video.engine.temporal import TemporalOptions
     from faceage_video.face.blend import BlendOptions
+    from faceage_video.face.hair import HairOptions
     from faceage_video.face.landmarks import LandmarkerOptions
     from faceage_video.face.tracker import TrackerOptions
     from faceage_video.live import (
@@ -344,6 +349,7 @@ def webcam(
         tracker=TrackerOptions(max_faces=max_faces, max_missed=3, one_euro=LIVE_ONE_EURO),
         temporal=TemporalOptions(strength=temporal),
         blend=BlendOptions(mask=mask),
+        hair=HairOptions(enabled=age_hair or grey_share is not None, amount=grey_share),
         faces=parse_faces(faces),  # type: ignore[arg-type]
         generator=generator,  # type: ignore[arg-type]  # checked against GENERATOR_MODES above
         generate_every=generate_every,

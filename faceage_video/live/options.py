@@ -15,6 +15,7 @@ from faceage_video.engine.generator import EngineOptions
 from faceage_video.engine.temporal import TemporalOptions
 from faceage_video.errors import OptionsError
 from faceage_video.face.blend import BlendOptions
+from faceage_video.face.hair import HairOptions
 from faceage_video.face.landmarks import LandmarkerOptions
 from faceage_video.face.tracker import OneEuroOptions, TrackerOptions
 from faceage_video.media.reader import is_url
@@ -118,6 +119,8 @@ class RealtimeOptions:
         tracker: association and landmark smoothing (`LIVE_ONE_EURO`: low lag).
         temporal: residual EMA (`LIVE_TEMPORAL`: low lag) and scene cuts.
         blend: mask, feather, colour match.
+        hair: the hair stage (off by default): greys or colours the hair around each face by the share
+            between its age and the target, at the controls' direction, target age and strength.
         faces: "all", "largest", or track ids.
         generator: "async" runs the generator in its own thread and re-pastes the last residual of each
             tracked face, so the frame rate never waits for the model; "sync" generates every frame's faces
@@ -159,6 +162,7 @@ class RealtimeOptions:
     )
     temporal: TemporalOptions = LIVE_TEMPORAL
     blend: BlendOptions = field(default_factory=BlendOptions)
+    hair: HairOptions = field(default_factory=HairOptions)
     faces: FaceSelection | tuple[int, ...] = "all"
     generator: GeneratorMode = "async"
     generate_every: int = 0

@@ -48,7 +48,7 @@ from faceage_video.live.sources import CaptureThread, LiveFrame, fit, open_sourc
 from faceage_video.live.stats import EndReason, LiveReport, LiveStats, ModelInfo, PacerState
 from faceage_video.media.atomic import check_writable_file, write_file_atomic
 from faceage_video.media.reader import DecodedFrame
-from faceage_video.stages import FaceAnalyzer, composite
+from faceage_video.stages import FaceAnalyzer, composite, hair_amounts
 from faceage_video.types import Direction, Frame
 
 OnFrame = Callable[[LiveFrame, Frame], None]
@@ -135,6 +135,7 @@ class RealtimeSession:
                 first.size,
                 first.template,
                 options.faces,
+                hair=options.hair,
             )
             self._stack.callback(self.analyzer.close)
             # Each face's own age, for a target age set without --input-age (now or from the controls later).
@@ -340,9 +341,22 @@ class RealtimeSession:
             age_ms = (frame.capture_t - cached.capture_t) * 1000.0
             ages.append(age_ms)
             reused += age_ms > 0
+        hair = self.options.hair
+        shares = None
+        if hair.enabled and ids:
+            # The hair follows the controls as the faces do: their direction, target age and strength.
+            now = replace(
+                self.options.engine,
+                direction=state.direction,
+                target_age=state.target_age,
+                strength=state.strength,
+            )
+            shares = hair_amounts(
+                now, hair, len(ids), np.array(self._own_ages, np.float32) if self._own_ages else None
+            )
         t = time.perf_counter()
         # The offline pipeline's own smooth + paste-back, on the residuals prepared above.
-        composite([job], residuals, self.smoother, self.options.blend)
+        composite([job], residuals, self.smoother, self.options.blend, True, hair, shares)
         self.stats.stage("render", time.perf_counter() - t)
         assert job.image is not None  # composite sets it
         return job.image, len(ids), reused, ages

@@ -393,3 +393,50 @@ def test_a_younger_and_an_older_face_in_one_frame_go_their_own_ways(
     assert held[young] < 52.0 < held[old], held
     # each face's residual came from its own direction's generator, and only from it
     assert cached == {("older", young), ("younger", old)}
+
+
+def test_live_age_hair_greys_the_hair_beside_the_face_and_follows_the_controls(
+    short_clip: Path, engine: AgingEngine, tmp_path: Path
+) -> None:
+    """`webcam --age-hair`: with the hair stage on, aging 30 → 70 lightens the hair around the face and takes
+    its colour, where the same run without the stage leaves those pixels as captured; at strength 0 (the
+    controls) the hair is left as it was."""
+    from faceage_video.face.hair import HairOptions
+
+    def run(hair: HairOptions, strength: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+        got: list[tuple[np.ndarray, np.ndarray]] = []
+        opts = RealtimeOptions(
+            source=str(short_clip),
+            warmup_s=0.5,
+            generator="sync",
+            engine=EngineOptions(
+                model=engine.options.model,
+                batch_size=1,
+                xla=False,
+                target_age=70.0,
+                input_age=30.0,
+                strength=strength,
+            ),
+            hair=hair,
+            outputs=(str(tmp_path / f"o{len(runs)}.mkv"),),
+            max_seconds=120.0,
+        )
+        with RealtimeSession(opts, on_frame=lambda f, img: got.append((f.image.copy(), img.copy()))) as s:
+            assert s.run().ended == "source_ended"
+        return got
+
+    runs: list[list[tuple[np.ndarray, np.ndarray]]] = []
+    runs.append(run(HairOptions()))
+    runs.append(run(HairOptions(enabled=True)))
+    runs.append(run(HairOptions(enabled=True), strength=0.0))
+    face, hair, still = runs
+    assert len(face) == len(hair) == len(still) > 20
+    for (src, f), (src2, h), (_, z) in list(zip(face, hair, still, strict=True))[5:]:
+        assert np.array_equal(src, src2)
+        moved = np.abs(h.astype(np.int16) - f).max(axis=2) > 10
+        new = moved & np.all(f == src, axis=2)  # changed by the hair stage only: not the face's change
+        assert new.sum() > 2000
+        assert new.sum() < 0.35 * new.size  # the hair, not the background
+        assert h[new].astype(float).mean() - src[new].astype(float).mean() > 10.0
+        assert np.ptp(h[new].astype(float), axis=1).mean() < np.ptp(src[new].astype(float), axis=1).mean()
+        assert np.array_equal(z, src)  # strength 0: neither the face nor the hair changes
