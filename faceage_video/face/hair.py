@@ -7,8 +7,8 @@ a stage of its own, in frame pixels, after the face's change is pasted back:
    face, outside the face below the brows, not skin-coloured (against the face's own cheeks), and coloured
    like the hair found above the forehead, and connected to the crown or the temples (hair grows from the
    scalp; a collar or a shirt of the hair's colour does not connect); feathered. Below the mouth, long hair
-   counts where it hangs in an unbroken run down its column from the mouth's level, to four inter-ocular
-   distances below the chin;
+   counts where it hangs in an unbroken run from the mouth's level down (fanning out by a pixel every
+   `HANG_SPREAD` rows at most), to four inter-ocular distances below the chin;
 2. how much (`hair_share`): aging greys the share of grey hair at the target age minus the share at the
    input age (`GREY_SHARE`, a coarse curve), of the hair still pigmented (`grey_amount`); de-aging gives
    colour back to that difference, of the hair that is grey (`colour_amount`);
@@ -56,6 +56,9 @@ HANG_WIDTH = 2.3
 # The longest gap, in inter-ocular distances, that a run of hanging hair bridges down its column (a
 # highlight across a lock, a strand over an earring).
 HANG_GAP = 0.3
+# Long hair fans out as it falls: a run of it may step one pixel sideways every `HANG_SPREAD` rows (a
+# slope of 1 in 3 follows liveportrait_d10's; a jacket it touches takes no more than that wedge).
+HANG_SPREAD = 3
 # Fine detail, as a multiple of the cheeks', from which a pixel of the skin's colour is taken for hair.
 TEXTURED = 3.0
 # How far the streak field moves a pixel's grey share, in logits per unit of the field.
@@ -196,6 +199,21 @@ def _fine_detail(luma: NDArray[np.float32], window: float) -> NDArray[np.float32
     )
 
 
+def _hanging(held: NDArray[np.bool_], spread: int) -> NDArray[np.bool_]:
+    """(h, w) where an unbroken run of `held` comes down from the top row, each run free to step one pixel
+    sideways every `spread` rows."""
+    run = np.zeros_like(held)
+    run[0] = held[0]
+    for y in range(1, held.shape[0]):
+        above = run[y - 1]
+        if y % spread == 0:
+            above = above.copy()
+            above[1:] |= run[y - 1, :-1]
+            above[:-1] |= run[y - 1, 1:]
+        np.logical_and(held[y], above, out=run[y])
+    return run
+
+
 def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOptions) -> HairMatte | None:
     """Where one face's hair is (module docstring, step 1), on the input frame.
 
@@ -242,7 +260,8 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     band = _smoothstep((HANG_WIDTH * d - np.abs(u)) / (0.15 * d)) * _smoothstep(
         (low - v) / (LONG_HAIR_FADE * d)
     )
-    head = np.where(hang, np.maximum(ellipse, band), ellipse)
+    # From the eyes down, not the mouth: the ellipse narrows there, and hair beside the jaw fell between.
+    head = np.where(v > 0.0, np.maximum(ellipse, band), ellipse)
 
     outline = oval_polygon(landmarks)
     oval = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -302,7 +321,7 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     held = cv2.morphologyEx(
         (raw > 0.25).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((2 * gap + 1, 1), np.uint8)
     )
-    run = np.logical_and.accumulate((held > 0) | ~hang, axis=0)
+    run = _hanging((held > 0) | ~hang, HANG_SPREAD)
     raw = raw * (run | ~hang)
     alpha = cv2.GaussianBlur(raw, (0, 0), max(0.02 * d, 0.7))
     alpha = np.clip(alpha, 0.0, 1.0)

@@ -198,6 +198,15 @@ def test_long_hair_is_matted_where_it_hangs_below_the_chin_and_the_neck_is_not(v
     assert (below[-10:, off > 0.8 * d] > 0.5).sum() > 100
     # ...and not the neck and chest under the chin.
     assert below[:, off < 0.4 * d].max() == 0.0
+    # The hair fans out as it falls, and beside the jaw it hangs between the head's ellipse and the band
+    # below the mouth: its dark strands there are matted (0.69 and 0.95 of them once, which left a dark
+    # strip along the hair's outer edge and a dark wedge under the earring).
+    luma = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    low = (luma < 60) & (off > 1.5 * d)
+    assert (full[-60:][low[-60:]] > 0.5).mean() > 0.8
+    eyes, mouth = int(lm[[33, 133, 362, 263], 1].mean()), int(lm[[13, 14], 1].mean())
+    jaw = (luma < 60) & (off > 1.2 * d)
+    assert (full[eyes:mouth][jaw[eyes:mouth]] > 0.5).mean() > 0.98
 
 
 def test_lit_copper_hair_of_the_skins_colour_is_matted_on_both_sides(videos_dir: Path) -> None:
