@@ -319,6 +319,7 @@ def webcam(
     from faceage_video.face.tracker import TrackerOptions
     from faceage_video.live import (
         GENERATOR_MODES,
+        LIVE_HAIR_EVERY,
         LIVE_ONE_EURO,
         RealtimeOptions,
         parse_size,
@@ -349,7 +350,9 @@ def webcam(
         tracker=TrackerOptions(max_faces=max_faces, max_missed=3, one_euro=LIVE_ONE_EURO),
         temporal=TemporalOptions(strength=temporal),
         blend=BlendOptions(mask=mask),
-        hair=HairOptions(enabled=age_hair or grey_share is not None, amount=grey_share),
+        hair=HairOptions(
+            enabled=age_hair or grey_share is not None, amount=grey_share, every=LIVE_HAIR_EVERY
+        ),
         faces=parse_faces(faces),  # type: ignore[arg-type]
         generator=generator,  # type: ignore[arg-type]  # checked against GENERATOR_MODES above
         generate_every=generate_every,

@@ -85,6 +85,9 @@ class HairOptions:
         reach: how far the head region reaches above the eyes, in inter-ocular distances.
         smoothing: weight of a track's previous matte, carried with the head, in each frame's (`HairSmoother`);
             0 is off. The matte of one frame alone moved about 9 % of its range a frame on known motion.
+        every: find the mattes on every k-th frame only (and on a track's first); in between, each track's
+            last matte is carried with its head (`HairSmoother.carried`). The live mode's saving: finding
+            a matte costs about what the face's own stages do.
     """
 
     enabled: bool = False
@@ -92,6 +95,7 @@ class HairOptions:
     white: float = 175.0
     reach: float = 2.3
     smoothing: float = 0.8
+    every: int = 1
 
     def __post_init__(self) -> None:
         if self.amount is not None and not (math.isfinite(self.amount) and 0.0 <= self.amount <= 1.0):
@@ -102,6 +106,8 @@ class HairOptions:
             raise OptionsError(f"hair reach must be in 1..4 inter-ocular distances, got {self.reach}")
         if not (math.isfinite(self.smoothing) and 0.0 <= self.smoothing < 1.0):
             raise OptionsError(f"hair matte smoothing must be in [0, 1), got {self.smoothing}")
+        if not 1 <= self.every <= 30:
+            raise OptionsError(f"the hair matte must be found every 1..30 frames, got {self.every}")
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,27 @@ def _fine_detail(luma: NDArray[np.float32], window: float) -> NDArray[np.float32
     )
 
 
+def _axes(
+    lm: NDArray[np.float64],
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """The inter-ocular distance, the point between the eyes, and the unit axes along the eyes and towards
+    the chin, of (478, 2) landmarks in frame pixels."""
+    left, right = (lm[list(pair)].mean(axis=0) for pair in _EYES)
+    d = float(np.linalg.norm(right - left))
+    eye = (left + right) / 2.0
+    ux = (right - left) / max(d, 1e-6)
+    uy = np.array([-ux[1], ux[0]])
+    if np.dot(lm[_CHIN] - eye, uy) < 0:
+        uy = -uy  # uy points from the eyes towards the chin
+    return d, eye, ux, uy
+
+
+def face_axes(landmarks: Landmarks) -> NDArray[np.float64]:
+    """(2, 3) frame pixels → the face's own axes (`HairMatte.to_face`) of (478, 2) landmarks."""
+    _, eye, ux, uy = _axes(np.asarray(landmarks, np.float64))
+    return np.array([[ux[0], ux[1], -float(ux @ eye)], [uy[0], uy[1], -float(uy @ eye)]], np.float64)
+
+
 def _hanging(held: NDArray[np.bool_], spread: int) -> NDArray[np.bool_]:
     """(h, w) where an unbroken run of `held` comes down from the top row, each run free to step one pixel
     sideways every `spread` rows."""
@@ -229,15 +256,9 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     """
     h, w = frame.shape[:2]
     lm = np.asarray(landmarks, np.float64)
-    left, right = (lm[list(pair)].mean(axis=0) for pair in _EYES)
-    d = float(np.linalg.norm(right - left))
+    d, eye, ux, uy = _axes(lm)
     if d < 8.0:
         return None
-    eye = (left + right) / 2.0
-    ux = (right - left) / d
-    uy = np.array([-ux[1], ux[0]])
-    if np.dot(lm[_CHIN] - eye, uy) < 0:
-        uy = -uy  # uy points from the eyes towards the chin
     v_chin = float(np.dot(lm[_CHIN] - eye, uy))
     v_mouth = float(np.dot(lm[list(_MOUTH)].mean(axis=0) - eye, uy))
     v_brow = float(np.dot(lm[list(_BROWS)].mean(axis=0) - eye, uy))
@@ -326,7 +347,7 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     alpha = cv2.GaussianBlur(raw, (0, 0), max(0.02 * d, 0.7))
     alpha = np.clip(alpha, 0.0, 1.0)
     alpha[alpha < ALPHA_FLOOR] = 0.0
-    to_face = np.array([[ux[0], ux[1], -float(ux @ eye)], [uy[0], uy[1], -float(uy @ eye)]], np.float64)
+    to_face = face_axes(landmarks)
     # The box shrinks to the hair, so what follows (streaks, greying, carrying) works on the hair only.
     rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
     if rows.size == 0:
@@ -369,6 +390,38 @@ class HairSmoother:
             matte = replace(matte, alpha=alpha, streaks=streaks)
         self._last[track_id] = matte
         return matte
+
+    def carried(self, track_id: int, to_face: Affine, shape: tuple[int, ...]) -> HairMatte | None:
+        """The track's last matte carried with its head to a frame where the face's axes are `to_face`
+        (`face_axes`), without finding it there (`HairOptions.every`); None for a track with none.
+
+        Args:
+            shape: the frame's (H, W, …); the carried box is clipped to it.
+        """
+        prev = self._last.get(track_id)
+        if prev is None:
+            return None
+        # Previous frame pixel → face axes → this frame's pixel.
+        fwd = _invert(to_face) @ np.vstack([np.asarray(prev.to_face, np.float64), [0.0, 0.0, 1.0]])
+        px0, py0, px1, py1 = prev.box
+        corners = fwd[:2] @ np.array([[px0, px1, px0, px1], [py0, py0, py1, py1], [1.0, 1.0, 1.0, 1.0]])
+        x0, y0 = max(math.floor(corners[0].min()), 0), max(math.floor(corners[1].min()), 0)
+        x1, y1 = min(math.ceil(corners[0].max()), shape[1]), min(math.ceil(corners[1].max()), shape[0])
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        # This box's pixel → previous box pixel, as `__call__` maps it.
+        shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+        m = (np.linalg.inv(fwd) @ shift)[:2] - np.array([[0.0, 0.0, px0], [0.0, 0.0, py0]])
+        size = (x1 - x0, y1 - y0)
+
+        def move(a: NDArray[np.float32]) -> NDArray[np.float32]:
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            return np.asarray(cv2.warpAffine(a, m, size, flags=flags, borderValue=0.0), np.float32)
+
+        alpha = move(prev.alpha)
+        alpha[alpha < ALPHA_FLOOR] = 0.0
+        streaks = None if prev.streaks is None else move(prev.streaks)
+        return HairMatte((x0, y0, x1, y1), alpha, prev.scale, np.asarray(to_face, np.float64), streaks)
 
     def _carry(
         self, previous: NDArray[np.float32], m: NDArray[np.float64], current: NDArray[np.float32]

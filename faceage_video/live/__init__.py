@@ -19,6 +19,7 @@ from faceage_video.live.generation import GenerationPacer
 from faceage_video.live.handoff import LatestSlot
 from faceage_video.live.options import (
     GENERATOR_MODES,
+    LIVE_HAIR_EVERY,
     LIVE_ONE_EURO,
     LIVE_TEMPORAL,
     OUTPUT_KINDS,
@@ -37,6 +38,7 @@ from faceage_video.live.stats import STATS_SCHEMA, EndReason, FrameCounts, LiveR
 
 __all__ = [
     "GENERATOR_MODES",
+    "LIVE_HAIR_EVERY",
     "LIVE_ONE_EURO",
     "LIVE_TEMPORAL",
     "OUTPUT_KINDS",

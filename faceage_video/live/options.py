@@ -44,6 +44,9 @@ LIVE_ONE_EURO = OneEuroOptions(min_cutoff=1.5, beta=0.3, d_cutoff=1.0)
 # Residual EMA for live use: weight 0.3 on history averages about 1.4 frames (the offline 0.6: 2.5 frames),
 # and the motion-aware term still follows a new expression at once.
 LIVE_TEMPORAL = TemporalOptions(strength=0.3)
+# The hair matte, found on every third frame and carried with the head in between: finding it costs about
+# what the face's own stages do, and hair moves with the head.
+LIVE_HAIR_EVERY = 3
 _CAMERA_RE = re.compile(r"^(\d+|/dev/video\d+)$")
 
 
@@ -120,7 +123,8 @@ class RealtimeOptions:
         temporal: residual EMA (`LIVE_TEMPORAL`: low lag) and scene cuts.
         blend: mask, feather, colour match.
         hair: the hair stage (off by default): greys or colours the hair around each face by the share
-            between its age and the target, at the controls' direction, target age and strength.
+            between its age and the target, at the controls' direction, target age and strength; the matte
+            is found every `LIVE_HAIR_EVERY` frames.
         faces: "all", "largest", or track ids.
         generator: "async" runs the generator in its own thread and re-pastes the last residual of each
             tracked face, so the frame rate never waits for the model; "sync" generates every frame's faces
@@ -162,7 +166,7 @@ class RealtimeOptions:
     )
     temporal: TemporalOptions = LIVE_TEMPORAL
     blend: BlendOptions = field(default_factory=BlendOptions)
-    hair: HairOptions = field(default_factory=HairOptions)
+    hair: HairOptions = field(default_factory=lambda: HairOptions(every=LIVE_HAIR_EVERY))
     faces: FaceSelection | tuple[int, ...] = "all"
     generator: GeneratorMode = "async"
     generate_every: int = 0

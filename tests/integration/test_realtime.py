@@ -27,6 +27,7 @@ from faceage_video.cli import main
 from faceage_video.engine.generator import AgingEngine, EngineOptions
 from faceage_video.errors import OutputError, SourceError
 from faceage_video.live import (
+    LIVE_HAIR_EVERY,
     RealtimeOptions,
     RealtimeSession,
     run_realtime,
@@ -399,8 +400,9 @@ def test_live_age_hair_greys_the_hair_beside_the_face_and_follows_the_controls(
     short_clip: Path, engine: AgingEngine, tmp_path: Path
 ) -> None:
     """`webcam --age-hair`: with the hair stage on, aging 30 → 70 lightens the hair around the face and takes
-    its colour, where the same run without the stage leaves those pixels as captured; at strength 0 (the
-    controls) the hair is left as it was."""
+    its colour, where the same run without the stage leaves those pixels as captured, also on the frames
+    between those the matte is found on (every third); at strength 0 (the controls) the hair is left as it
+    was."""
     from faceage_video.face.hair import HairOptions
 
     def run(hair: HairOptions, strength: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -422,13 +424,24 @@ def test_live_age_hair_greys_the_hair_beside_the_face_and_follows_the_controls(
             max_seconds=120.0,
         )
         with RealtimeSession(opts, on_frame=lambda f, img: got.append((f.image.copy(), img.copy()))) as s:
+            segmenter, calls = s.analyzer.segmenter, [0]
+            if segmenter is not None:
+
+                def counted(image: np.ndarray) -> np.ndarray:
+                    calls[0] += 1
+                    return segmenter(image)
+
+                s.analyzer.segmenter = counted  # type: ignore[assignment]
             assert s.run().ended == "source_ended"
+            s.analyzer.segmenter = segmenter
+        if hair.enabled:
+            assert calls[0] == math.ceil(len(got) / LIVE_HAIR_EVERY)
         return got
 
     runs: list[list[tuple[np.ndarray, np.ndarray]]] = []
     runs.append(run(HairOptions()))
-    runs.append(run(HairOptions(enabled=True)))
-    runs.append(run(HairOptions(enabled=True), strength=0.0))
+    runs.append(run(HairOptions(enabled=True, every=LIVE_HAIR_EVERY)))
+    runs.append(run(HairOptions(enabled=True, every=LIVE_HAIR_EVERY), strength=0.0))
     face, hair, still = runs
     assert len(face) == len(hair) == len(still) > 20
     for (src, f), (src2, h), (_, z) in list(zip(face, hair, still, strict=True))[5:]:

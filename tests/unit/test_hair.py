@@ -46,7 +46,14 @@ def test_grey_share_rises_with_age_and_the_amount_only_when_aging() -> None:
 
 
 def test_hair_options_refuse_out_of_range_values() -> None:
-    for bad in ({"amount": 1.5}, {"amount": -0.1}, {"white": 20.0}, {"reach": 9.0}, {"amount": float("nan")}):
+    for bad in (
+        {"amount": 1.5},
+        {"amount": -0.1},
+        {"white": 20.0},
+        {"reach": 9.0},
+        {"amount": float("nan")},
+        {"every": 0},
+    ):
         with pytest.raises(OptionsError):
             HairOptions(enabled=True, **bad)  # type: ignore[arg-type]
 
@@ -276,6 +283,30 @@ def test_the_smoother_carries_the_previous_matte_with_the_head() -> None:
     smoother.reset(3)
     assert smoother(3, second).alpha.max() == 0.0
     assert HairSmoother(0.0)(3, second).alpha.max() == 0.0
+
+
+def test_a_matte_carried_between_the_frames_it_is_found_on_moves_with_the_head() -> None:
+    """`HairSmoother.carried`: the last matte found for a track, moved to where the face's axes now are
+    (here 7 px right and 3 px down), clipped to the frame; nothing for a track never found."""
+    smoother = HairSmoother(0.8)
+    alpha = np.zeros((30, 40), np.float32)
+    alpha[10:20, 5:15] = 1.0
+    streaks = np.arange(30 * 40, dtype=np.float32).reshape(30, 40)
+    at = np.array([[1.0, 0.0, -50.0], [0.0, 1.0, -60.0]])  # face axes: origin at (50, 60)
+    smoother(2, HairMatte((20, 40, 60, 70), alpha, 40.0, at, streaks))
+    moved = at - np.array([[0.0, 0.0, 7.0], [0.0, 0.0, 3.0]])  # the head at (57, 63)
+    out = smoother.carried(2, moved, (100, 100, 3))
+    assert out is not None
+    assert out.box == (27, 43, 67, 73)
+    np.testing.assert_allclose(out.alpha, alpha, atol=1e-6)
+    assert out.streaks is not None
+    np.testing.assert_allclose(out.streaks, streaks, atol=1e-3)
+    np.testing.assert_allclose(out.to_face, moved)
+    # Near the frame's edge the box is clipped, and the matte keeps its place in the frame.
+    edge = smoother.carried(2, at - np.array([[0.0, 0.0, 50.0], [0.0, 0.0, 0.0]]), (100, 100, 3))
+    assert edge is not None and edge.box == (70, 40, 100, 70)
+    np.testing.assert_allclose(edge.alpha, alpha[:, :30], atol=1e-6)
+    assert smoother.carried(5, moved, (100, 100, 3)) is None
 
 
 def _synthetic_head() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
