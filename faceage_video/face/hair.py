@@ -220,10 +220,16 @@ def _axes(
     return d, eye, ux, uy
 
 
+def _to_face(
+    eye: NDArray[np.float64], ux: NDArray[np.float64], uy: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    return np.array([[ux[0], ux[1], -float(ux @ eye)], [uy[0], uy[1], -float(uy @ eye)]], np.float64)
+
+
 def face_axes(landmarks: Landmarks) -> NDArray[np.float64]:
     """(2, 3) frame pixels → the face's own axes (`HairMatte.to_face`) of (478, 2) landmarks."""
     _, eye, ux, uy = _axes(np.asarray(landmarks, np.float64))
-    return np.array([[ux[0], ux[1], -float(ux @ eye)], [uy[0], uy[1], -float(uy @ eye)]], np.float64)
+    return _to_face(eye, ux, uy)
 
 
 def _hanging(held: NDArray[np.bool_], spread: int) -> NDArray[np.bool_]:
@@ -347,7 +353,7 @@ def hair_matte(frame: Frame, landmarks: Landmarks, person: Mask, options: HairOp
     alpha = cv2.GaussianBlur(raw, (0, 0), max(0.02 * d, 0.7))
     alpha = np.clip(alpha, 0.0, 1.0)
     alpha[alpha < ALPHA_FLOOR] = 0.0
-    to_face = face_axes(landmarks)
+    to_face = _to_face(eye, ux, uy)
     # The box shrinks to the hair, so what follows (streaks, greying, carrying) works on the hair only.
     rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
     if rows.size == 0:
@@ -376,12 +382,7 @@ class HairSmoother:
         """The matte of one track in this frame, smoothed (the current one as it is on a track's first)."""
         prev = self._last.get(track_id)
         if self.weight > 0.0 and prev is not None:
-            x0, y0 = matte.box[0], matte.box[1]
-            px0, py0 = prev.box[0], prev.box[1]
-            # Current box pixel → frame → face axes → previous frame → previous box pixel.
-            to_prev = _invert(prev.to_face) @ np.vstack([matte.to_face, [0.0, 0.0, 1.0]])
-            shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-            m = (to_prev @ shift)[:2] - np.array([[0.0, 0.0, px0], [0.0, 0.0, py0]])
+            m = _to_previous_box(prev, matte.to_face, matte.box[0], matte.box[1])
             alpha = self._carry(prev.alpha, m, matte.alpha)
             alpha[alpha < ALPHA_FLOOR] = 0.0
             streaks = matte.streaks
@@ -401,7 +402,7 @@ class HairSmoother:
         prev = self._last.get(track_id)
         if prev is None:
             return None
-        # Previous frame pixel → face axes → this frame's pixel.
+        # The previous box's corners in this frame: previous frame pixel → face axes → this frame's pixel.
         fwd = _invert(to_face) @ np.vstack([np.asarray(prev.to_face, np.float64), [0.0, 0.0, 1.0]])
         px0, py0, px1, py1 = prev.box
         corners = fwd[:2] @ np.array([[px0, px1, px0, px1], [py0, py0, py1, py1], [1.0, 1.0, 1.0, 1.0]])
@@ -409,9 +410,7 @@ class HairSmoother:
         x1, y1 = min(math.ceil(corners[0].max()), shape[1]), min(math.ceil(corners[1].max()), shape[0])
         if x1 - x0 < 2 or y1 - y0 < 2:
             return None
-        # This box's pixel → previous box pixel, as `__call__` maps it.
-        shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-        m = (np.linalg.inv(fwd) @ shift)[:2] - np.array([[0.0, 0.0, px0], [0.0, 0.0, py0]])
+        m = _to_previous_box(prev, to_face, x0, y0)
         size = (x1 - x0, y1 - y0)
 
         def move(a: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -453,6 +452,14 @@ class HairSmoother:
             self._last.clear()
         else:
             self._last.pop(track_id, None)
+
+
+def _to_previous_box(prev: HairMatte, to_face: Affine, x0: int, y0: int) -> NDArray[np.float64]:
+    """(2, 3) pixel of a box at (x0, y0) in a frame whose face axes are `to_face` → pixel of `prev.box`:
+    box → frame → face axes → previous frame → previous box."""
+    to_prev = _invert(prev.to_face) @ np.vstack([np.asarray(to_face, np.float64), [0.0, 0.0, 1.0]])
+    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    return np.asarray((to_prev @ shift)[:2] - np.array([[0.0, 0.0, prev.box[0]], [0.0, 0.0, prev.box[1]]]))
 
 
 def _invert(m: Affine) -> NDArray[np.float64]:

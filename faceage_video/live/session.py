@@ -356,7 +356,7 @@ class RealtimeSession:
             )
         t = time.perf_counter()
         # The offline pipeline's own smooth + paste-back, on the residuals prepared above.
-        composite([job], residuals, self.smoother, self.options.blend, True, hair, shares)
+        composite([job], residuals, self.smoother, self.options.blend, hair=hair, hair_shares=shares)
         self.stats.stage("render", time.perf_counter() - t)
         assert job.image is not None  # composite sets it
         return job.image, len(ids), reused, ages
