@@ -139,6 +139,12 @@ def export(
         Path | None,
         typer.Option(help="take F from this bundle instead of the checkpoint (the manifest and card say so)"),
     ] = None,
+    ema: Annotated[
+        bool,
+        typer.Option(
+            help="ship the weights' moving average where the run kept one (ema_decay); --no-ema: the last step's"
+        ),
+    ] = True,
 ) -> None:
     """Write a model bundle (manifest, G/F weights, card, samples) from a checkpoint.
 
@@ -162,6 +168,7 @@ def export(
         force=force,
         g_from=g_from,
         f_from=f_from,
+        ema=ema,
     )
     if force:
         typer.secho("exported with --force: the card lists the gates it failed", fg="yellow", err=True)

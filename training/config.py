@@ -129,6 +129,11 @@ class TrainConfig:
             whole run. The architecture of the generators that learn must be this config's, at any texture
             size (a 128 px bundle can start a 192 px run); the one that does not learn ships from the bundle
             as it is. Ignored when resuming.
+        ema_decay: keep an exponential moving average of the learning generators' weights (decay per
+            step, warmed up as min(decay, (1 + n) / (10 + n)) over its first updates) and export it
+            instead of the last step's weights: the adversarial phase's step-to-step swings (mottled
+            skin, blotches) average out. 0: off. The average is in the checkpoints, so a resumed run
+            keeps it.
     """
 
     name: str = "utkface-128"
@@ -197,6 +202,7 @@ class TrainConfig:
     disc_age_negatives: float = 0.0
     train_generators: str = "both"
     init_from: str = ""
+    ema_decay: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -246,6 +252,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be [low, high] with 0 <= low <= high, got {[lo, hi]}")
         if self.young[1] >= self.old[0]:
             raise ConfigError(f"young {list(self.young)} must end below old {list(self.old)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.warm_steps <= self.steps:
             raise ConfigError(f"warm_steps must be in 0..steps ({self.steps}), got {self.warm_steps}")
         if not 0 < self.val_fraction < 1:

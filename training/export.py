@@ -374,6 +374,11 @@ def _mesh_card(
             + "."
             if adv > 0
             else "No adversarial steps."
+        )
+        + (
+            f" The learning generators ship as their weights' moving average (decay {cfg.ema_decay})."
+            if str(manifest.training.get("weights", "")).startswith("moving average")
+            else ""
         ),
         "",
         "## Data",
@@ -412,6 +417,7 @@ def export_bundle(
     force: bool = False,
     g_from: Path | None = None,
     f_from: Path | None = None,
+    ema: bool = True,
 ) -> Path:
     """Write `out_dir/name/` from a checkpoint.
 
@@ -428,6 +434,8 @@ def export_bundle(
             and card name it. A run that trained only F (`train_generators = "F"`) takes its `init_from`.
         f_from: the same for `F`: a run that trained only G ships beside an `F` judged in another bundle,
             or else its `init_from`'s.
+        ema: ship the learning generators' moving average where the run kept one (`ema_decay`);
+            False ships the last step's weights (to judge the two against each other).
 
     Returns:
         The bundle folder.
@@ -454,6 +462,9 @@ def export_bundle(
     model = CycleGAN(cfg)
     model.restore(ckpt)
     g_record: dict[str, Any] = {}
+    if cfg.ema_decay > 0:
+        averaged = ema and model.use_ema()
+        g_record["weights"] = f"moving average, decay {cfg.ema_decay}" if averaged else "last step"
     if g_from is None and cfg.train_generators == "F" and cfg.init_from:
         # Only F learned: G is the start bundle's, unchanged, and the manifest says where it was trained.
         g_from = Path(cfg.init_from)

@@ -371,6 +371,18 @@ class CycleGAN:
         self.pool_y = tf.Variable(tf.zeros((p, s, s, 3)), trainable=False, name="pool_y")
         self.pool_n = tf.Variable(tf.zeros((2,), tf.int32), trainable=False, name="pool_n")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # The moving average of the learning generators' weights (`ema_decay`), one copy per weight.
+        learning = [n for n, on in ((self.G, self.trains_g), (self.F, self.trains_f)) if on]
+        self.ema_pairs: list[tuple[Any, tf.Variable]] = (
+            [
+                (w, tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False))
+                for n in learning
+                for w in n.weights
+            ]
+            if cfg.ema_decay > 0
+            else []
+        )
+        self.ema_n = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_n")
         w = teacher_weight_map(cfg)
         self.teach_w = None if w is None else tf.constant(w)
         self.texture = texture_loss(cfg)
@@ -394,6 +406,8 @@ class CycleGAN:
             self.pool_y,
             self.pool_n,
             self.step,
+            # Only a run with the average holds it, so older checkpoints keep their layout.
+            *([e for _, e in self.ema_pairs] + [self.ema_n] if self.ema_pairs else []),
         ]
 
     def save(self, path: Path) -> None:
@@ -500,6 +514,28 @@ class CycleGAN:
                     )
                 v.assign(arr)
 
+    def _update_ema(self) -> None:
+        """Fold the current weights into the average; the first update copies them (no bias to zero)."""
+        if not self.ema_pairs:
+            return
+        n = tf.cast(self.ema_n, tf.float32)
+        d = tf.minimum(self.cfg.ema_decay, (1.0 + n) / (10.0 + n)) * tf.cast(self.ema_n > 0, tf.float32)
+        for w, e in self.ema_pairs:
+            e.assign(d * e + (1.0 - d) * tf.cast(w.value, e.dtype))
+        self.ema_n.assign_add(1)
+
+    def use_ema(self) -> bool:
+        """Set the learning generators to their weights' moving average (for export and samples).
+
+        Returns:
+            False when this run keeps no average or has not updated it yet (the weights stay as they are).
+        """
+        if not self.ema_pairs or int(self.ema_n.numpy()) == 0:
+            return False
+        for w, e in self.ema_pairs:
+            w.assign(e)
+        return True
+
     def set_learning_rate(self, step: int) -> float:
         """Linear decay from `decay_from` to 0 at `steps`."""
         cfg = self.cfg
@@ -561,6 +597,7 @@ class CycleGAN:
                     total += w_tex * tex
         grads = tape.gradient(total, self.gen_vars)
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
+        self._update_ema()
         self.step.assign_add(1)
         return out
 
@@ -642,6 +679,7 @@ class CycleGAN:
             )
         grads = tape.gradient(total, self.gen_vars)
         self.opt_gen.apply_gradients(zip(grads, self.gen_vars, strict=False))
+        self._update_ema()
 
         k = tf.stack([tf.constant(self.cfg.seed + 99, tf.int64), self.step])
         w = cfg.disc_age_negatives

@@ -1088,3 +1088,58 @@ def test_train_generators_f_learns_f_and_d_x_only_and_the_unweighed_cycle_is_not
     assert {"adv_F", "D_X", "teach"} <= set(out) and not {"adv_G", "D_Y", "cycle"} & set(out)
     with pytest.raises(Exception, match="train_generators must be both, G or F"):
         tiny_config(tmp_path, train_generators="D")
+
+
+def test_ema_averages_the_learning_generator_resumes_and_exports(tmp_path: Path) -> None:
+    """`ema_decay`: the average of F's weights follows the warmed-up recursion step by step (G, which does
+    not learn, keeps none); a checkpoint holds it; export ships it, and `ema=False` the last step's weights."""
+    import keras
+
+    from training.export import export_bundle
+    from training.train import CycleGAN
+
+    decay = 0.5
+    cfg = tiny_config(
+        tmp_path,
+        steps=4,
+        warm_steps=1,
+        lambda_cycle=0.0,
+        lambda_identity=0.0,
+        train_generators="F",
+        ema_decay=decay,
+    )
+    keras.utils.set_random_seed(cfg.seed)
+    model = CycleGAN(cfg)
+    assert len(model.ema_pairs) == len(model.F.weights)
+    want: list[np.ndarray] = []
+
+    def on_step(step: int, _: dict[str, float]) -> None:
+        now = [np.array(w.numpy()) for w in model.F.weights]
+        n = step - 1  # updates before this one
+        d = 0.0 if n == 0 else min(decay, (1 + n) / (10 + n))
+        want[:] = now if n == 0 else [d * e + (1 - d) * w for e, w in zip(want, now, strict=True)]
+
+    model.train_steps(_train_data(), cfg.steps, on_step)
+    last = [np.array(w.numpy()) for w in model.F.weights]
+    ema = [np.array(e.numpy()) for _, e in model.ema_pairs]
+    for e, w in zip(ema, want, strict=True):
+        np.testing.assert_allclose(e, w, rtol=1e-5, atol=1e-6)
+    assert _changed(ema, last)
+
+    ckdir = Path(cfg.run_dir) / "checkpoints"
+    ckdir.mkdir(parents=True)
+    (Path(cfg.run_dir) / "config.json").write_text(json.dumps(cfg.to_dict()))
+    model.save(ckdir / "ckpt-4.npz")
+    again = CycleGAN(cfg)
+    again.restore(ckdir / "ckpt-4.npz")
+    assert int(again.ema_n.numpy()) == cfg.steps
+    assert _equal([np.array(e.numpy()) for _, e in again.ema_pairs], ema)
+
+    averaged = export_bundle(ckdir / "ckpt-4.npz", "avg", out_dir=tmp_path / "b", force=True)
+    raw = export_bundle(ckdir / "ckpt-4.npz", "raw", out_dir=tmp_path / "b", force=True, ema=False)
+    assert _equal(_bundle_weights(averaged, "F"), ema)
+    assert _equal(_bundle_weights(raw, "F"), last)
+    manifest = json.loads((averaged / "manifest.json").read_text())
+    assert manifest["training"]["weights"] == f"moving average, decay {decay}"
+    with pytest.raises(Exception, match="ema_decay must be in"):
+        tiny_config(tmp_path, ema_decay=1.0)
