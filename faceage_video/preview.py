@@ -3,7 +3,8 @@
 Routes, all on one stdlib `ThreadingHTTPServer` in a background thread:
 
     GET  /             the page: the video, the stats (polled twice a second) and the controls: on/off,
-                       direction, strength slider, quit; the window's keys work on the page too
+                       direction, hair, strength and target-age sliders, quit; the window's keys work on
+                       the page too
     GET  /?video=only  the video alone on a black page (an OBS browser source)
     GET  /stream.mjpg  multipart/x-mixed-replace JPEG stream of the output frames
     GET  /frame.jpg    the latest output frame
@@ -458,6 +459,7 @@ _PAGE = """<!doctype html>
  <div>
   <button id="toggle" type="button">effect</button>
   <button id="direction" type="button">direction</button>
+  <button id="hair" type="button">hair</button>
   <button id="quit" type="button">quit</button>
  </div>
  <label>strength <input id="strength" type="range" min="0" max="1" step="0.05">
@@ -468,6 +470,7 @@ _PAGE = """<!doctype html>
  <table>
   <tr><td>effect</td><td id="stat-effect">-</td></tr>
   <tr><td>direction</td><td id="stat-direction">-</td></tr>
+  <tr><td>hair</td><td id="stat-hair">-</td></tr>
   <tr><td>fps (now)</td><td id="stat-fps">-</td></tr>
   <tr><td>fps (sustained)</td><td id="stat-sustained">-</td></tr>
   <tr><td>latency p50 / p95 ms</td><td id="stat-latency">-</td></tr>
@@ -477,7 +480,7 @@ _PAGE = """<!doctype html>
   <tr><td>generator / s</td><td id="stat-gen">-</td></tr>
   <tr><td>status</td><td id="stat-status">connecting</td></tr>
  </table>
- <div class="keys">keys: space on/off · + / − strength · d direction · q quit</div>
+ <div class="keys">keys: space on/off · + / − strength · d direction · h hair · q quit</div>
 </aside>
 <script>
 "use strict";
@@ -495,6 +498,9 @@ function show(s) {
   $("target-age-value").textContent = s.target_age === null ? "off" : String(s.target_age);
   $("stat-effect").textContent = s.enabled ? "on" : "off";
   $("stat-direction").textContent = s.direction;
+  $("hair").textContent = s.hair ? "hair: on" : "hair: off";
+  $("hair").className = s.hair ? "on" : "";
+  $("stat-hair").textContent = s.hair ? "on" : "off";
 }
 async function control(cmd) {
   const r = await fetch("/control", {method: "POST", headers: {"Content-Type": "application/json"},
@@ -522,6 +528,7 @@ async function poll() {
 }
 $("toggle").onclick = () => control({action: "toggle"});
 $("direction").onclick = () => control({action: "direction"});
+$("hair").onclick = () => control({action: "hair"});
 $("quit").onclick = () => control({action: "quit"});
 $("strength").oninput = (e) => control({strength: Number(e.target.value)});
 $("target-age").oninput = (e) => control({target_age: Number(e.target.value)});
@@ -533,6 +540,7 @@ document.addEventListener("keydown", (e) => {
   else if (k === "+" || k === "=") { control({action: "stronger"}); }
   else if (k === "-" || k === "_") { control({action: "weaker"}); }
   else if (k === "d" || k === "D") { control({action: "direction"}); }
+  else if (k === "h" || k === "H") { control({action: "hair"}); }
   else if (k === "q" || k === "Q") { control({action: "quit"}); }
 });
 poll();

@@ -170,6 +170,7 @@ class FaceAnalyzer:
         self.hair = hair or HairOptions()
         # The hair matte is found on the input frame, before any face's change is pasted into it.
         self.segmenter = PersonSegmenter() if self.hair.enabled else None
+        self.hair_on = self.hair.enabled  # `set_hair` turns it on and off between frames (the live control)
         self.hair_smoother = HairSmoother(self.hair.smoothing)
         # For `HairOptions.every`: frames with faces since the last cut, and the tracks looked at so far.
         self._hair_count = 0
@@ -233,7 +234,7 @@ class FaceAnalyzer:
         jobs: list[FaceJob] = []
         chosen = select_faces(faces, self.selection)
         person = None
-        if self.segmenter is not None and chosen:
+        if self.segmenter is not None and self.hair_on and chosen:
             new = any(f.track_id not in self._hair_seen for f in chosen)
             if self._hair_count % self.hair.every == 0 or new:
                 person = self.segmenter(image)
@@ -250,11 +251,24 @@ class FaceAnalyzer:
             if person is not None:
                 matte = hair_matte(image, face.landmarks, person, self.hair)
                 job.hair = None if matte is None else self.hair_smoother(face.track_id, matte)
-            elif self.segmenter is not None:
+            elif self.segmenter is not None and self.hair_on:
                 # Between the frames it is found on, the matte rides with the head.
                 job.hair = self.hair_smoother.carried(face.track_id, face_axes(face.landmarks), image.shape)
             jobs.append(job)
         return jobs
+
+    def set_hair(self, on: bool) -> None:
+        """Find hair mattes from the next frame on, or stop (the live hair control). Turned on, every face's
+        matte is found afresh on the next frame, never carried from before it was off; the segmenter loads on
+        first use."""
+        if on == self.hair_on:
+            return
+        if on and self.segmenter is None:
+            self.segmenter = PersonSegmenter()
+        self.hair_on = on
+        self.hair_smoother.reset()
+        self._hair_count = 0
+        self._hair_seen.clear()
 
     def reset(self) -> None:
         """Forget every track and the previous frame, as at the start of a new clip (the landmarker's graph

@@ -26,6 +26,7 @@ class ControlState:
         strength: share of the generated change applied, 0..1.
         quit: the user asked to stop.
         target_age: age in years to move faces to (age-conditioned models); None: `direction` alone.
+        hair: the hair ages with the face (the hair stage, `--age-hair`).
     """
 
     enabled: bool
@@ -33,6 +34,7 @@ class ControlState:
     strength: float
     quit: bool = False
     target_age: float | None = None
+    hair: bool = False
 
     def generator(self, engine: EngineOptions) -> tuple[Direction, tuple[float, float]]:
         """The direction whose model runs and the (input, target) ages it is asked for, with the engine's
@@ -47,9 +49,11 @@ class ControlState:
 class LiveControls:
     """Thread-safe controls shared by the window keys, the preview page and the processing loop."""
 
-    def __init__(self, enabled: bool = True, direction: Direction = "older", strength: float = 1.0) -> None:
+    def __init__(
+        self, enabled: bool = True, direction: Direction = "older", strength: float = 1.0, hair: bool = False
+    ) -> None:
         self._lock = threading.Lock()
-        self._state = ControlState(enabled, direction, self._check_strength(strength))
+        self._state = ControlState(enabled, direction, self._check_strength(strength), hair=bool(hair))
 
     @staticmethod
     def _check_strength(value: float) -> float:
@@ -97,11 +101,18 @@ class LiveControls:
             raise OptionsError(f"target age must be a number of years in 10..100, got {value!r}")
         return self._update(target_age=round(v, 1))
 
+    def set_hair(self, on: bool) -> ControlState:
+        return self._update(hair=bool(on))
+
+    def toggle_hair(self) -> ControlState:
+        return self._update(hair=not self.snapshot().hair)
+
     def request_quit(self) -> ControlState:
         return self._update(quit=True)
 
     def handle_key(self, key: int | str) -> bool:
-        """Apply one key: space toggles, +/= and - change the strength, d switches direction, q or Esc quits.
+        """Apply one key: space toggles, +/= and - change the strength, d switches direction, h toggles the hair,
+        q or Esc quits.
 
         Returns:
             True when the key meant something.
@@ -115,6 +126,8 @@ class LiveControls:
             self.bump_strength(-STRENGTH_STEP)
         elif ch in ("d", "D"):
             self.switch_direction()
+        elif ch in ("h", "H"):
+            self.toggle_hair()
         elif ch in ("q", "Q", "\x1b"):
             self.request_quit()
         else:
@@ -125,8 +138,9 @@ class LiveControls:
         """Apply a command from the preview page and return the new state as a dict.
 
         Args:
-            command: {"action": "toggle" | "on" | "off" | "direction" | "stronger" | "weaker" | "quit"},
-                and/or {"strength": 0..1}, {"direction": "older" | "younger"}, {"enabled": bool}.
+            command: {"action": "toggle" | "on" | "off" | "direction" | "stronger" | "weaker" | "hair" |
+                "quit"}, and/or {"strength": 0..1}, {"direction": "older" | "younger"}, {"enabled": bool},
+                {"hair": bool}, {"target_age": years | null}.
 
         Raises:
             OptionsError: an unknown action or a bad value.
@@ -139,6 +153,7 @@ class LiveControls:
             "direction": self.switch_direction,
             "stronger": lambda: self.bump_strength(STRENGTH_STEP),
             "weaker": lambda: self.bump_strength(-STRENGTH_STEP),
+            "hair": self.toggle_hair,
             "quit": self.request_quit,
         }
         if action is not None:
@@ -162,4 +177,8 @@ class LiveControls:
             self.set_direction(str(command["direction"]))
         if "enabled" in command:
             self.set_enabled(bool(command["enabled"]))
+        if "hair" in command:
+            if not isinstance(command["hair"], bool):
+                raise OptionsError(f"hair must be true or false, got {command['hair']!r}")
+            self.set_hair(command["hair"])
         return asdict(self.snapshot())

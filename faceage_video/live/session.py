@@ -81,7 +81,9 @@ class RealtimeSession:
         """
         self.options = options
         if controls is None:
-            controls = LiveControls(options.enabled, options.engine.direction, options.engine.strength)
+            controls = LiveControls(
+                options.enabled, options.engine.direction, options.engine.strength, options.hair.enabled
+            )
             controls.set_target_age(options.engine.target_age)
         self.controls = controls
         self.stats = LiveStats(options.warmup_s)
@@ -306,6 +308,7 @@ class RealtimeSession:
             the age in ms of each residual pasted.
         """
         t = time.perf_counter()
+        self.analyzer.set_hair(state.hair)
         job = self.analyzer.analyze(DecodedFrame(frame.index, frame.image, None, OUT_TIME_BASE, frame.time_s))
         self.stats.stage("landmarks_track_align", time.perf_counter() - t)
         for tid in job.ended:
@@ -343,7 +346,7 @@ class RealtimeSession:
             reused += age_ms > 0
         hair = self.options.hair
         shares = None
-        if hair.enabled and ids:
+        if state.hair and ids:
             # The hair follows the controls as the faces do: their direction, target age and strength.
             now = replace(
                 self.options.engine,

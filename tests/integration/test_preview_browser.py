@@ -2,8 +2,8 @@
 
 Loads the page while a real clip plays at real-time pace, checks that MJPEG frames and stats arrive in the
 browser, that the on/off button changes the picture the browser shows, that the slider and the direction
-button reach the engine, takes a screenshot, and quits from the page. Skipped where Chromium is absent
-(`.ci/run` installs it with `apt-get install chromium`).
+button reach the engine and the hair button turns the hair stage on, takes a screenshot, and quits from the
+page. Skipped where Chromium is absent (`.ci/run` installs it with `apt-get install chromium`).
 
 The DevTools client is a few lines of stdlib websocket code, so the test needs no browser-driver package.
 """
@@ -296,6 +296,11 @@ def test_preview_page_in_headless_chromium(
             wait_for(lambda: controls.snapshot().strength == 0.45, 5, "the strength to change")
             browser.js("document.getElementById('direction').click()")
             wait_for(lambda: controls.snapshot().direction == "younger", 5, "the direction to switch")
+            browser.js("document.getElementById('hair').click()")
+            wait_for(lambda: controls.snapshot().hair, 5, "the hair stage to turn on")
+            wait_for(
+                lambda: browser.js("document.getElementById('stat-hair').textContent") == "on", 5, "hair 'on'"
+            )
 
             shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
             path = tmp_path / "preview.png"

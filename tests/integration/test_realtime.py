@@ -254,6 +254,7 @@ def test_cli_webcam_runs_a_file_source(
         "strength": 0.5,
         "quit": False,
         "target_age": None,
+        "hair": False,
     }
     assert (d["width"], d["height"]) == (320, 240)
     with av.open(str(tmp_path / "o.mkv")) as c:
@@ -402,11 +403,19 @@ def test_live_age_hair_greys_the_hair_beside_the_face_and_follows_the_controls(
     """`webcam --age-hair`: with the hair stage on, aging 30 → 70 lightens the hair around the face and takes
     its colour, where the same run without the stage leaves those pixels as captured, also on the frames
     between those the matte is found on (every third); at strength 0 (the controls) the hair is left as it
-    was."""
+    was. Without the flag, the `h` key turns the stage on and off while the session runs."""
     from faceage_video.face.hair import HairOptions
 
-    def run(hair: HairOptions, strength: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    def run(
+        hair: HairOptions, strength: float = 1.0, keys: dict[int, str] | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         got: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def on_frame(f: Any, img: np.ndarray) -> None:
+            got.append((f.image.copy(), img.copy()))
+            if keys and len(got) in keys:
+                assert s.controls.handle_key(ord(keys[len(got)]))
+
         opts = RealtimeOptions(
             source=str(short_clip),
             warmup_s=0.5,
@@ -423,7 +432,8 @@ def test_live_age_hair_greys_the_hair_beside_the_face_and_follows_the_controls(
             outputs=(str(tmp_path / f"o{len(runs)}.mkv"),),
             max_seconds=120.0,
         )
-        with RealtimeSession(opts, on_frame=lambda f, img: got.append((f.image.copy(), img.copy()))) as s:
+        with RealtimeSession(opts, on_frame=on_frame) as s:
+            assert s.controls.snapshot().hair == hair.enabled
             segmenter, calls = s.analyzer.segmenter, [0]
             if segmenter is not None:
 
@@ -453,3 +463,12 @@ def test_live_age_hair_greys_the_hair_beside_the_face_and_follows_the_controls(
         assert h[new].astype(float).mean() - src[new].astype(float).mean() > 10.0
         assert np.ptp(h[new].astype(float), axis=1).mean() < np.ptp(src[new].astype(float), axis=1).mean()
         assert np.array_equal(z, src)  # strength 0: neither the face nor the hair changes
+
+    # The hair key, without the flag: on after frame 8, off again after frame 16 (the matte found afresh).
+    toggled = run(HairOptions(every=LIVE_HAIR_EVERY), keys={8: "h", 16: "h"})
+    hair_only = [
+        int((np.all(f == src, axis=2) & (np.abs(t.astype(np.int16) - f).max(axis=2) > 10)).sum())
+        for (src, t), (_, f) in zip(toggled, face, strict=False)
+    ]
+    assert max(hair_only[5:8] + hair_only[16:]) < 50, hair_only
+    assert min(hair_only[8:16]) > 2000, hair_only

@@ -62,6 +62,12 @@ def test_controls_keys_and_commands() -> None:
     assert c.apply({"direction": "older"})["direction"] == "older"
     with pytest.raises(Exception, match="unknown action"):
         c.apply({"action": "explode"})
+    assert not c.snapshot().hair and c.handle_key(ord("h")) and c.snapshot().hair
+    assert c.apply({"action": "hair"})["hair"] is False
+    assert c.apply({"hair": True})["hair"] is True
+    with pytest.raises(Exception, match="hair must be true or false"):
+        c.apply({"hair": "yes"})
+    assert LiveControls(hair=True).snapshot().hair
     c.handle_key(ord("q"))
     assert c.snapshot().quit
 
@@ -162,6 +168,7 @@ def test_report_is_typed_and_its_json_keeps_the_schema() -> None:
         "strength": 1.0,
         "quit": False,
         "target_age": None,
+        "hair": False,
     }
     assert d["generate_every"] == {"adaptive": True, "k": 1, "k_max": 2}
     assert set(d["rolling"]) == {"fps", "p50", "p95", "gen_fps"}
@@ -271,6 +278,8 @@ def test_hud_shows_each_face_own_age_and_the_target() -> None:
     aimed = replace(state, target_age=60.0)
     assert hud_lines(aimed, 2, r, 0.0, 1, [31.4, 47.6])[0].endswith("faces 2  31/48->60 y")
     assert hud_lines(aimed, 1, r, 0.0, 1)[0].endswith("target 60 y")  # --input-age given: none estimated
+    assert "hair" not in hud_lines(state, 1, r, 0.0, 1)[0]
+    assert hud_lines(replace(state, hair=True), 1, r, 0.0, 1)[0].startswith("ON  older x1.0  hair  faces 1")
 
 
 def test_toward_sends_each_face_its_own_way_to_the_target() -> None:
