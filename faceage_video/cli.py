@@ -310,7 +310,7 @@ def webcam(
     ] = False,
 ) -> None:
     """Age or de-age faces live: camera, stream or real-time file to a window, virtual camera, stream, file
-    or preview page. Keys (window and page): space on/off, +/- strength, d direction, q quit."""
+    or preview page. Keys (window and page): space on/off, +/- strength, d direction, h hair, q quit."""
     from faceage_video.engine.generator import EngineOptions
     from faceage_video.engine.temporal import TemporalOptions
     from faceage_video.face.blend import BlendOptions

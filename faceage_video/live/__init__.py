@@ -3,7 +3,8 @@
 One file per purpose:
 - `options`: `RealtimeOptions`, the choices (`Literal`s) and what a `--source`/`--output` names;
 - `handoff`: `LatestSlot`, the keep-the-newest hand-off between threads (the drop policy);
-- `controls`: on/off, direction and strength, driven by keys, the preview page or an embedding app;
+- `controls`: on/off, direction, strength, target age and hair, driven by keys, the preview page or an
+  embedding app;
 - `stats`: counters and samples, and the typed `LiveReport` a run returns;
 - `sources`: camera, URL and file sources, and the capture thread;
 - `generation`: the generator's pacing, its thread (or inline), the engines and the residual cache;

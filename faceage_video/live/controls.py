@@ -1,4 +1,5 @@
-"""The live controls: on/off, direction and strength, shared by the window keys, the preview page and the loop."""
+"""The live controls: on/off, direction, strength, target age and hair, shared by the window keys, the
+preview page and the loop."""
 
 from __future__ import annotations
 
@@ -111,8 +112,8 @@ class LiveControls:
         return self._update(quit=True)
 
     def handle_key(self, key: int | str) -> bool:
-        """Apply one key: space toggles, +/= and - change the strength, d switches direction, h toggles the hair,
-        q or Esc quits.
+        """Apply one key: space toggles, +/= and - change the strength, d switches direction, h toggles the
+        hair, q or Esc quits.
 
         Returns:
             True when the key meant something.

@@ -44,8 +44,8 @@ def hud_lines(
         own = "/".join(f"{a:.0f}" for a in own_ages)
         ages = f"  {own}->{state.target_age:.0f} y" if own else f"  target {state.target_age:.0f} y"
     return [
-        f"{'ON ' if state.enabled else 'OFF'} {state.direction} x{state.strength:.1f}{'  hair' if state.hair else ''}"
-        f"  faces {faces}{ages}",
+        f"{'ON ' if state.enabled else 'OFF'} {state.direction} x{state.strength:.1f}"
+        f"{'  hair' if state.hair else ''}  faces {faces}{ages}",
         f"{r.fps:4.1f} fps  lat p50 {r.p50:3.0f} p95 {r.p95:3.0f} ms",
         f"drops {drop_pct:4.1f}%  gen {r.gen_fps:4.1f}/s (1/{k})",
     ]
