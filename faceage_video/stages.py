@@ -209,9 +209,7 @@ class FaceAnalyzer:
             ended = [t.track_id for t in self.tracker.tracks]
             self.tracker.reset()
             self.stabilizer.reset()
-            self.hair_smoother.reset()
-            self._hair_count = 0
-            self._hair_seen.clear()
+            self._reset_hair()
         detections = self.landmarker.detect(frame.image, round(frame.time_s * 1000))
         tracked = self.tracker.update(detections, frame.time_s)
         ended += self.tracker.ended
@@ -266,6 +264,10 @@ class FaceAnalyzer:
         if on and self.segmenter is None:
             self.segmenter = PersonSegmenter()
         self.hair_on = on
+        self._reset_hair()
+
+    def _reset_hair(self) -> None:
+        """Forget every track's matte, so each is found afresh on the next frame with faces."""
         self.hair_smoother.reset()
         self._hair_count = 0
         self._hair_seen.clear()
@@ -275,9 +277,7 @@ class FaceAnalyzer:
         stays warm; its timestamps keep increasing)."""
         self.tracker.reset()
         self.stabilizer.reset()
-        self.hair_smoother.reset()
-        self._hair_count = 0
-        self._hair_seen.clear()
+        self._reset_hair()
         self.cuts = SceneCutDetector(self._cut_threshold)
 
     def _mesh_job(self, image: Frame, face: TrackedFace) -> FaceJob:
